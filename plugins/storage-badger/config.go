@@ -1,0 +1,134 @@
+package storagebadger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Defaults applied by ParseConfig and DefaultConfig.
+const (
+	DefaultMaxValueBytes = 1 << 20  // 1 MiB per payload or KV value
+	DefaultMemTableBytes = 64 << 20 // Badger's own default
+	DefaultCacheBytes    = 64 << 20
+
+	// minMemTableBytes keeps Badger's per-transaction limit (15% of the
+	// memtable) above one maximal value plus keys.
+	minMemTableBytes = 1 << 20
+	maxMaxValueBytes = 64 << 20
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("storage-badger: invalid config")
+
+// Config configures a Store. Build it with ParseConfig (from the plugin's
+// raw JSON) or DefaultConfig: the zero value has SyncWrites off, which is
+// not the durable default.
+type Config struct {
+	// Dir is the database directory; created if missing. Required.
+	Dir string `json:"dir"`
+	// SyncWrites makes every commit fsync before the call returns, so an
+	// acknowledged write survives power loss. Default true. Off, writes
+	// survive a process crash (SIGKILL) but not power loss or a kernel crash.
+	SyncWrites bool `json:"sync_writes"`
+	// MaxValueBytes bounds one mailbox payload or KV value.
+	MaxValueBytes int `json:"max_value_bytes"`
+	// MemTableBytes is Badger's memtable size. Badger refuses a transaction
+	// larger than 15% of it; such a batch gets ErrInvalidArgument.
+	MemTableBytes int64 `json:"memtable_bytes"`
+	// CacheBytes is Badger's block cache size.
+	CacheBytes int64 `json:"cache_bytes"`
+	// Logger receives Badger's logs. Default slog.Default(). Not in JSON.
+	Logger *slog.Logger `json:"-"`
+}
+
+// DefaultConfig returns the defaults for a database in dir.
+func DefaultConfig(dir string) Config {
+	return Config{
+		Dir:           dir,
+		SyncWrites:    true,
+		MaxValueBytes: DefaultMaxValueBytes,
+		MemTableBytes: DefaultMemTableBytes,
+		CacheBytes:    DefaultCacheBytes,
+	}
+}
+
+// rawConfig mirrors Config with pointers, so that absent keys take their
+// defaults while explicit zeros and false are kept.
+type rawConfig struct {
+	Dir           *string `json:"dir"`
+	SyncWrites    *bool   `json:"sync_writes"`
+	MaxValueBytes *int    `json:"max_value_bytes"`
+	MemTableBytes *int64  `json:"memtable_bytes"`
+	CacheBytes    *int64  `json:"cache_bytes"`
+}
+
+// ParseConfig decodes the plugin's raw JSON config, applies defaults and
+// validates the result. Unknown keys are refused, so a typo does not
+// silently fall back to a default.
+func ParseConfig(raw []byte) (Config, error) {
+	var r rawConfig
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Config{}, fmt.Errorf("%w: decoding JSON: %v", ErrConfig, err)
+	}
+	if dec.More() {
+		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
+	}
+	cfg := DefaultConfig("")
+	if r.Dir != nil {
+		cfg.Dir = *r.Dir
+	}
+	if r.SyncWrites != nil {
+		cfg.SyncWrites = *r.SyncWrites
+	}
+	if r.MaxValueBytes != nil {
+		cfg.MaxValueBytes = *r.MaxValueBytes
+	}
+	if r.MemTableBytes != nil {
+		cfg.MemTableBytes = *r.MemTableBytes
+	}
+	if r.CacheBytes != nil {
+		cfg.CacheBytes = *r.CacheBytes
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate reports the first thing wrong with cfg. Zero sizes are refused
+// here; Open fills them with defaults before validating.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "":
+		return fmt.Errorf("%w: dir is required", ErrConfig)
+	case c.MaxValueBytes <= 0 || c.MaxValueBytes > maxMaxValueBytes:
+		return fmt.Errorf("%w: max_value_bytes is %d, want 1..%d", ErrConfig, c.MaxValueBytes, maxMaxValueBytes)
+	case c.MemTableBytes < minMemTableBytes:
+		return fmt.Errorf("%w: memtable_bytes is %d, want at least %d", ErrConfig, c.MemTableBytes, minMemTableBytes)
+	case int64(c.MaxValueBytes) > c.MemTableBytes*15/100-1024:
+		return fmt.Errorf("%w: max_value_bytes %d does not fit one Badger transaction (15%% of memtable_bytes %d)",
+			ErrConfig, c.MaxValueBytes, c.MemTableBytes)
+	case c.CacheBytes < 0:
+		return fmt.Errorf("%w: cache_bytes is %d, want >= 0", ErrConfig, c.CacheBytes)
+	}
+	return nil
+}
+
+// withDefaults fills zero sizes (a Config built by hand) with defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MemTableBytes == 0 {
+		c.MemTableBytes = DefaultMemTableBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

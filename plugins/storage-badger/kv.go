@@ -1,0 +1,228 @@
+package storagebadger
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+const (
+	defaultKVListLimit = 1000
+	maxKVListLimit     = 10000
+)
+
+func validNamespace(ns string) error {
+	if ns == "" || len(ns) > maxNamespaceBytes {
+		return fmt.Errorf("namespace of %d bytes, want 1..%d: %w", len(ns), maxNamespaceBytes, interfaces.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func validKey(i int, key []byte) error {
+	if len(key) == 0 || len(key) > maxKeyBytes {
+		return fmt.Errorf("key %d has %d bytes, want 1..%d: %w", i, len(key), maxKeyBytes, interfaces.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (s *Store) validKeys(op, ns string, keys [][]byte) error {
+	if err := validNamespace(ns); err != nil {
+		return fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	for i, k := range keys {
+		if err := validKey(i, k); err != nil {
+			return fmt.Errorf("storage-badger: %s: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// KVPut implements interfaces.KV. Entries apply in request order inside
+// one transaction: an IfAbsent entry whose key an earlier entry of the
+// same batch wrote is not applied; a plain entry overwrites. An expired
+// key counts as absent.
+func (s *Store) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*interfaces.KVPutResponse, error) {
+	const op = "kv put"
+	if err := s.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if req == nil {
+		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := validNamespace(req.Namespace); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	for i, e := range req.Entries {
+		if err := validKey(i, e.Key); err != nil {
+			return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+		}
+		if e.Lifetime < 0 {
+			return nil, fmt.Errorf("storage-badger: %s: entry %d: lifetime %v is negative: %w", op, i, e.Lifetime, interfaces.ErrInvalidArgument)
+		}
+		if len(e.Value) > s.cfg.MaxValueBytes {
+			return nil, fmt.Errorf("storage-badger: %s: entry %d: value of %d bytes exceeds max_value_bytes %d: %w",
+				op, i, len(e.Value), s.cfg.MaxValueBytes, interfaces.ErrInvalidArgument)
+		}
+	}
+	applied := make([]bool, len(req.Entries))
+	if len(req.Entries) == 0 {
+		return &interfaces.KVPutResponse{Applied: applied}, nil
+	}
+	err := s.update(ctx, op, func(txn *badger.Txn) error {
+		now := time.Now()
+		for i, e := range req.Entries {
+			key := kvKey(req.Namespace, e.Key)
+			applied[i] = false
+			if e.IfAbsent {
+				_, err := txn.Get(key)
+				if err == nil {
+					continue
+				}
+				if err != badger.ErrKeyNotFound {
+					return err
+				}
+			}
+			be := badger.NewEntry(key, e.Value)
+			if e.Lifetime > 0 {
+				be.ExpiresAt = expiresAt(now, e.Lifetime)
+			}
+			if err := txn.SetEntry(be); err != nil {
+				return err
+			}
+			applied[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &interfaces.KVPutResponse{Applied: applied}, nil
+}
+
+// KVGet implements interfaces.KV. A found key with an empty value gives a
+// non-nil empty slice, so callers can tell it from a missing key by Found.
+func (s *Store) KVGet(ctx context.Context, req *interfaces.KVGetRequest) (*interfaces.KVGetResponse, error) {
+	const op = "kv get"
+	if err := s.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if req == nil {
+		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := s.validKeys(op, req.Namespace, req.Keys); err != nil {
+		return nil, err
+	}
+	resp := &interfaces.KVGetResponse{Values: make([][]byte, len(req.Keys)), Found: make([]bool, len(req.Keys))}
+	err := s.view(op, func(txn *badger.Txn) error {
+		for i, k := range req.Keys {
+			item, err := txn.Get(kvKey(req.Namespace, k))
+			if err == badger.ErrKeyNotFound {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				v = []byte{}
+			}
+			resp.Values[i], resp.Found[i] = v, true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// KVDelete implements interfaces.KV.
+func (s *Store) KVDelete(ctx context.Context, req *interfaces.KVDeleteRequest) (*interfaces.KVDeleteResponse, error) {
+	const op = "kv delete"
+	if err := s.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if req == nil {
+		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := s.validKeys(op, req.Namespace, req.Keys); err != nil {
+		return nil, err
+	}
+	if len(req.Keys) == 0 {
+		return &interfaces.KVDeleteResponse{}, nil
+	}
+	err := s.update(ctx, op, func(txn *badger.Txn) error {
+		for _, k := range req.Keys {
+			if err := txn.Delete(kvKey(req.Namespace, k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &interfaces.KVDeleteResponse{}, nil
+}
+
+// KVList implements interfaces.KV. After need not start with Prefix: the
+// scan starts at whichever of the two comes later in byte order.
+func (s *Store) KVList(ctx context.Context, req *interfaces.KVListRequest) (*interfaces.KVListResponse, error) {
+	const op = "kv list"
+	if err := s.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if req == nil {
+		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := validNamespace(req.Namespace); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	if len(req.Prefix) > maxKeyBytes || len(req.After) > maxKeyBytes {
+		return nil, fmt.Errorf("storage-badger: %s: prefix or after longer than %d bytes: %w", op, maxKeyBytes, interfaces.ErrInvalidArgument)
+	}
+	limit, err := clampLimit(req.Limit, defaultKVListLimit, maxKVListLimit)
+	if err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	nsPrefix := kvPrefix(req.Namespace, 0)
+	prefix := kvKey(req.Namespace, req.Prefix)
+	start := prefix
+	if req.After != nil {
+		// The smallest key strictly after After is After followed by 0x00.
+		afterNext := append(kvKey(req.Namespace, req.After), 0)
+		if bytes.Compare(afterNext, start) > 0 {
+			start = afterNext
+		}
+	}
+	keys := [][]byte{}
+	err = s.view(op, func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix(prefix) && len(keys) < limit; it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			keys = append(keys, bytes.Clone(it.Item().Key()[len(nsPrefix):]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &interfaces.KVListResponse{Keys: keys}, nil
+}

@@ -1,0 +1,149 @@
+package storagebadger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// maxAttempts bounds the retries of a transaction that lost a write
+// conflict to a concurrent one (same mailbox counter, same tag or key).
+const maxAttempts = 64
+
+// Store is the Badger-backed interfaces.Storage. Safe for concurrent use.
+type Store struct {
+	db  *badger.DB
+	cfg Config
+
+	// mu guards closed; every call holds it for reading so that Close
+	// waits for calls in flight instead of pulling the DB from under them.
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ interfaces.Storage = (*Store)(nil)
+
+// Open opens (or creates) the database in cfg.Dir. Zero sizes in cfg take
+// their defaults; SyncWrites is taken as given (see Config).
+func Open(cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithSyncWrites(cfg.SyncWrites).
+		WithLogger(slogAdapter{cfg.Logger}).
+		WithLoggingLevel(badger.DEBUG).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(cfg.MemTableBytes).
+		WithBlockCacheSize(cfg.CacheBytes).
+		// Badger's default threshold (1 MiB) is refused with a small
+		// memtable; values under it stay in the LSM tree.
+		WithValueThreshold(min(int64(1<<20), cfg.MemTableBytes*15/100))
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("storage-badger: opening %s: %w", cfg.Dir, err)
+	}
+	cfg.Logger.Debug("storage-badger opened", "dir", cfg.Dir, "sync_writes", cfg.SyncWrites)
+	return &Store{db: db, cfg: cfg}, nil
+}
+
+// Close flushes and closes the database. Calls after Close fail with
+// interfaces.ErrUnavailable. Closing twice is not an error.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("storage-badger: closing: %w", err)
+	}
+	return nil
+}
+
+// enter starts a call: it fails when the store is closed or ctx is done.
+// On success the caller must call s.mu.RUnlock.
+func (s *Store) enter(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return fmt.Errorf("storage-badger: %s: store closed: %w", op, interfaces.ErrUnavailable)
+	}
+	return nil
+}
+
+// update runs fn in a read-write transaction and commits it, retrying on
+// write conflicts. fn may run several times and must not keep results of
+// an attempt that did not commit. ctx is checked before every attempt and
+// just before the commit; once the commit starts it runs to completion, so
+// a cancelled call has either written everything or nothing.
+func (s *Store) update(ctx context.Context, op string, fn func(txn *badger.Txn) error) error {
+	var err error
+	for range maxAttempts {
+		if cerr := ctx.Err(); cerr != nil {
+			return fmt.Errorf("storage-badger: %s: %w", op, cerr)
+		}
+		err = s.tryUpdate(ctx, fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, badger.ErrTxnTooBig):
+		return fmt.Errorf("storage-badger: %s: batch exceeds one atomic Badger transaction (memtable_bytes %d): %w",
+			op, s.cfg.MemTableBytes, interfaces.ErrInvalidArgument)
+	case errors.Is(err, badger.ErrConflict):
+		return fmt.Errorf("storage-badger: %s: still conflicting after %d attempts: %w", op, maxAttempts, interfaces.ErrUnavailable)
+	case errors.Is(err, interfaces.ErrInvalidArgument), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("storage-badger: %s: %w", op, err)
+	default:
+		return fmt.Errorf("storage-badger: %s: badger: %w", op, err)
+	}
+}
+
+func (s *Store) tryUpdate(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return txn.Commit()
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(op string, fn func(txn *badger.Txn) error) error {
+	if err := s.db.View(fn); err != nil {
+		if errors.Is(err, interfaces.ErrInvalidArgument) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("storage-badger: %s: %w", op, err)
+		}
+		return fmt.Errorf("storage-badger: %s: badger: %w", op, err)
+	}
+	return nil
+}
+
+// clampLimit turns a request's Limit into the number of entries to return.
+func clampLimit(limit, def, maxLimit int) (int, error) {
+	switch {
+	case limit < 0:
+		return 0, fmt.Errorf("limit %d is negative: %w", limit, interfaces.ErrInvalidArgument)
+	case limit == 0:
+		return def, nil
+	case limit > maxLimit:
+		return maxLimit, nil
+	}
+	return limit, nil
+}
