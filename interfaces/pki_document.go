@@ -1,0 +1,248 @@
+package interfaces
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Limits of the document encoding.
+const (
+	MaxDocumentNodes = 4096
+	MaxLayers        = 16
+	documentVersion  = 1
+)
+
+// NetworkParams are the parameters every member of a network must share.
+// Geometry is given as plain numbers (the Sphinx package derives the rest).
+type NetworkParams struct {
+	Hops        uint8   // mix hops of a forward path, providers excluded
+	PayloadLen  uint32  // user forward payload length in bytes
+	Layers      uint8   // number of mix layers
+	Mu          float64 // rate of the per-hop Exp(μ) delay, per second
+	LambdaP     float64 // client payload rate, per second
+	LambdaL     float64 // client loop cover rate
+	LambdaD     float64 // client drop cover rate
+	LambdaM     float64 // mix loop cover rate
+	EpochPeriod time.Duration
+}
+
+// Validate refuses parameters no network can run with, and floats that have
+// more than one encoding (NaN, negative zero) or none that makes sense.
+func (p *NetworkParams) Validate() error {
+	switch {
+	case p.Hops == 0:
+		return fmt.Errorf("%w: zero hops", ErrMalformed)
+	case p.PayloadLen == 0:
+		return fmt.Errorf("%w: zero payload length", ErrMalformed)
+	case p.Layers == 0 || p.Layers > MaxLayers:
+		return fmt.Errorf("%w: %d layers", ErrMalformed, p.Layers)
+	case p.EpochPeriod <= 0:
+		return fmt.Errorf("%w: epoch period %v", ErrMalformed, p.EpochPeriod)
+	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"mu", p.Mu}, {"lambda_p", p.LambdaP}, {"lambda_l", p.LambdaL}, {"lambda_d", p.LambdaD}, {"lambda_m", p.LambdaM}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 || math.Signbit(f.v) {
+			return fmt.Errorf("%w: %s = %v", ErrMalformed, f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// Document is the PKI's answer for one epoch: the network's parameters and
+// every valid descriptor for that epoch, sorted by identity. Its canonical
+// encoding is hashed with SHA-256; two members hold the same view exactly
+// when their hashes are equal.
+type Document struct {
+	Network string
+	Epoch   uint64
+	Params  NetworkParams
+	Nodes   []*SignedDescriptor // ascending by Identity, one per identity
+}
+
+// NewDocument builds a document from descriptors in any order. Every
+// descriptor must verify and be for this network and epoch; two for one
+// identity are refused (an assembler excludes equivocators first).
+func NewDocument(network string, epoch uint64, params NetworkParams, nodes []*SignedDescriptor) (*Document, error) {
+	d := &Document{Network: network, Epoch: epoch, Params: params, Nodes: slices.Clone(nodes)}
+	slices.SortFunc(d.Nodes, func(a, b *SignedDescriptor) int {
+		return bytes.Compare(a.Descriptor.Identity, b.Descriptor.Identity)
+	})
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Validate checks everything ParseDocument checks, on a decoded value.
+func (d *Document) Validate() error {
+	if d.Network == "" || len(d.Network) > MaxNetworkLen {
+		return fmt.Errorf("%w: network name of %d bytes", ErrMalformed, len(d.Network))
+	}
+	if err := d.Params.Validate(); err != nil {
+		return err
+	}
+	if len(d.Nodes) > MaxDocumentNodes {
+		return fmt.Errorf("%w: %d nodes exceed %d", ErrMalformed, len(d.Nodes), MaxDocumentNodes)
+	}
+	for i, n := range d.Nodes {
+		if n == nil {
+			return fmt.Errorf("%w: node %d is nil", ErrMalformed, i)
+		}
+		if err := n.Verify(); err != nil {
+			return fmt.Errorf("node %d: %w", i, err)
+		}
+		if n.Descriptor.Network != d.Network || n.Descriptor.Epoch != d.Epoch {
+			return fmt.Errorf("%w: node %d is for network %q epoch %d, document for %q epoch %d",
+				ErrMalformed, i, n.Descriptor.Network, n.Descriptor.Epoch, d.Network, d.Epoch)
+		}
+		if i > 0 && bytes.Compare(d.Nodes[i-1].Descriptor.Identity, n.Descriptor.Identity) >= 0 {
+			return fmt.Errorf("%w: nodes not in strictly ascending identity order at %d", ErrMalformed, i)
+		}
+	}
+	return nil
+}
+
+// Encode returns the canonical encoding.
+func (d *Document) Encode() ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	var w pkiWriter
+	w.u8(documentVersion)
+	w.bytes8([]byte(d.Network))
+	w.u64(d.Epoch)
+	p := d.Params
+	w.u8(p.Hops)
+	w.u32(p.PayloadLen)
+	w.u8(p.Layers)
+	w.f64(p.Mu)
+	w.f64(p.LambdaP)
+	w.f64(p.LambdaL)
+	w.f64(p.LambdaD)
+	w.f64(p.LambdaM)
+	w.u64(uint64(p.EpochPeriod))
+	w.u16(uint16(len(d.Nodes)))
+	for _, n := range d.Nodes {
+		w.bytes16(n.Raw)
+	}
+	return w.b, nil
+}
+
+// Hash returns SHA-256 of the canonical encoding.
+func (d *Document) Hash() ([32]byte, error) {
+	b, err := d.Encode()
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(b), nil
+}
+
+// MaxDocumentSize bounds an encoded document.
+const MaxDocumentSize = 128 + MaxDocumentNodes*(2+MaxDescriptorSize)
+
+// ParseDocument decodes, verifies and checks a document: canonical encoding
+// only, no trailing bytes, every descriptor signed, for this network and
+// epoch, in strictly ascending identity order. It never panics.
+func ParseDocument(b []byte) (*Document, error) {
+	if len(b) > MaxDocumentSize {
+		return nil, fmt.Errorf("%w: document of %d bytes", ErrMalformed, len(b))
+	}
+	r := pkiReader{b: b}
+	if v := r.u8(); r.err == nil && v != documentVersion {
+		return nil, fmt.Errorf("%w: document version %d, want %d", ErrMalformed, v, documentVersion)
+	}
+	d := &Document{}
+	d.Network = string(r.bytes8(MaxNetworkLen))
+	d.Epoch = r.u64()
+	p := &d.Params
+	p.Hops = r.u8()
+	p.PayloadLen = r.u32()
+	p.Layers = r.u8()
+	p.Mu = r.f64()
+	p.LambdaP = r.f64()
+	p.LambdaL = r.f64()
+	p.LambdaD = r.f64()
+	p.LambdaM = r.f64()
+	period := r.u64()
+	if period > math.MaxInt64 {
+		return nil, fmt.Errorf("%w: epoch period overflows", ErrMalformed)
+	}
+	p.EpochPeriod = time.Duration(period)
+	n := int(r.u16())
+	if n > MaxDocumentNodes {
+		return nil, fmt.Errorf("%w: %d nodes", ErrMalformed, n)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		raw := r.bytes16(MaxDescriptorSize)
+		if r.err != nil {
+			break
+		}
+		sd, err := ParseSignedDescriptor(raw)
+		if err != nil {
+			return nil, fmt.Errorf("node %d: %w", i, err)
+		}
+		d.Nodes = append(d.Nodes, sd)
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.off != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b)-r.off)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Layers assigns every mix of the document to one of Params.Layers layers
+// and returns them, layer 0 first. The assignment is a pure function of the
+// document: mixes are ordered by SHA-256("sotto layer" || network || epoch ||
+// identity) and dealt round-robin, so every member computes the same layers,
+// layers differ in size by at most one, and a node cannot choose its layer
+// (short of grinding identities, see docs/SPEC.md).
+func (d *Document) Layers() [][]*SignedDescriptor {
+	type ranked struct {
+		key [32]byte
+		n   *SignedDescriptor
+	}
+	var mixes []ranked
+	for _, n := range d.Nodes {
+		if n.Descriptor.Role != RoleMix {
+			continue
+		}
+		h := sha256.New()
+		h.Write([]byte("sotto layer\x00"))
+		h.Write([]byte(d.Network))
+		h.Write(binary.BigEndian.AppendUint64(nil, d.Epoch))
+		h.Write(n.Descriptor.Identity)
+		var r ranked
+		h.Sum(r.key[:0])
+		r.n = n
+		mixes = append(mixes, r)
+	}
+	slices.SortFunc(mixes, func(a, b ranked) int { return bytes.Compare(a.key[:], b.key[:]) })
+	layers := make([][]*SignedDescriptor, max(1, int(d.Params.Layers)))
+	for i, m := range mixes {
+		layers[i%len(layers)] = append(layers[i%len(layers)], m.n)
+	}
+	return layers
+}
+
+// Providers returns the document's providers in identity order.
+func (d *Document) Providers() []*SignedDescriptor {
+	var out []*SignedDescriptor
+	for _, n := range d.Nodes {
+		if n.Descriptor.Role == RoleProvider {
+			out = append(out, n)
+		}
+	}
+	return out
+}

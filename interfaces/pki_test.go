@@ -1,0 +1,300 @@
+package interfaces
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var updatePKI = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+func testKey(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+}
+
+func testDescriptor(seed byte, epoch uint64, role Role) (*Descriptor, ed25519.PrivateKey) {
+	k := testKey(seed)
+	d := &Descriptor{
+		Network:  "testnet",
+		Epoch:    epoch,
+		Identity: k.Public().(ed25519.PublicKey),
+		PeerID:   append([]byte{0x00, 0x24}, bytes.Repeat([]byte{seed}, 36)...),
+		Addrs:    [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}},
+		Role:     role,
+	}
+	for i := range d.SphinxKeys {
+		d.SphinxKeys[i] = sha256.Sum256([]byte{seed, byte(epoch), byte(i)})
+	}
+	return d, k
+}
+
+func mustSign(t testing.TB, d *Descriptor, k ed25519.PrivateKey) *SignedDescriptor {
+	t.Helper()
+	sd, err := SignDescriptor(d, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sd
+}
+
+func testParams() NetworkParams {
+	return NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 2, LambdaP: 1, LambdaL: 0.5, LambdaD: 0.5, LambdaM: 0.25, EpochPeriod: 20 * time.Minute}
+}
+
+func TestDescriptorRoundTrip(t *testing.T) {
+	d, k := testDescriptor(1, 7, RoleMix)
+	d.Accounting = []byte("channel-id")
+	sd := mustSign(t, d, k)
+	got, err := ParseSignedDescriptor(sd.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Raw, sd.Raw) || got.Descriptor.Epoch != 7 || string(got.Descriptor.Accounting) != "channel-id" {
+		t.Fatalf("round trip changed the descriptor: %+v", got.Descriptor)
+	}
+}
+
+func TestDescriptorRejects(t *testing.T) {
+	d, k := testDescriptor(2, 1, RoleProvider)
+	good := mustSign(t, d, k).Raw
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
+	other, _ := testDescriptor(3, 1, RoleProvider)
+	tests := []struct {
+		name string
+		raw  []byte
+		want error
+	}{
+		{"a flipped signature bit is a bad signature", flip(len(good) - 1), ErrBadSignature},
+		{"a flipped epoch bit is a bad signature", flip(1 + 1 + len("testnet") + 7), ErrBadSignature},
+		{"trailing bytes are malformed", append(bytes.Clone(good), 0), ErrMalformed},
+		{"a truncated descriptor is malformed", good[:len(good)-65], ErrMalformed},
+		{"an empty input is malformed", nil, ErrMalformed},
+		{"an oversized input is malformed", make([]byte, MaxDescriptorSize+1), ErrMalformed},
+		{"an unknown version is malformed", flip(0), ErrMalformed},
+		{"a descriptor signed by another key is a bad signature", func() []byte {
+			o := *other
+			o.Identity = d.Identity
+			body, _ := o.encodeBody()
+			return append(body, ed25519.Sign(testKey(3), append([]byte(descriptorSigLabel), body...))...)
+		}(), ErrBadSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseSignedDescriptor(tt.raw)
+			if !errors.Is(err, tt.want) || !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("error = %v, want %v (and ErrInvalidArgument)", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSignDescriptorRefusesBadFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Descriptor)
+	}{
+		{"an empty network", func(d *Descriptor) { d.Network = "" }},
+		{"no addresses", func(d *Descriptor) { d.Addrs = nil }},
+		{"too many addresses", func(d *Descriptor) { d.Addrs = make([][]byte, MaxAddrs+1) }},
+		{"an unknown role", func(d *Descriptor) { d.Role = 9 }},
+		{"oversized accounting info", func(d *Descriptor) { d.Accounting = make([]byte, MaxAccountingLen+1) }},
+		{"a key that is not the identity's", func(d *Descriptor) { d.Identity = testKey(99).Public().(ed25519.PublicKey) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is refused", func(t *testing.T) {
+			d, k := testDescriptor(4, 1, RoleMix)
+			tt.mutate(d)
+			if _, err := SignDescriptor(d, k); !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("error = %v, want ErrInvalidArgument", err)
+			}
+		})
+	}
+}
+
+func TestCheckEpochWindow(t *testing.T) {
+	tests := []struct {
+		name             string
+		desc, now, ahead uint64
+		ok               bool
+	}{
+		{"the current epoch is accepted", 10, 10, 2, true},
+		{"the next epochs within the window are accepted", 12, 10, 2, true},
+		{"an expired epoch is refused", 9, 10, 2, false},
+		{"an epoch beyond the window is refused", 13, 10, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckEpochWindow(tt.desc, tt.now, tt.ahead)
+			if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrEpochWindow)) {
+				t.Fatalf("error = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func testDocument(t testing.TB, n int) *Document {
+	t.Helper()
+	var nodes []*SignedDescriptor
+	for i := range n {
+		role := RoleMix
+		if i%5 == 0 {
+			role = RoleProvider
+		}
+		d, k := testDescriptor(byte(i+10), 5, role)
+		nodes = append(nodes, mustSign(t, d, k))
+	}
+	doc, err := NewDocument("testnet", 5, testParams(), nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func TestDocumentRoundTripAndHash(t *testing.T) {
+	doc := testDocument(t, 12)
+	enc, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseDocument(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := doc.Hash()
+	h2, _ := got.Hash()
+	if h1 != h2 || h1 != sha256.Sum256(enc) {
+		t.Fatal("hash changed across a round trip")
+	}
+	// The same descriptors handed over in reverse give the same document.
+	rev := make([]*SignedDescriptor, len(doc.Nodes))
+	for i, n := range doc.Nodes {
+		rev[len(rev)-1-i] = n
+	}
+	doc2, err := NewDocument("testnet", 5, testParams(), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h3, _ := doc2.Hash(); h3 != h1 {
+		t.Fatal("document hash depends on input order")
+	}
+}
+
+func TestDocumentRejects(t *testing.T) {
+	doc := testDocument(t, 4)
+	enc, _ := doc.Encode()
+	wrongEpoch, k := testDescriptor(50, 6, RoleMix)
+	tests := []struct {
+		name  string
+		build func() ([]byte, error)
+	}{
+		{"trailing bytes", func() ([]byte, error) { return append(bytes.Clone(enc), 1), nil }},
+		{"a truncated document", func() ([]byte, error) { return enc[:len(enc)-3], nil }},
+		{"nodes out of order", func() ([]byte, error) {
+			d := *doc
+			d.Nodes = []*SignedDescriptor{doc.Nodes[1], doc.Nodes[0]}
+			var w pkiWriter
+			b, _ := (&Document{Network: d.Network, Epoch: d.Epoch, Params: d.Params}).Encode()
+			w.b = b[:len(b)-2]
+			w.u16(2)
+			w.bytes16(d.Nodes[0].Raw)
+			w.bytes16(d.Nodes[1].Raw)
+			return w.b, nil
+		}},
+		{"a NaN rate", func() ([]byte, error) {
+			b := bytes.Clone(enc)
+			off := 1 + 1 + len("testnet") + 8 + 1 + 4 + 1
+			copy(b[off:], []byte{0x7f, 0xf8, 0, 0, 0, 0, 0, 1})
+			return b, nil
+		}},
+		{"a descriptor for another epoch", func() ([]byte, error) {
+			d := *doc
+			d.Nodes = append(d.Nodes, mustSign(t, wrongEpoch, k))
+			return d.Encode()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is refused", func(t *testing.T) {
+			b, err := tt.build()
+			if err == nil {
+				_, err = ParseDocument(b)
+			}
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error = %v, want ErrMalformed", err)
+			}
+		})
+	}
+	dup := append([]*SignedDescriptor{}, doc.Nodes...)
+	dup = append(dup, doc.Nodes[0])
+	if _, err := NewDocument("testnet", 5, testParams(), dup); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("two descriptors for one identity: error = %v", err)
+	}
+}
+
+func TestLayersAreDeterministicAndBalanced(t *testing.T) {
+	doc := testDocument(t, 20) // 16 mixes, 4 providers
+	a, b := doc.Layers(), doc.Layers()
+	if len(a) != 3 {
+		t.Fatalf("%d layers, want 3", len(a))
+	}
+	total := 0
+	for i := range a {
+		if len(a[i]) < 5 || len(a[i]) > 6 {
+			t.Fatalf("layer %d holds %d mixes, want 5 or 6", i, len(a[i]))
+		}
+		for j := range a[i] {
+			if a[i][j] != b[i][j] {
+				t.Fatal("layer assignment differs between two calls")
+			}
+		}
+		total += len(a[i])
+	}
+	if total != 16 || len(doc.Providers()) != 4 {
+		t.Fatalf("%d mixes, %d providers", total, len(doc.Providers()))
+	}
+}
+
+func TestEquivocationVerify(t *testing.T) {
+	d, k := testDescriptor(7, 3, RoleMix)
+	a := mustSign(t, d, k)
+	d.Addrs = [][]byte{{0x04, 10, 0, 0, 1, 0x06, 0, 80}}
+	b := mustSign(t, d, k)
+	if err := (Equivocation{A: a, B: b}).Verify(); err != nil {
+		t.Fatalf("real evidence: %v", err)
+	}
+	if err := (Equivocation{A: a, B: a}).Verify(); err == nil {
+		t.Fatal("identical descriptors accepted as evidence")
+	}
+}
+
+// TestVectors pins the encodings: a change to the wire format must be
+// deliberate (go test ./interfaces -run Vectors -update).
+func TestVectors(t *testing.T) {
+	doc := testDocument(t, 3)
+	enc, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(enc)
+	got := "descriptor " + hex.EncodeToString(doc.Nodes[0].Raw) + "\ndocument-sha256 " + hex.EncodeToString(h[:]) + "\n"
+	path := filepath.Join("testdata", "pki_vectors.golden")
+	if *updatePKI {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(want)) != strings.TrimSpace(got) {
+		t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
+	}
+}
