@@ -1,0 +1,101 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Key expansion for AES-256 with AESKEYGENASSIST (Intel's AES-NI white
+// paper, section "AES-256 key expansion"). X1 holds the even round key,
+// X3 the odd one.
+
+#define ASSIST1 \
+	PSHUFD $0xff, X2, X2 \
+	MOVO X1, X4 \
+	PSLLO $4, X4 \
+	PXOR X4, X1 \
+	PSLLO $4, X4 \
+	PXOR X4, X1 \
+	PSLLO $4, X4 \
+	PXOR X4, X1 \
+	PXOR X2, X1
+
+#define ASSIST2 \
+	AESKEYGENASSIST $0x00, X1, X4 \
+	PSHUFD $0xaa, X4, X2 \
+	MOVO X3, X4 \
+	PSLLO $4, X4 \
+	PXOR X4, X3 \
+	PSLLO $4, X4 \
+	PXOR X4, X3 \
+	PSLLO $4, X4 \
+	PXOR X4, X3 \
+	PXOR X2, X3
+
+#define ROUND(rcon, off1, off2) \
+	AESKEYGENASSIST $rcon, X3, X2 \
+	ASSIST1 \
+	MOVOU X1, off1(DI) \
+	ASSIST2 \
+	MOVOU X3, off2(DI)
+
+// func expandKey256(key *[32]byte, xk *[240]byte)
+TEXT ·expandKey256(SB), NOSPLIT, $0-16
+	MOVQ key+0(FP), SI
+	MOVQ xk+8(FP), DI
+	MOVOU 0(SI), X1
+	MOVOU 16(SI), X3
+	MOVOU X1, 0(DI)
+	MOVOU X3, 16(DI)
+	ROUND(0x01, 32, 48)
+	ROUND(0x02, 64, 80)
+	ROUND(0x04, 96, 112)
+	ROUND(0x08, 128, 144)
+	ROUND(0x10, 160, 176)
+	ROUND(0x20, 192, 208)
+	AESKEYGENASSIST $0x40, X3, X2
+	ASSIST1
+	MOVOU X1, 224(DI)
+	PXOR X1, X1
+	PXOR X2, X2
+	PXOR X3, X3
+	PXOR X4, X4
+	RET
+
+// func encryptBlock(xk *[240]byte, dst, src *[16]byte)
+TEXT ·encryptBlock(SB), NOSPLIT, $0-24
+	MOVQ xk+0(FP), AX
+	MOVQ dst+8(FP), DI
+	MOVQ src+16(FP), SI
+	MOVOU 0(SI), X0
+	MOVOU 0(AX), X1
+	PXOR X1, X0
+	MOVOU 16(AX), X1
+	AESENC X1, X0
+	MOVOU 32(AX), X1
+	AESENC X1, X0
+	MOVOU 48(AX), X1
+	AESENC X1, X0
+	MOVOU 64(AX), X1
+	AESENC X1, X0
+	MOVOU 80(AX), X1
+	AESENC X1, X0
+	MOVOU 96(AX), X1
+	AESENC X1, X0
+	MOVOU 112(AX), X1
+	AESENC X1, X0
+	MOVOU 128(AX), X1
+	AESENC X1, X0
+	MOVOU 144(AX), X1
+	AESENC X1, X0
+	MOVOU 160(AX), X1
+	AESENC X1, X0
+	MOVOU 176(AX), X1
+	AESENC X1, X0
+	MOVOU 192(AX), X1
+	AESENC X1, X0
+	MOVOU 208(AX), X1
+	AESENC X1, X0
+	MOVOU 224(AX), X1
+	AESENCLAST X1, X0
+	MOVOU X0, 0(DI)
+	PXOR X0, X0
+	PXOR X1, X1
+	RET
