@@ -36,8 +36,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(cfg.SyncWrites).
+		// WithLoggingLevel would replace the logger with a stderr one; slog
+		// filters levels instead.
 		WithLogger(slogAdapter{cfg.Logger}).
-		WithLoggingLevel(badger.DEBUG).
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(cfg.MemTableBytes).
 		WithBlockCacheSize(cfg.CacheBytes).
