@@ -106,7 +106,7 @@ type RemoteError struct {
 	sentinels []error
 }
 
-func (e *RemoteError) Error() string  { return e.Message }
+func (e *RemoteError) Error() string   { return e.Message }
 func (e *RemoteError) Unwrap() []error { return e.sentinels }
 
 // GRPCStatus lets a RemoteError cross another gRPC hop unchanged.

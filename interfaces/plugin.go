@@ -267,4 +267,3 @@ func (c *configureClient) Configure(ctx context.Context, raw []byte) error {
 func newConfigureClient(k *Kind, cc *grpc.ClientConn) configureClient {
 	return configureClient{kind: k, lc: pluginv1.NewLifecycleClient(cc)}
 }
-
