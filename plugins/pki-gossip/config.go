@@ -1,0 +1,111 @@
+package pkigossip
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// Config is the plugin's configuration, decoded from the raw JSON the host
+// hands it (see README.md). Zero fields take the defaults below.
+type Config struct {
+	// Network names the network; it selects the gossip topic and is checked
+	// in every descriptor.
+	Network string `json:"network"`
+	// Listen are libp2p listen multiaddrs. Default /ip4/0.0.0.0/tcp/4101.
+	Listen []string `json:"listen"`
+	// Bootstrap are multiaddrs (with /p2p/<id>) of members to dial first.
+	Bootstrap []string `json:"bootstrap"`
+	// IdentitySeed is the 32-byte Ed25519 seed of this member's libp2p key,
+	// hex-encoded in JSON. Empty: a fresh key per start.
+	IdentitySeed []byte `json:"identity_seed"`
+	// Genesis is the start of epoch 0; EpochPeriod and Grace drive the
+	// epoch clock. Defaults: Unix epoch, epoch.DefaultPeriod, a tenth of it.
+	Genesis     time.Time     `json:"genesis"`
+	EpochPeriod time.Duration `json:"epoch_period"`
+	Grace       time.Duration `json:"grace"`
+	// Ahead is how many epochs past the current one a descriptor may be
+	// for. Default 2 (a descriptor carries keys for three epochs).
+	Ahead uint64 `json:"ahead"`
+	// Keep is how many closed epochs' state is kept for late fetchers.
+	// Default 2.
+	Keep uint64 `json:"keep"`
+	// Params are the network parameters written into every document. Every
+	// member must be configured alike, or their hashes differ.
+	Params interfaces.NetworkParams `json:"params"`
+	// SyncInterval is how often a member compares hashes with one random
+	// peer and pulls what it lacks. Default a fortieth of the epoch period,
+	// at least 200ms.
+	SyncInterval time.Duration `json:"sync_interval"`
+	// StateDir, if set, persists accepted descriptors so a restarted member
+	// has its view before it reaches any peer.
+	StateDir string `json:"state_dir"`
+}
+
+// ParseConfig decodes raw JSON, applies defaults and validates.
+func ParseConfig(raw []byte) (Config, error) {
+	var c Config
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return c, fmt.Errorf("pki-gossip: config: %w", err)
+		}
+	}
+	c.setDefaults()
+	return c, c.Validate()
+}
+
+func (c *Config) setDefaults() {
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"/ip4/0.0.0.0/tcp/4101"}
+	}
+	if c.EpochPeriod == 0 {
+		c.EpochPeriod = epoch.DefaultPeriod
+	}
+	if c.Grace == 0 {
+		c.Grace = c.EpochPeriod / 10
+	}
+	if c.Ahead == 0 {
+		c.Ahead = 2
+	}
+	if c.Keep == 0 {
+		c.Keep = 2
+	}
+	if c.Params.EpochPeriod == 0 {
+		c.Params.EpochPeriod = c.EpochPeriod
+	}
+	if c.SyncInterval == 0 {
+		c.SyncInterval = max(c.EpochPeriod/40, 200*time.Millisecond)
+	}
+}
+
+// ErrConfig: the configuration is unusable.
+var ErrConfig = errors.New("pki-gossip: invalid config")
+
+// Validate refuses a configuration the member cannot run with.
+func (c *Config) Validate() error {
+	if c.Network == "" || len(c.Network) > interfaces.MaxNetworkLen {
+		return fmt.Errorf("%w: network name %q", ErrConfig, c.Network)
+	}
+	if len(c.IdentitySeed) != 0 && len(c.IdentitySeed) != 32 {
+		return fmt.Errorf("%w: identity seed of %d bytes, want 32", ErrConfig, len(c.IdentitySeed))
+	}
+	if _, err := epoch.New(c.Genesis, c.EpochPeriod, c.Grace); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if c.Params.EpochPeriod != c.EpochPeriod {
+		return fmt.Errorf("%w: params.epoch_period %v differs from epoch_period %v", ErrConfig, c.Params.EpochPeriod, c.EpochPeriod)
+	}
+	if err := c.Params.Validate(); err != nil {
+		return fmt.Errorf("%w: params: %w", ErrConfig, err)
+	}
+	if c.SyncInterval <= 0 {
+		return fmt.Errorf("%w: sync interval %v", ErrConfig, c.SyncInterval)
+	}
+	return nil
+}
+
+func (c *Config) topic() string { return "/sotto/pki/" + c.Network + "/1" }

@@ -1,0 +1,236 @@
+package pkigossip
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// ProtocolID is the request/response protocol members serve to each other
+// (anti-entropy) and to clients (document fetch). One request per stream:
+// op (1 byte) || epoch (8 bytes, big-endian); answers are in docs/SPEC.md.
+const ProtocolID protocol.ID = "/sotto/pki/1.0.0"
+
+const (
+	opStateHash byte = 1 // answer: 32-byte hash of every descriptor held (zero: none)
+	opState     byte = 2 // answer: u32 count || count × (u16 length || descriptor)
+	opDocument  byte = 3 // answer: status (0 ok, 1 none) || u32 length || document
+
+	streamTimeout = 10 * time.Second
+	maxStateItems = 2 * interfaces.MaxDocumentNodes
+)
+
+// ErrProtocol: a peer answered with bytes that break the protocol.
+var ErrProtocol = errors.New("pki-gossip: protocol violation")
+
+func (m *Member) serveStream(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(streamTimeout))
+	var req [9]byte
+	if _, err := io.ReadFull(s, req[:]); err != nil {
+		_ = s.Reset()
+		return
+	}
+	e := binary.BigEndian.Uint64(req[1:])
+	w := bufio.NewWriter(s)
+	switch req[0] {
+	case opStateHash:
+		h := m.store.stateHash(e)
+		w.Write(h[:])
+	case opState:
+		raws := m.store.raws(e)
+		w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(raws))))
+		for _, r := range raws {
+			w.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r))))
+			w.Write(r)
+		}
+	case opDocument:
+		resp, err := m.Document(context.Background(), &interfaces.DocumentRequest{Epoch: e})
+		var enc []byte
+		if err == nil {
+			enc, err = resp.Document.Encode()
+		}
+		if err != nil {
+			w.WriteByte(1)
+			break
+		}
+		w.WriteByte(0)
+		w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(enc))))
+		w.Write(enc)
+	default:
+		_ = s.Reset()
+		return
+	}
+	if err := w.Flush(); err != nil {
+		_ = s.Reset()
+	}
+}
+
+func request(ctx context.Context, h host.Host, p peer.ID, op byte, e uint64) (network.Stream, error) {
+	s, err := h.NewStream(ctx, p, ProtocolID)
+	if err != nil {
+		return nil, fmt.Errorf("pki-gossip: open stream to %s: %w", p, err)
+	}
+	deadline := time.Now().Add(streamTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = s.SetDeadline(deadline)
+	req := binary.BigEndian.AppendUint64([]byte{op}, e)
+	if _, err := s.Write(req); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("pki-gossip: request to %s: %w", p, err)
+	}
+	_ = s.CloseWrite()
+	return s, nil
+}
+
+// readState decodes an opState answer. It never trusts the peer's counts:
+// lengths are bounded before anything is allocated.
+func readState(r io.Reader) ([][]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, fmt.Errorf("%w: state count: %w", ErrProtocol, err)
+	}
+	count := binary.BigEndian.Uint32(n[:])
+	if count > maxStateItems {
+		return nil, fmt.Errorf("%w: %d descriptors announced", ErrProtocol, count)
+	}
+	out := make([][]byte, 0, min(count, 64))
+	for range count {
+		var l [2]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return nil, fmt.Errorf("%w: descriptor length: %w", ErrProtocol, err)
+		}
+		size := int(binary.BigEndian.Uint16(l[:]))
+		if size > interfaces.MaxDescriptorSize {
+			return nil, fmt.Errorf("%w: descriptor of %d bytes", ErrProtocol, size)
+		}
+		b := make([]byte, size)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("%w: descriptor: %w", ErrProtocol, err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// FetchDocument asks one member for its document of an epoch, as a client
+// does. The answer is parsed and verified (every descriptor's signature)
+// before it is returned; the caller still compares hashes across members,
+// because one member's view proves nothing about the others'.
+func FetchDocument(ctx context.Context, h host.Host, member peer.ID, e uint64) (*interfaces.Document, [32]byte, error) {
+	s, err := request(ctx, h, member, opDocument, e)
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	defer s.Close()
+	var hdr [5]byte
+	if _, err := io.ReadFull(s, hdr[:1]); err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: status: %w", ErrProtocol, err)
+	}
+	if hdr[0] == 1 {
+		return nil, [32]byte{}, fmt.Errorf("pki-gossip: %s has no document for epoch %d: %w", member, e, interfaces.ErrNotFound)
+	}
+	if hdr[0] != 0 {
+		return nil, [32]byte{}, fmt.Errorf("%w: status %d", ErrProtocol, hdr[0])
+	}
+	if _, err := io.ReadFull(s, hdr[1:]); err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: length: %w", ErrProtocol, err)
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > interfaces.MaxDocumentSize {
+		return nil, [32]byte{}, fmt.Errorf("%w: document of %d bytes", ErrProtocol, n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(s, b); err != nil {
+		return nil, [32]byte{}, fmt.Errorf("%w: document: %w", ErrProtocol, err)
+	}
+	doc, err := interfaces.ParseDocument(b)
+	if err != nil {
+		return nil, [32]byte{}, fmt.Errorf("pki-gossip: document from %s: %w", member, err)
+	}
+	if doc.Epoch != e {
+		return nil, [32]byte{}, fmt.Errorf("%w: asked for epoch %d, got %d", ErrProtocol, e, doc.Epoch)
+	}
+	hash, _ := doc.Hash()
+	return doc, hash, nil
+}
+
+// syncLoop is anti-entropy: every SyncInterval (jittered) compare state
+// hashes with one random topic peer for each live epoch, pull on mismatch.
+func (m *Member) syncLoop(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTimer(jitter(m.cfg.SyncInterval))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		peers := m.topic.ListPeers()
+		if len(peers) == 0 {
+			peers = m.host.Network().Peers()
+		}
+		if len(peers) > 0 {
+			m.syncWith(ctx, peers[rand.N(len(peers))])
+		}
+		t.Reset(jitter(m.cfg.SyncInterval))
+	}
+}
+
+// syncWith pulls from p every live epoch whose state differs from ours.
+func (m *Member) syncWith(ctx context.Context, p peer.ID) {
+	cur := m.clock.Now()
+	for e := cur; e <= cur+m.cfg.Ahead; e++ {
+		if err := m.syncEpoch(ctx, p, e); err != nil {
+			m.log.Debug("anti-entropy round failed", "peer", p, "epoch", e, "err", err)
+			return
+		}
+	}
+}
+
+func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
+	s, err := request(ctx, m.host, p, opStateHash, e)
+	if err != nil {
+		return err
+	}
+	var theirs [32]byte
+	_, err = io.ReadFull(s, theirs[:])
+	s.Close()
+	if err != nil {
+		return fmt.Errorf("%w: hash: %w", ErrProtocol, err)
+	}
+	if theirs == ([32]byte{}) || theirs == m.store.stateHash(e) {
+		return nil
+	}
+	s, err = request(ctx, m.host, p, opState, e)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	raws, err := readState(bufio.NewReader(s))
+	if err != nil {
+		return err
+	}
+	for _, r := range raws {
+		if _, err := m.ingest(r); err != nil && !errors.Is(err, interfaces.ErrEpochWindow) {
+			m.rejected.Add(1)
+			m.log.Debug("peer sent a bad descriptor", "peer", p, "err", err)
+		}
+	}
+	return nil
+}
