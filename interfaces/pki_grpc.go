@@ -1,0 +1,198 @@
+package interfaces
+
+//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative pki/v1/pki.proto"
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	pkiv1 "github.com/sottonet/sotto/interfaces/proto/pki/v1"
+)
+
+// PKIKind is the PKI plugin kind, protocol sotto.pki.v1. It follows the
+// pattern of storage_grpc.go.
+var PKIKind = RegisterKind("pki", 1, func(h *Holder) plugin.Plugin { return &pkiGRPCPlugin{holder: h} })
+
+func init() {
+	// Wire names are part of the contract: never rename one.
+	RegisterError("pki_malformed", ErrMalformed, codes.InvalidArgument)
+	RegisterError("pki_bad_signature", ErrBadSignature, codes.InvalidArgument)
+	RegisterError("pki_epoch_window", ErrEpochWindow, codes.OutOfRange)
+	RegisterError("pki_equivocation", ErrEquivocation, codes.AlreadyExists)
+}
+
+// PKIPlugin is what a PKI plugin's main passes to Serve: factory builds the
+// implementation from the plugin's raw config.
+func PKIPlugin(factory func(ctx context.Context, rawConfig []byte) (PKI, error)) Plugin {
+	return Plugin{Kind: PKIKind, Factory: func(ctx context.Context, raw []byte) (any, error) {
+		p, err := factory(ctx, raw)
+		if err != nil || p == nil {
+			return nil, err
+		}
+		return p, nil
+	}}
+}
+
+type pkiGRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	holder *Holder
+}
+
+func (p *pkiGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	pkiv1.RegisterPKIServer(s, &PKIGRPCServer{holder: p.holder})
+	return nil
+}
+
+func (p *pkiGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return NewPKIGRPCClient(cc), nil
+}
+
+// PKIGRPCClient implements PKI (and Configurer) by calling a plugin's
+// sotto.pki.v1 service. It re-verifies everything the plugin returns
+// (descriptor signatures, document encoding; the hash is recomputed here),
+// so a buggy plugin gives errors wrapping ErrMalformedReply, never bad data.
+type PKIGRPCClient struct {
+	configureClient
+	c pkiv1.PKIClient
+}
+
+var _ PKI = (*PKIGRPCClient)(nil)
+
+// NewPKIGRPCClient returns a client over an established connection.
+func NewPKIGRPCClient(cc *grpc.ClientConn) *PKIGRPCClient {
+	return &PKIGRPCClient{configureClient: newConfigureClient(PKIKind, cc), c: pkiv1.NewPKIClient(cc)}
+}
+
+func (c *PKIGRPCClient) Publish(ctx context.Context, req *PublishRequest) (*PublishResponse, error) {
+	if req == nil || req.Descriptor == nil {
+		return nil, fmt.Errorf("pki: publish: %w: no descriptor", ErrInvalidArgument)
+	}
+	if _, err := c.c.Publish(ctx, &pkiv1.PublishRequest{SignedDescriptor: req.Descriptor.Raw}); err != nil {
+		return nil, fromStatus(err)
+	}
+	return &PublishResponse{}, nil
+}
+
+func (c *PKIGRPCClient) Document(ctx context.Context, req *DocumentRequest) (*DocumentResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("pki: document: %w: nil request", ErrInvalidArgument)
+	}
+	out, err := c.c.Document(ctx, &pkiv1.DocumentRequest{Epoch: req.Epoch})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	doc, err := ParseDocument(out.GetDocument())
+	if err != nil {
+		return nil, fmt.Errorf("%w: document: %w", ErrMalformedReply, err)
+	}
+	if doc.Epoch != req.Epoch {
+		return nil, fmt.Errorf("%w: asked for epoch %d, got %d", ErrMalformedReply, req.Epoch, doc.Epoch)
+	}
+	h, err := doc.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedReply, err)
+	}
+	return &DocumentResponse{Document: doc, Hash: h}, nil
+}
+
+func (c *PKIGRPCClient) Evidence(ctx context.Context, req *EvidenceRequest) (*EvidenceResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("pki: evidence: %w: nil request", ErrInvalidArgument)
+	}
+	out, err := c.c.Evidence(ctx, &pkiv1.EvidenceRequest{Epoch: req.Epoch})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	resp := &EvidenceResponse{Equivocations: make([]Equivocation, 0, len(out.GetEquivocations()))}
+	for i, e := range out.GetEquivocations() {
+		a, errA := ParseSignedDescriptor(e.GetA())
+		b, errB := ParseSignedDescriptor(e.GetB())
+		if errA != nil || errB != nil {
+			return nil, fmt.Errorf("%w: evidence %d does not parse", ErrMalformedReply, i)
+		}
+		ev := Equivocation{A: a, B: b}
+		if err := ev.Verify(); err != nil {
+			return nil, fmt.Errorf("%w: evidence %d: %w", ErrMalformedReply, i, err)
+		}
+		resp.Equivocations = append(resp.Equivocations, ev)
+	}
+	return resp, nil
+}
+
+// PKIGRPCServer serves sotto.pki.v1 by calling a configured PKI. It parses
+// and verifies descriptors before the implementation sees them.
+type PKIGRPCServer struct {
+	pkiv1.UnimplementedPKIServer
+	holder *Holder
+}
+
+func (s *PKIGRPCServer) impl() (PKI, error) {
+	v, err := s.holder.Get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	p, ok := v.(PKI)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("%w: configured implementation %T is not a PKI", ErrUnavailable, v))
+	}
+	return p, nil
+}
+
+func (s *PKIGRPCServer) Publish(ctx context.Context, in *pkiv1.PublishRequest) (*pkiv1.PublishResponse, error) {
+	p, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	sd, err := ParseSignedDescriptor(in.GetSignedDescriptor())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("pki: publish: %w", err))
+	}
+	if _, err := p.Publish(ctx, &PublishRequest{Descriptor: sd}); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pkiv1.PublishResponse{}, nil
+}
+
+func (s *PKIGRPCServer) Document(ctx context.Context, in *pkiv1.DocumentRequest) (*pkiv1.DocumentResponse, error) {
+	p, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.Document(ctx, &DocumentRequest{Epoch: in.GetEpoch()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if out == nil || out.Document == nil {
+		return nil, toStatus(fmt.Errorf("%w: plugin returned no document", ErrUnavailable))
+	}
+	enc, err := out.Document.Encode()
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("pki: plugin's document does not encode: %w", err))
+	}
+	return &pkiv1.DocumentResponse{Document: enc}, nil
+}
+
+func (s *PKIGRPCServer) Evidence(ctx context.Context, in *pkiv1.EvidenceRequest) (*pkiv1.EvidenceResponse, error) {
+	p, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.Evidence(ctx, &EvidenceRequest{Epoch: in.GetEpoch()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &pkiv1.EvidenceResponse{}
+	if out != nil {
+		for _, e := range out.Equivocations {
+			if e.A == nil || e.B == nil {
+				continue
+			}
+			resp.Equivocations = append(resp.Equivocations, &pkiv1.Equivocation{A: e.A.Raw, B: e.B.Raw})
+		}
+	}
+	return resp, nil
+}
