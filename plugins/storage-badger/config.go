@@ -3,9 +3,10 @@ package storagebadger
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // Defaults applied by ParseConfig and DefaultConfig.
@@ -20,8 +21,10 @@ const (
 	maxMaxValueBytes = 64 << 20
 )
 
-// ErrConfig is wrapped by every configuration error.
-var ErrConfig = errors.New("storage-badger: invalid config")
+// ErrConfig is wrapped by every configuration error. It wraps
+// interfaces.ErrInvalidArgument, so a host that configures the plugin with
+// bad JSON sees that sentinel across the gRPC boundary.
+var ErrConfig = fmt.Errorf("storage-badger: invalid config: %w", interfaces.ErrInvalidArgument)
 
 // Config configures a Store. Build it with ParseConfig (from the plugin's
 // raw JSON) or DefaultConfig: the zero value has SyncWrites off, which is

@@ -91,7 +91,7 @@ func TestSIGKILLLosesNoAcknowledgedAppend(t *testing.T) {
 				if !waited {
 					_ = cmd.Process.Kill()
 					_ = cmd.Wait()
-			waited = true
+					waited = true
 				}
 			})
 			var acked uint64

@@ -42,7 +42,9 @@ func expiresTime(e uint64) time.Time {
 
 // AppendMailbox implements interfaces.Mailboxes. The per-mailbox ID
 // counter is read and advanced in the same transaction as the messages,
-// so a crash can never hand out an ID twice; IDs start at 1.
+// so a crash can never hand out an ID twice; IDs start at 1. Appends that
+// touch the same mailbox are serialised by stripe locks held until the
+// commit, so they never conflict on the counter.
 func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailboxRequest) (*interfaces.AppendMailboxResponse, error) {
 	const op = "append mailbox"
 	if err := s.enter(ctx, op); err != nil {
@@ -65,6 +67,8 @@ func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailbox
 	if len(req.Messages) == 0 {
 		return &interfaces.AppendMailboxResponse{IDs: ids}, nil
 	}
+	unlock := s.lockMailboxes(req.Messages)
+	defer unlock()
 	err := s.update(ctx, op, func(txn *badger.Txn) error {
 		now := time.Now()
 		next := make(map[interfaces.MailboxID]uint64)

@@ -4,15 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"slices"
 	"sync"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/sottonet/sotto/interfaces"
 )
 
 // maxAttempts bounds the retries of a transaction that lost a write
-// conflict to a concurrent one (same mailbox counter, same tag or key).
+// conflict to a concurrent one (same tag or KV key; mailbox counters are
+// serialised by stripe locks instead, see AppendMailbox).
 const maxAttempts = 64
+
+// mailboxStripes is the number of locks that serialise appends to the same
+// mailbox. Optimistic retries alone livelock when many writers append to
+// one hot mailbox: each attempt reads the counter, and all but one lose.
+const mailboxStripes = 256
 
 // Store is the Badger-backed interfaces.Storage. Safe for concurrent use.
 type Store struct {
@@ -23,6 +33,12 @@ type Store struct {
 	// waits for calls in flight instead of pulling the DB from under them.
 	mu     sync.RWMutex
 	closed bool
+
+	// stripes serialise appends per mailbox (by hash), from the counter
+	// read to the commit; appends to different stripes still commit
+	// concurrently and share Badger's group fsync.
+	stripes [mailboxStripes]sync.Mutex
+	seed    maphash.Seed
 }
 
 var _ interfaces.Storage = (*Store)(nil)
@@ -50,7 +66,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("storage-badger: opening %s: %w", cfg.Dir, err)
 	}
 	cfg.Logger.Debug("storage-badger opened", "dir", cfg.Dir, "sync_writes", cfg.SyncWrites)
-	return &Store{db: db, cfg: cfg}, nil
+	return &Store{db: db, cfg: cfg, seed: maphash.MakeSeed()}, nil
 }
 
 // Close flushes and closes the database. Calls after Close fail with
@@ -89,7 +105,16 @@ func (s *Store) enter(ctx context.Context, op string) error {
 // a cancelled call has either written everything or nothing.
 func (s *Store) update(ctx context.Context, op string, fn func(txn *badger.Txn) error) error {
 	var err error
-	for range maxAttempts {
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			// A jittered, growing pause lets the winner of the conflict
+			// finish instead of colliding with it again.
+			pause := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(50*time.Microsecond)))
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+		}
 		if cerr := ctx.Err(); cerr != nil {
 			return fmt.Errorf("storage-badger: %s: %w", op, cerr)
 		}
@@ -147,4 +172,26 @@ func clampLimit(limit, def, maxLimit int) (int, error) {
 		return maxLimit, nil
 	}
 	return limit, nil
+}
+
+// lockMailboxes locks the stripes of every mailbox in msgs, in ascending
+// stripe order so that two batches can never deadlock, and returns the
+// unlock function.
+func (s *Store) lockMailboxes(msgs []interfaces.MailboxMessage) (unlock func()) {
+	idx := make([]int, 0, min(len(msgs), mailboxStripes))
+	for _, m := range msgs {
+		i := int(maphash.Bytes(s.seed, m.Mailbox[:]) % mailboxStripes)
+		if !slices.Contains(idx, i) {
+			idx = append(idx, i)
+		}
+	}
+	slices.Sort(idx)
+	for _, i := range idx {
+		s.stripes[i].Lock()
+	}
+	return func() {
+		for _, i := range idx {
+			s.stripes[i].Unlock()
+		}
+	}
 }
