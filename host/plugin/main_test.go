@@ -1,0 +1,109 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	"github.com/sottonet/sotto/interfaces"
+	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
+)
+
+// The test binary doubles as the plugins under test: started with
+// SOTTO_TEST_PLUGIN set (by the host under test re-executing it, as sotto
+// does for built-in plugins) it serves one of these instead of running tests.
+const modeEnv = "SOTTO_TEST_PLUGIN"
+
+// A second kind, registered from outside interfaces as any kind would be,
+// to check that a host refuses a binary of the wrong kind.
+var otherKind = interfaces.RegisterKind("testother", 1, func(*interfaces.Holder) goplugin.Plugin { return &emptyGRPC{} })
+
+type emptyGRPC struct{ goplugin.NetRPCUnsupportedPlugin }
+
+func (*emptyGRPC) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error { return nil }
+func (*emptyGRPC) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, nil
+}
+
+func TestMain(m *testing.M) {
+	if mode, ok := os.LookupEnv(modeEnv); ok {
+		servePlugin(mode)
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func badgerFactory(_ context.Context, raw []byte) (interfaces.Storage, error) {
+	cfg, err := storagebadger.ParseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	return storagebadger.Open(cfg)
+}
+
+func servePlugin(mode string) {
+	switch mode {
+	case "badger":
+		interfaces.Serve(interfaces.StoragePlugin(badgerFactory))
+	case "bad-replies":
+		interfaces.Serve(interfaces.StoragePlugin(func(ctx context.Context, raw []byte) (interfaces.Storage, error) {
+			s, err := badgerFactory(ctx, raw)
+			return badReplies{s}, err
+		}))
+	case "hang":
+		interfaces.Serve(interfaces.StoragePlugin(func(ctx context.Context, raw []byte) (interfaces.Storage, error) {
+			s, err := badgerFactory(ctx, raw)
+			return hangs{s}, err
+		}))
+	case "version2":
+		hs := interfaces.StorageKind.Handshake()
+		hs.ProtocolVersion = 2
+		goplugin.Serve(&goplugin.ServeConfig{
+			HandshakeConfig: hs,
+			Plugins:         goplugin.PluginSet{"storage": interfaces.StorageKind.GRPCPlugin()},
+			GRPCServer:      goplugin.DefaultGRPCServer,
+		})
+	case "garbage-handshake":
+		fmt.Println("HELLO|this is|not|a handshake")
+		time.Sleep(time.Minute) // the host must not wait for us
+	case "other-kind":
+		interfaces.Serve(interfaces.Plugin{Kind: otherKind, Factory: func(context.Context, []byte) (any, error) { return struct{}{}, nil }})
+	default:
+		fmt.Fprintln(os.Stderr, "unknown test plugin mode", mode)
+		os.Exit(2)
+	}
+}
+
+// badReplies answers appends with one ID too few: a buggy plugin.
+type badReplies struct{ interfaces.Storage }
+
+func (b badReplies) AppendMailbox(ctx context.Context, req *interfaces.AppendMailboxRequest) (*interfaces.AppendMailboxResponse, error) {
+	r, err := b.Storage.AppendMailbox(ctx, req)
+	if err != nil || len(r.IDs) == 0 {
+		return r, err
+	}
+	return &interfaces.AppendMailboxResponse{IDs: r.IDs[1:]}, nil
+}
+
+// hangs never answers replay-tag inserts, whatever the deadline.
+type hangs struct{ interfaces.Storage }
+
+func (hangs) InsertReplayTags(context.Context, *interfaces.InsertReplayTagsRequest) (*interfaces.InsertReplayTagsResponse, error) {
+	select {}
+}
+
+func badgerConfig(t testing.TB, dir string) []byte {
+	t.Helper()
+	raw, err := json.Marshal(map[string]any{"dir": dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
