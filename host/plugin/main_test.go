@@ -25,7 +25,9 @@ const modeEnv = "SOTTO_TEST_PLUGIN"
 // to check that a host refuses a binary of the wrong kind.
 var otherKind = interfaces.RegisterKind("testother", 1, func(*interfaces.Holder) goplugin.Plugin { return &emptyGRPC{} })
 
-type emptyGRPC struct{ goplugin.NetRPCUnsupportedPlugin }
+type emptyGRPC struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
 
 func (*emptyGRPC) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error { return nil }
 func (*emptyGRPC) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {

@@ -17,15 +17,21 @@ type storage struct{ p *Plugin }
 type st = interfaces.Storage
 
 func (s storage) AppendMailbox(ctx context.Context, req *interfaces.AppendMailboxRequest) (*interfaces.AppendMailboxResponse, error) {
-	return call(ctx, s.p, "AppendMailbox", func(ctx context.Context, c st) (*interfaces.AppendMailboxResponse, error) { return c.AppendMailbox(ctx, req) })
+	return call(ctx, s.p, "AppendMailbox", func(ctx context.Context, c st) (*interfaces.AppendMailboxResponse, error) {
+		return c.AppendMailbox(ctx, req)
+	})
 }
 
 func (s storage) ListMailbox(ctx context.Context, req *interfaces.ListMailboxRequest) (*interfaces.ListMailboxResponse, error) {
-	return call(ctx, s.p, "ListMailbox", func(ctx context.Context, c st) (*interfaces.ListMailboxResponse, error) { return c.ListMailbox(ctx, req) })
+	return call(ctx, s.p, "ListMailbox", func(ctx context.Context, c st) (*interfaces.ListMailboxResponse, error) {
+		return c.ListMailbox(ctx, req)
+	})
 }
 
 func (s storage) FetchMailbox(ctx context.Context, req *interfaces.FetchMailboxRequest) (*interfaces.FetchMailboxResponse, error) {
-	return call(ctx, s.p, "FetchMailbox", func(ctx context.Context, c st) (*interfaces.FetchMailboxResponse, error) { return c.FetchMailbox(ctx, req) })
+	return call(ctx, s.p, "FetchMailbox", func(ctx context.Context, c st) (*interfaces.FetchMailboxResponse, error) {
+		return c.FetchMailbox(ctx, req)
+	})
 }
 
 func (s storage) AckMailbox(ctx context.Context, req *interfaces.AckMailboxRequest) (*interfaces.AckMailboxResponse, error) {
@@ -33,11 +39,15 @@ func (s storage) AckMailbox(ctx context.Context, req *interfaces.AckMailboxReque
 }
 
 func (s storage) InsertReplayTags(ctx context.Context, req *interfaces.InsertReplayTagsRequest) (*interfaces.InsertReplayTagsResponse, error) {
-	return call(ctx, s.p, "InsertReplayTags", func(ctx context.Context, c st) (*interfaces.InsertReplayTagsResponse, error) { return c.InsertReplayTags(ctx, req) })
+	return call(ctx, s.p, "InsertReplayTags", func(ctx context.Context, c st) (*interfaces.InsertReplayTagsResponse, error) {
+		return c.InsertReplayTags(ctx, req)
+	})
 }
 
 func (s storage) DropReplayEpoch(ctx context.Context, req *interfaces.DropReplayEpochRequest) (*interfaces.DropReplayEpochResponse, error) {
-	return call(ctx, s.p, "DropReplayEpoch", func(ctx context.Context, c st) (*interfaces.DropReplayEpochResponse, error) { return c.DropReplayEpoch(ctx, req) })
+	return call(ctx, s.p, "DropReplayEpoch", func(ctx context.Context, c st) (*interfaces.DropReplayEpochResponse, error) {
+		return c.DropReplayEpoch(ctx, req)
+	})
 }
 
 func (s storage) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*interfaces.KVPutResponse, error) {
