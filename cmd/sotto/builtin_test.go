@@ -1,0 +1,58 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sottonet/sotto/host/plugin"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// Started by the host under test as `<test binary> plugin NAME`, the test
+// binary behaves as sotto does.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "plugin" {
+		main()
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// Every built-in plugin is reachable through `sotto plugin NAME`.
+func TestBuiltinStorageBadgerServesOverReExec(t *testing.T) {
+	raw, _ := json.Marshal(map[string]any{"dir": t.TempDir()})
+	p, err := plugin.Start(t.Context(), plugin.Config{Kind: "storage", Builtin: "storage-badger", RawConfig: raw},
+		plugin.Options{Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	s := p.Storage()
+	var box interfaces.MailboxID
+	if _, err := s.AppendMailbox(t.Context(), &interfaces.AppendMailboxRequest{Messages: []interfaces.MailboxMessage{
+		{Mailbox: box, Payload: []byte("hello"), Lifetime: time.Minute},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.FetchMailbox(t.Context(), &interfaces.FetchMailboxRequest{Mailbox: box})
+	if err != nil || len(got.Entries) != 1 || string(got.Entries[0].Payload) != "hello" {
+		t.Fatalf("fetch = %+v, %v; want the appended message", got, err)
+	}
+}
+
+func TestUnknownBuiltinIsAnError(t *testing.T) {
+	cmd := rootCmd()
+	cmd.SetArgs([]string{"plugin", "no-such-plugin"})
+	cmd.SetErr(new(nopWriter))
+	if err := cmd.Execute(); err == nil {
+		t.Fatal("sotto plugin no-such-plugin succeeded")
+	}
+}
+
+type nopWriter struct{}
+
+func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
