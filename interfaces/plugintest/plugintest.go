@@ -20,8 +20,10 @@ func GRPC(t testing.TB, k *interfaces.Kind, impl any) any {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{k.Name: k.ServerPlugin(impl)})
 	t.Cleanup(func() {
-		_ = client.Close()
+		// Server first: closing the client first sends a Shutdown RPC that
+		// stops the server concurrently with this Stop (a race in go-plugin).
 		server.Stop()
+		_ = client.Close()
 	})
 	v, err := client.Dispense(k.Name)
 	if err != nil {
