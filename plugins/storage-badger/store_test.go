@@ -21,6 +21,10 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		crashChild(dir) // never returns: appends until killed
 	}
+	if os.Getenv(servePluginEnv) == "1" {
+		interfaces.Serve(Plugin())
+		os.Exit(0)
+	}
 	// Badger's ristretto cache and its own closers must all stop on Close.
 	goleak.VerifyTestMain(m)
 }
