@@ -54,7 +54,8 @@ func (s *Store) InsertReplayTags(ctx context.Context, req *interfaces.InsertRepl
 // DropReplayEpoch implements interfaces.ReplayTags with Badger's
 // DropPrefix, which removes the whole epoch without reading it. DropPrefix
 // blocks writes to the database while it runs (it flushes the memtable),
-// so it is meant for the rare epoch change, not the hot path.
+// so it is meant for the rare epoch change, not the hot path; writes that
+// arrive meanwhile wait for it (dropMu) instead of failing.
 func (s *Store) DropReplayEpoch(ctx context.Context, req *interfaces.DropReplayEpochRequest) (*interfaces.DropReplayEpochResponse, error) {
 	const op = "drop replay epoch"
 	if err := s.enter(ctx, op); err != nil {
@@ -64,7 +65,10 @@ func (s *Store) DropReplayEpoch(ctx context.Context, req *interfaces.DropReplayE
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
-	if err := s.db.DropPrefix(replayPrefix(req.Epoch)); err != nil {
+	s.dropMu.Lock()
+	err := s.db.DropPrefix(replayPrefix(req.Epoch))
+	s.dropMu.Unlock()
+	if err != nil {
 		return nil, fmt.Errorf("storage-badger: %s %d: badger: %w", op, req.Epoch, err)
 	}
 	return &interfaces.DropReplayEpochResponse{}, nil

@@ -37,6 +37,11 @@ type Store struct {
 	// stripes serialise appends per mailbox (by hash), from the counter
 	// read to the commit; appends to different stripes still commit
 	// concurrently and share Badger's group fsync.
+	// dropMu keeps writes out while DropPrefix runs: Badger refuses every
+	// commit during a drop (ErrBlockedWrites) and a second concurrent drop
+	// too. Writes hold it for reading, DropReplayEpoch for writing.
+	dropMu sync.RWMutex
+
 	stripes [mailboxStripes]sync.Mutex
 	seed    maphash.Seed
 }
@@ -139,6 +144,8 @@ func (s *Store) update(ctx context.Context, op string, fn func(txn *badger.Txn) 
 }
 
 func (s *Store) tryUpdate(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	s.dropMu.RLock()
+	defer s.dropMu.RUnlock()
 	txn := s.db.NewTransaction(true)
 	defer txn.Discard()
 	if err := fn(txn); err != nil {

@@ -784,3 +784,43 @@ func TestBadgerLogsGoToSlog(t *testing.T) {
 		t.Fatalf("no Badger log record reached slog; got %q", h.msgs)
 	}
 }
+
+// TestDropEpochWhileInserting drops epochs while other goroutines insert
+// tags: Badger refuses commits during DropPrefix, and the store must make
+// writers wait instead of failing.
+func TestDropEpochWhileInserting(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 3 {
+		wg.Go(func() {
+			for i := range 30 {
+				tags := []interfaces.ReplayTag{tag(byte(w)), tag(byte(i))}
+				if _, err := s.InsertReplayTags(ctx, &interfaces.InsertReplayTagsRequest{Epoch: uint64(i % 3), Tags: tags}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.AppendMailbox(ctx, &interfaces.AppendMailboxRequest{Messages: []interfaces.MailboxMessage{msg(mbox(byte(w)), "x")}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := s.DropReplayEpoch(ctx, &interfaces.DropReplayEpochRequest{Epoch: uint64(i % 3)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
