@@ -42,7 +42,7 @@ func (h *slogHclog) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	all := make([]any, 0, len(h.args)+len(args)+2)
-	all = append(all, "plugin", h.name)
+	all = append(all, "slot", h.name)
 	all = append(all, h.args...)
 	all = append(all, args...)
 	h.l.Log(context.Background(), slogLevel(level), msg, all...)
