@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,5 +92,30 @@ func BenchmarkKVPutIfAbsent(b *testing.B) {
 				b.Fatal("fresh key not applied")
 			}
 		}
+	})
+}
+
+// BenchmarkInsertReplayTags100Parallel runs batches of 100 tags from
+// several goroutines at once: with sync on, concurrent commits share
+// Badger's fsync, which one writer alone cannot.
+func BenchmarkInsertReplayTags100Parallel(b *testing.B) {
+	forSync(b, func(b *testing.B, s *Store) {
+		ctx := context.Background()
+		var next atomic.Uint64
+		b.SetParallelism(4)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			req := &interfaces.InsertReplayTagsRequest{Epoch: 1, Tags: make([]interfaces.ReplayTag, 100)}
+			for pb.Next() {
+				for i := range req.Tags {
+					binary.BigEndian.PutUint64(req.Tags[i][:], next.Add(1))
+				}
+				if _, err := s.InsertReplayTags(ctx, req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(next.Load()), "ns/tag")
 	})
 }
