@@ -1,24 +1,14 @@
 package main
 
 import (
-	"context"
-
 	"github.com/sottonet/sotto/interfaces"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
 )
 
 // builtins are the plugins compiled into the sotto binary: `sotto plugin
 // NAME` serves builtins[NAME], and a node's config names them with
-// `builtin = "NAME"`. To add one, add a line: name → the interfaces.Plugin
-// its own main would hand to interfaces.Serve.
+// `builtin = "NAME"`. To add one, add a line: name → a function returning
+// the interfaces.Plugin its own main would hand to interfaces.Serve.
 var builtins = map[string]func() interfaces.Plugin{
-	"storage-badger": func() interfaces.Plugin {
-		return interfaces.StoragePlugin(func(_ context.Context, raw []byte) (interfaces.Storage, error) {
-			cfg, err := storagebadger.ParseConfig(raw)
-			if err != nil {
-				return nil, err
-			}
-			return storagebadger.Open(cfg)
-		})
-	},
+	"storage-badger": storagebadger.Plugin,
 }
