@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/storagetest"
 )
 
 // benchStore opens a store with production sizes and the given SyncWrites.
@@ -118,4 +119,32 @@ func BenchmarkInsertReplayTags100Parallel(b *testing.B) {
 		})
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(next.Load()), "ns/tag")
 	})
+}
+
+// BenchmarkInsertReplayTags100Transport measures a batch of 100 tags
+// in-process and through a real go-plugin gRPC connection, with sync off
+// so that the difference is the transport's cost, not the disk's.
+func BenchmarkInsertReplayTags100Transport(b *testing.B) {
+	for _, over := range []string{"inprocess", "grpc"} {
+		b.Run(over, func(b *testing.B) {
+			var s interfaces.Storage = benchStore(b, false)
+			if over == "grpc" {
+				s = storagetest.OverGRPC(b, s)
+			}
+			ctx := context.Background()
+			req := &interfaces.InsertReplayTagsRequest{Epoch: 1, Tags: make([]interfaces.ReplayTag, 100)}
+			var n uint64
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range req.Tags {
+					n++
+					binary.BigEndian.PutUint64(req.Tags[i][:], n)
+				}
+				if _, err := s.InsertReplayTags(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/tag")
+		})
+	}
 }
