@@ -250,11 +250,11 @@ func (m *Member) Publish(ctx context.Context, req *interfaces.PublishRequest) (*
 	if err := interfaces.CheckEpochWindow(sd.Descriptor.Epoch, m.clock.Now(), m.cfg.Ahead); err != nil {
 		return nil, fmt.Errorf("pki-gossip: publish: %w", err)
 	}
-	if m.store.holds(sd) {
-		return &interfaces.PublishResponse{}, nil
-	}
 	if m.store.excluded(sd.Descriptor.Epoch, sd.Descriptor.Identity) {
 		return nil, fmt.Errorf("pki-gossip: publish: %w", interfaces.ErrEquivocation)
+	}
+	if m.store.holds(sd) {
+		return &interfaces.PublishResponse{}, nil
 	}
 	pubErr := m.topic.Publish(ctx, sd.Raw) // the local validator stores it
 	if m.store.excluded(sd.Descriptor.Epoch, sd.Descriptor.Identity) {
