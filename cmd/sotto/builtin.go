@@ -2,6 +2,8 @@ package main
 
 import (
 	"github.com/sottonet/sotto/interfaces"
+	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
+	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
 )
 
@@ -11,4 +13,6 @@ import (
 // the interfaces.Plugin its own main would hand to interfaces.Serve.
 var builtins = map[string]func() interfaces.Plugin{
 	"storage-badger": storagebadger.Plugin,
+	"pki-gossip":     pkigossip.Plugin,
+	"pki-static":     pkistatic.Plugin,
 }
