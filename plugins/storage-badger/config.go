@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -14,6 +15,7 @@ const (
 	DefaultMaxValueBytes = 1 << 20  // 1 MiB per payload or KV value
 	DefaultMemTableBytes = 64 << 20 // Badger's own default
 	DefaultCacheBytes    = 64 << 20
+	DefaultGCInterval    = 10 * time.Minute
 
 	// minMemTableBytes keeps Badger's per-transaction limit (15% of the
 	// memtable) above one maximal value plus keys.
@@ -43,6 +45,10 @@ type Config struct {
 	MemTableBytes int64 `json:"memtable_bytes"`
 	// CacheBytes is Badger's block cache size.
 	CacheBytes int64 `json:"cache_bytes"`
+	// GCInterval is how often the value log is garbage-collected (values
+	// of at least 1 MiB live there, not in the LSM tree). Zero disables it.
+	// Default 10 minutes; in JSON a Go duration string such as "10m".
+	GCInterval time.Duration `json:"-"`
 	// Logger receives Badger's logs. Default slog.Default(). Not in JSON.
 	Logger *slog.Logger `json:"-"`
 }
@@ -55,6 +61,7 @@ func DefaultConfig(dir string) Config {
 		MaxValueBytes: DefaultMaxValueBytes,
 		MemTableBytes: DefaultMemTableBytes,
 		CacheBytes:    DefaultCacheBytes,
+		GCInterval:    DefaultGCInterval,
 	}
 }
 
@@ -66,6 +73,7 @@ type rawConfig struct {
 	MaxValueBytes *int    `json:"max_value_bytes"`
 	MemTableBytes *int64  `json:"memtable_bytes"`
 	CacheBytes    *int64  `json:"cache_bytes"`
+	GCInterval    *string `json:"gc_interval"`
 }
 
 // ParseConfig decodes the plugin's raw JSON config, applies defaults and
@@ -97,6 +105,13 @@ func ParseConfig(raw []byte) (Config, error) {
 	if r.CacheBytes != nil {
 		cfg.CacheBytes = *r.CacheBytes
 	}
+	if r.GCInterval != nil {
+		d, err := time.ParseDuration(*r.GCInterval)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: gc_interval: %v", ErrConfig, err)
+		}
+		cfg.GCInterval = d
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -118,6 +133,8 @@ func (c Config) Validate() error {
 			ErrConfig, c.MaxValueBytes, c.MemTableBytes)
 	case c.CacheBytes < 0:
 		return fmt.Errorf("%w: cache_bytes is %d, want >= 0", ErrConfig, c.CacheBytes)
+	case c.GCInterval < 0:
+		return fmt.Errorf("%w: gc_interval is %v, want >= 0 (0 disables)", ErrConfig, c.GCInterval)
 	}
 	return nil
 }

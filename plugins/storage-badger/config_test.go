@@ -3,6 +3,9 @@ package storagebadger
 import (
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/sottonet/sotto/interfaces"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -16,7 +19,13 @@ func TestParseConfig(t *testing.T) {
 		{name: "sync_writes false is kept", raw: `{"dir":"/d","sync_writes":false}`,
 			want: func() Config { c := DefaultConfig("/d"); c.SyncWrites = false; return c }()},
 		{name: "sizes are read", raw: `{"dir":"/d","max_value_bytes":4096,"memtable_bytes":8388608,"cache_bytes":0}`,
-			want: Config{Dir: "/d", SyncWrites: true, MaxValueBytes: 4096, MemTableBytes: 8 << 20, CacheBytes: 0}},
+			want: Config{Dir: "/d", SyncWrites: true, MaxValueBytes: 4096, MemTableBytes: 8 << 20, CacheBytes: 0, GCInterval: DefaultGCInterval}},
+		{name: "gc_interval is a duration", raw: `{"dir":"/d","gc_interval":"90s"}`,
+			want: func() Config { c := DefaultConfig("/d"); c.GCInterval = 90 * time.Second; return c }()},
+		{name: "gc_interval 0 disables value log GC", raw: `{"dir":"/d","gc_interval":"0"}`,
+			want: func() Config { c := DefaultConfig("/d"); c.GCInterval = 0; return c }()},
+		{name: "a gc_interval that is not a duration is refused", raw: `{"dir":"/d","gc_interval":"often"}`, wantErr: true},
+		{name: "a negative gc_interval is refused", raw: `{"dir":"/d","gc_interval":"-1s"}`, wantErr: true},
 		{name: "a missing dir is refused", raw: `{}`, wantErr: true},
 		{name: "an empty dir is refused", raw: `{"dir":""}`, wantErr: true},
 		{name: "an unknown key is refused", raw: `{"dir":"/d","syncwrites":true}`, wantErr: true},
@@ -33,8 +42,8 @@ func TestParseConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseConfig([]byte(tt.raw))
 			if tt.wantErr {
-				if !errors.Is(err, ErrConfig) {
-					t.Fatalf("ParseConfig(%s) error = %v, want ErrConfig", tt.raw, err)
+				if !errors.Is(err, ErrConfig) || !errors.Is(err, interfaces.ErrInvalidArgument) {
+					t.Fatalf("ParseConfig(%s) error = %v, want ErrConfig and ErrInvalidArgument", tt.raw, err)
 				}
 				return
 			}

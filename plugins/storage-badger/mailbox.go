@@ -177,6 +177,7 @@ func (s *Store) scanMailbox(ctx context.Context, op string, mb interfaces.Mailbo
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = mailboxPrefix(mb)
 		opts.PrefetchValues = payloads
+		opts.PrefetchSize = min(limit, opts.PrefetchSize) // a fetch of one reads one value
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Seek(messageKey(mb, after+1)); it.ValidForPrefix(opts.Prefix) && len(entries) < limit; it.Next() {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -44,6 +45,10 @@ type Store struct {
 
 	stripes [mailboxStripes]sync.Mutex
 	seed    maphash.Seed
+
+	stopGC chan struct{}
+	gcDone sync.WaitGroup
+	gcRuns atomic.Uint64 // value-log GC passes, for tests
 }
 
 var _ interfaces.Storage = (*Store)(nil)
@@ -71,7 +76,11 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("storage-badger: opening %s: %w", cfg.Dir, err)
 	}
 	cfg.Logger.Debug("storage-badger opened", "dir", cfg.Dir, "sync_writes", cfg.SyncWrites)
-	return &Store{db: db, cfg: cfg, seed: maphash.MakeSeed()}, nil
+	s := &Store{db: db, cfg: cfg, seed: maphash.MakeSeed(), stopGC: make(chan struct{})}
+	if cfg.GCInterval > 0 {
+		s.gcDone.Go(s.gcLoop)
+	}
+	return s, nil
 }
 
 // Close flushes and closes the database. Calls after Close fail with
@@ -83,6 +92,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.stopGC)
+	s.gcDone.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage-badger: closing: %w", err)
 	}
@@ -199,6 +210,38 @@ func (s *Store) lockMailboxes(msgs []interfaces.MailboxMessage) (unlock func()) 
 	return func() {
 		for _, i := range idx {
 			s.stripes[i].Unlock()
+		}
+	}
+}
+
+// gcLoop garbage-collects the value log every GCInterval: deleted and
+// expired values of 1 MiB or more stay in it until a rewrite, which
+// compactions alone never do.
+func (s *Store) gcLoop() {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopGC:
+			return
+		case <-t.C:
+		}
+		// Rewrite files while at least half of one is garbage; stop at the
+		// first pass with nothing to do, or when Close begins.
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			s.gcRuns.Add(1)
+			if err != nil {
+				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+					s.cfg.Logger.Warn("storage-badger: value log GC", "err", err)
+				}
+				break
+			}
+			select {
+			case <-s.stopGC:
+				return
+			default:
+			}
 		}
 	}
 }

@@ -824,3 +824,34 @@ func TestDropEpochWhileInserting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestValueLogGCRunsAndStopsOnClose(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.GCInterval = 5 * time.Millisecond
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.gcRuns.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("value log GC ran %d times in 10 s at a 5 ms interval", s.gcRuns.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runs := s.gcRuns.Load()
+	time.Sleep(20 * time.Millisecond)
+	if s.gcRuns.Load() != runs {
+		t.Fatal("value log GC kept running after Close")
+	}
+
+	cfg.GCInterval = 0
+	s = openTest(t, cfg)
+	time.Sleep(20 * time.Millisecond)
+	if n := s.gcRuns.Load(); n != 0 {
+		t.Fatalf("gc_interval 0 still ran GC %d times", n)
+	}
+}
