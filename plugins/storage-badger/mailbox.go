@@ -67,9 +67,12 @@ func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailbox
 	if len(req.Messages) == 0 {
 		return &interfaces.AppendMailboxResponse{IDs: ids}, nil
 	}
-	unlock := s.lockMailboxes(req.Messages)
+	unlock, err := s.lockMailboxes(ctx, req.Messages)
+	if err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: waiting for a concurrent append: %w", op, err)
+	}
 	defer unlock()
-	err := s.update(ctx, op, func(txn *badger.Txn) error {
+	err = s.update(ctx, op, func(txn *badger.Txn) error {
 		now := time.Now()
 		next := make(map[interfaces.MailboxID]uint64)
 		for i, m := range req.Messages {

@@ -43,7 +43,9 @@ type Store struct {
 	// too. Writes hold it for reading, DropReplayEpoch for writing.
 	dropMu sync.RWMutex
 
-	stripes [mailboxStripes]sync.Mutex
+	// Each stripe is a one-slot semaphore rather than a mutex so that a
+	// caller whose context ends while it waits gives up.
+	stripes [mailboxStripes]chan struct{}
 	seed    maphash.Seed
 
 	stopGC chan struct{}
@@ -77,6 +79,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	cfg.Logger.Debug("storage-badger opened", "dir", cfg.Dir, "sync_writes", cfg.SyncWrites)
 	s := &Store{db: db, cfg: cfg, seed: maphash.MakeSeed(), stopGC: make(chan struct{})}
+	for i := range s.stripes {
+		s.stripes[i] = make(chan struct{}, 1)
+	}
 	if cfg.GCInterval > 0 {
 		s.gcDone.Go(s.gcLoop)
 	}
@@ -194,8 +199,8 @@ func clampLimit(limit, def, maxLimit int) (int, error) {
 
 // lockMailboxes locks the stripes of every mailbox in msgs, in ascending
 // stripe order so that two batches can never deadlock, and returns the
-// unlock function.
-func (s *Store) lockMailboxes(msgs []interfaces.MailboxMessage) (unlock func()) {
+// unlock function. It gives up, holding nothing, when ctx ends first.
+func (s *Store) lockMailboxes(ctx context.Context, msgs []interfaces.MailboxMessage) (unlock func(), err error) {
 	idx := make([]int, 0, min(len(msgs), mailboxStripes))
 	for _, m := range msgs {
 		i := int(maphash.Bytes(s.seed, m.Mailbox[:]) % mailboxStripes)
@@ -204,14 +209,20 @@ func (s *Store) lockMailboxes(msgs []interfaces.MailboxMessage) (unlock func()) 
 		}
 	}
 	slices.Sort(idx)
-	for _, i := range idx {
-		s.stripes[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			s.stripes[i].Unlock()
+	release := func(n int) {
+		for _, i := range idx[:n] {
+			<-s.stripes[i]
 		}
 	}
+	for n, i := range idx {
+		select {
+		case s.stripes[i] <- struct{}{}:
+		case <-ctx.Done():
+			release(n)
+			return nil, ctx.Err()
+		}
+	}
+	return func() { release(len(idx)) }, nil
 }
 
 // gcLoop garbage-collects the value log every GCInterval: deleted and

@@ -855,3 +855,23 @@ func TestValueLogGCRunsAndStopsOnClose(t *testing.T) {
 		t.Fatalf("gc_interval 0 still ran GC %d times", n)
 	}
 }
+
+func TestAppendWaitingForABusyMailboxHonoursContext(t *testing.T) {
+	s := newStore(t)
+	mb := mbox(14)
+	unlock, err := s.lockMailboxes(context.Background(), []interfaces.MailboxMessage{msg(mb, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = s.AppendMailbox(ctx, &interfaces.AppendMailboxRequest{Messages: []interfaces.MailboxMessage{msg(mbox(15), "other"), msg(mb, "x")}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("append to a locked mailbox: %v, want DeadlineExceeded", err)
+	}
+	unlock()
+	// The failed call released what it held and wrote nothing.
+	if got := appendOK(t, s, msg(mbox(15), "other"), msg(mb, "x")); !slices.Equal(got, []uint64{1, 1}) {
+		t.Fatalf("IDs after the timed-out append: %v, want [1 1]", got)
+	}
+}
