@@ -21,7 +21,7 @@ type Config struct {
 	// Bootstrap are multiaddrs (with /p2p/<id>) of members to dial first.
 	Bootstrap []string `json:"bootstrap"`
 	// IdentitySeed is the 32-byte Ed25519 seed of this member's libp2p key,
-	// hex-encoded in JSON. Empty: a fresh key per start.
+	// base64 in JSON. Empty: a fresh key per start.
 	IdentitySeed []byte `json:"identity_seed"`
 	// Genesis is the start of epoch 0; EpochPeriod and Grace drive the
 	// epoch clock. Defaults: Unix epoch, epoch.DefaultPeriod, a tenth of it.
