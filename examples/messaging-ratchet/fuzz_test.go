@@ -1,0 +1,62 @@
+package messagingratchet
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/sottonet/sotto/interfaces"
+	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
+)
+
+// Ciphertexts and contact cards come from the network: any bytes give an
+// error or a result, never a panic.
+func FuzzParseCard(f *testing.F) {
+	f.Add([]byte{cardVersion})
+	f.Add(make([]byte, cardLen))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := parseCard(b)
+		if err != nil && !errors.Is(err, interfaces.ErrInvalidArgument) {
+			t.Fatalf("parseCard error %v does not wrap ErrInvalidArgument", err)
+		}
+	})
+}
+
+func FuzzDecrypt(f *testing.F) {
+	dir := f.TempDir()
+	open := func(name string) *Ratchet {
+		cfg := storagebadger.DefaultConfig(filepath.Join(dir, name))
+		cfg.SyncWrites = false
+		st, err := storagebadger.Open(cfg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { _ = st.Close() })
+		r, err := Open(context.Background(), st, "fuzz")
+		if err != nil {
+			f.Fatal(err)
+		}
+		return r
+	}
+	alice, bob := open("alice"), open("bob")
+	ctx := context.Background()
+	c, _ := bob.ContactCard(ctx, nil)
+	s, err := alice.StartSession(ctx, &interfaces.StartSessionRequest{PeerCard: c.Card})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, body := range []string{"", "hello", "a longer message body"} {
+		ct, err := alice.Encrypt(ctx, &interfaces.EncryptRequest{Session: s.Session, Body: []byte(body)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(ct.Ciphertext)
+	}
+	f.Fuzz(func(t *testing.T, ct []byte) {
+		_, err := bob.Decrypt(ctx, &interfaces.DecryptRequest{Ciphertext: ct})
+		if err != nil && !errors.Is(err, interfaces.ErrDecrypt) && !errors.Is(err, interfaces.ErrReplay) {
+			t.Fatalf("Decrypt error %v is neither ErrDecrypt nor ErrReplay", err)
+		}
+	})
+}

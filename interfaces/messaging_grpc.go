@@ -1,0 +1,202 @@
+package interfaces
+
+//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative messaging/v1/messaging.proto"
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	messagingv1 "github.com/sottonet/sotto/interfaces/proto/messaging/v1"
+)
+
+// MessagingKind is the Messaging plugin kind, protocol sotto.messaging.v1.
+// It follows the pattern described at StorageKind.
+var MessagingKind = RegisterKind("messaging", 1, func(h *Holder) plugin.Plugin { return &messagingGRPCPlugin{holder: h} })
+
+// MessagingPlugin is what a messaging plugin's main passes to Serve.
+func MessagingPlugin(factory func(ctx context.Context, rawConfig []byte) (Messaging, error)) Plugin {
+	return Plugin{Kind: MessagingKind, Factory: func(ctx context.Context, raw []byte) (any, error) {
+		m, err := factory(ctx, raw)
+		if err != nil || m == nil {
+			return nil, err
+		}
+		return m, nil
+	}}
+}
+
+type messagingGRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	holder *Holder
+}
+
+func (p *messagingGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	messagingv1.RegisterMessagingServer(s, &MessagingGRPCServer{holder: p.holder})
+	return nil
+}
+
+func (p *messagingGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return NewMessagingGRPCClient(cc), nil
+}
+
+// MessagingGRPCClient implements Messaging (and Configurer) by calling a
+// plugin's sotto.messaging.v1 service.
+type MessagingGRPCClient struct {
+	configureClient
+	c messagingv1.MessagingClient
+}
+
+var _ Messaging = (*MessagingGRPCClient)(nil)
+
+// NewMessagingGRPCClient returns a client over an established connection.
+func NewMessagingGRPCClient(cc *grpc.ClientConn) *MessagingGRPCClient {
+	return &MessagingGRPCClient{configureClient: newConfigureClient(MessagingKind, cc), c: messagingv1.NewMessagingClient(cc)}
+}
+
+func sessionFromWire(b []byte) (SessionID, error) {
+	var id SessionID
+	if len(b) != len(id) {
+		return id, fmt.Errorf("%w: session ID of %d bytes, want %d", ErrInvalidArgument, len(b), len(id))
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+func (c *MessagingGRPCClient) ContactCard(ctx context.Context, _ *ContactCardRequest) (*ContactCardResponse, error) {
+	out, err := c.c.ContactCard(ctx, &messagingv1.ContactCardRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &ContactCardResponse{Card: out.GetCard(), Identity: out.GetIdentity()}, nil
+}
+
+func (c *MessagingGRPCClient) StartSession(ctx context.Context, req *StartSessionRequest) (*StartSessionResponse, error) {
+	out, err := c.c.StartSession(ctx, &messagingv1.StartSessionRequest{PeerCard: req.PeerCard, Replace: req.Replace})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	id, err := sessionFromWire(out.GetSession())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedReply, err)
+	}
+	return &StartSessionResponse{Session: id, Existing: out.GetExisting()}, nil
+}
+
+func (c *MessagingGRPCClient) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptResponse, error) {
+	out, err := c.c.Encrypt(ctx, &messagingv1.EncryptRequest{Session: req.Session[:], Body: req.Body})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &EncryptResponse{Ciphertext: out.GetCiphertext()}, nil
+}
+
+func (c *MessagingGRPCClient) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptResponse, error) {
+	out, err := c.c.Decrypt(ctx, &messagingv1.DecryptRequest{Ciphertext: req.Ciphertext})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	id, err := sessionFromWire(out.GetSession())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedReply, err)
+	}
+	body := out.GetBody()
+	if body == nil {
+		body = []byte{}
+	}
+	return &DecryptResponse{Session: id, PeerIdentity: out.GetPeerIdentity(), Body: body, Created: out.GetCreated()}, nil
+}
+
+func (c *MessagingGRPCClient) EndSession(ctx context.Context, req *EndSessionRequest) (*EndSessionResponse, error) {
+	if _, err := c.c.EndSession(ctx, &messagingv1.EndSessionRequest{Session: req.Session[:]}); err != nil {
+		return nil, fromStatus(err)
+	}
+	return &EndSessionResponse{}, nil
+}
+
+// MessagingGRPCServer serves sotto.messaging.v1 by calling a configured
+// Messaging, refusing malformed wire values with ErrInvalidArgument.
+type MessagingGRPCServer struct {
+	messagingv1.UnimplementedMessagingServer
+	holder *Holder
+}
+
+func (s *MessagingGRPCServer) impl() (Messaging, error) {
+	v, err := s.holder.Get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m, ok := v.(Messaging)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("%w: configured implementation %T is not a Messaging", ErrUnavailable, v))
+	}
+	return m, nil
+}
+
+func (s *MessagingGRPCServer) ContactCard(ctx context.Context, _ *messagingv1.ContactCardRequest) (*messagingv1.ContactCardResponse, error) {
+	m, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.ContactCard(ctx, &ContactCardRequest{})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.ContactCardResponse{Card: out.Card, Identity: out.Identity}, nil
+}
+
+func (s *MessagingGRPCServer) StartSession(ctx context.Context, in *messagingv1.StartSessionRequest) (*messagingv1.StartSessionResponse, error) {
+	m, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.StartSession(ctx, &StartSessionRequest{PeerCard: in.GetPeerCard(), Replace: in.GetReplace()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.StartSessionResponse{Session: out.Session[:], Existing: out.Existing}, nil
+}
+
+func (s *MessagingGRPCServer) Encrypt(ctx context.Context, in *messagingv1.EncryptRequest) (*messagingv1.EncryptResponse, error) {
+	m, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	id, err := sessionFromWire(in.GetSession())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := m.Encrypt(ctx, &EncryptRequest{Session: id, Body: in.GetBody()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.EncryptResponse{Ciphertext: out.Ciphertext}, nil
+}
+
+func (s *MessagingGRPCServer) Decrypt(ctx context.Context, in *messagingv1.DecryptRequest) (*messagingv1.DecryptResponse, error) {
+	m, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	out, err := m.Decrypt(ctx, &DecryptRequest{Ciphertext: in.GetCiphertext()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.DecryptResponse{Session: out.Session[:], PeerIdentity: out.PeerIdentity, Body: out.Body, Created: out.Created}, nil
+}
+
+func (s *MessagingGRPCServer) EndSession(ctx context.Context, in *messagingv1.EndSessionRequest) (*messagingv1.EndSessionResponse, error) {
+	m, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	id, err := sessionFromWire(in.GetSession())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if _, err := m.EndSession(ctx, &EndSessionRequest{Session: id}); err != nil {
+		return nil, toStatus(err)
+	}
+	return &messagingv1.EndSessionResponse{}, nil
+}
