@@ -210,6 +210,13 @@ type StorageGRPCServer struct {
 	holder *Holder
 }
 
+// NewStorageGRPCServer returns a server shim calling impl (Serve builds its
+// own, configured later through Lifecycle; this one is for embedding the
+// service in another gRPC server and for tests).
+func NewStorageGRPCServer(impl Storage) *StorageGRPCServer {
+	return &StorageGRPCServer{holder: &Holder{impl: impl}}
+}
+
 func (s *StorageGRPCServer) impl() (Storage, error) {
 	v, err := s.holder.Get()
 	if err != nil {
