@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package aez
+
+// useAsm is always false without the amd64 assembly; it stays a variable so tests
+// that switch paths compile everywhere.
+var useAsm = false
+
+func aes4Asm(x *block, keys *[3]block)  { panic("aez: no assembly on this platform") }
+func aes10Asm(x *block, keys *[3]block) { panic("aez: no assembly on this platform") }
