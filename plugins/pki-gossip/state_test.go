@@ -1,0 +1,53 @@
+package pkigossip
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// Members must stop every goroutine they start. libp2p's bandwidth meters
+// share one process-wide sweeper that never stops; it is not ours.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/libp2p/go-flow-metrics.(*sweeper).run"))
+}
+
+func TestStoreSurvivesATornLastRecordAndPrunes(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(dir)
+	a := newNode(1, interfaces.RoleMix).descriptor(t, "testnet", 4, 0)
+	b := newNode(2, interfaces.RoleMix).descriptor(t, "testnet", 4, 0)
+	for _, sd := range []*interfaces.SignedDescriptor{a, b} {
+		if v, err := s.add(sd); err != nil || v != verdictNew {
+			t.Fatalf("add: %v %v", v, err)
+		}
+	}
+	if v, _ := s.add(a); v != verdictDuplicate {
+		t.Fatalf("re-adding the same bytes gave verdict %d", v)
+	}
+	// A crash in the middle of an append leaves a torn record.
+	f, err := os.OpenFile(filepath.Join(dir, "epoch-4.desc"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0x01, 0x00, 0xAA})
+	f.Close()
+	recs, err := loadRecords(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || string(recs[0]) != string(a.Raw) || string(recs[1]) != string(b.Raw) {
+		t.Fatalf("loaded %d records", len(recs))
+	}
+	s.prune(5)
+	if _, err := os.Stat(filepath.Join(dir, "epoch-4.desc")); !os.IsNotExist(err) {
+		t.Fatalf("pruned epoch's file still there: %v", err)
+	}
+	if s.stateHash(4) != ([32]byte{}) {
+		t.Fatal("pruned epoch still held")
+	}
+}
