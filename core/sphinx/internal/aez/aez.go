@@ -264,7 +264,7 @@ func (c *Cipher) encipher(delta *block, dst, src []byte, inverse bool) {
 func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 	n := len(src)
 	m := (n - 2*blockSize) / (2 * blockSize) // number of full block pairs
-	d := n - 2*blockSize - 2*blockSize*m    // |Xu ‖ Xv| in bytes, 0..31
+	d := n - 2*blockSize - 2*blockSize*m     // |Xu ‖ Xv| in bytes, 0..31
 	var zero, ipow, sum, w, x, t block
 	i1, i2 := 1, 2
 	if inverse {
