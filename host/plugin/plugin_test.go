@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -214,8 +215,14 @@ func TestCallsAfterCloseFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := p.Pid()
+	if !slices.Contains(childProcesses(), pid) {
+		t.Fatalf("plugin process %d is not among our children %v", pid, childProcesses())
+	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if slices.Contains(childProcesses(), pid) {
+		t.Errorf("plugin process %d outlived Close", pid)
 	}
 	_, err = p.Storage().KVGet(t.Context(), &interfaces.KVGetRequest{Namespace: "n"})
 	if !errors.Is(err, ErrClosed) || !errors.Is(err, interfaces.ErrUnavailable) {
