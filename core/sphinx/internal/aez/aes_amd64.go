@@ -5,14 +5,14 @@ package aez
 import "golang.org/x/sys/cpu"
 
 // useAsm selects the AES-NI path; tests flip it to compare with the portable path.
-var useAsm = cpu.X86.HasAES && cpu.X86.HasSSE41
+var useAsm = cpu.X86.HasAES && cpu.X86.HasSSE2
 
-// aes4Asm computes AES4 with round keys (0, J, I, L, 0); keys = I, J, L.
+// aes4Asm sets x = AES4(x ⊕ a ⊕ b ⊕ l) with round keys (0, J, I, L, 0); keys = I, J, L.
 //
 //go:noescape
-func aes4Asm(x *block, keys *[3]block)
+func aes4Asm(x, a, b, l *block, keys *[3]block)
 
-// aes10Asm computes AES10 with round keys (0, I, J, L, I, J, L, I, J, L, I).
+// aes10Asm sets x = AES10(x ⊕ l) with round keys (0, I, J, L, I, J, L, I, J, L, I).
 //
 //go:noescape
-func aes10Asm(x *block, keys *[3]block)
+func aes10Asm(x, l *block, keys *[3]block)

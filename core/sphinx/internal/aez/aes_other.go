@@ -6,5 +6,5 @@ package aez
 // that switch paths compile everywhere.
 var useAsm = false
 
-func aes4Asm(x *block, keys *[3]block)  { panic("aez: no assembly on this platform") }
-func aes10Asm(x *block, keys *[3]block) { panic("aez: no assembly on this platform") }
+func aes4Asm(x, a, b, l *block, keys *[3]block) { panic("aez: no assembly on this platform") }
+func aes10Asm(x, l *block, keys *[3]block)      { panic("aez: no assembly on this platform") }

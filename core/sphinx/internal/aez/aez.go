@@ -17,6 +17,7 @@ package aez
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 
 	"golang.org/x/crypto/blake2b"
@@ -232,24 +233,24 @@ func (c *Cipher) prf(delta *block, out []byte) {
 // e4 computes x = AES4(x ⊕ a ⊕ b ⊕ l), i.e. E^{j,i} with a = j·J, b = 2^⌈i/8⌉·I,
 // l = (i mod 8)·L.
 func (c *Cipher) e4(x, a, b, l *block) {
-	for k := range blockSize {
-		x[k] ^= a[k] ^ b[k] ^ l[k]
-	}
 	if useAsm {
-		aes4Asm(x, &c.keys)
-	} else {
-		c.aes4Generic(x)
+		aes4Asm(x, a, b, l, &c.keys)
+		return
 	}
+	xor16(x, x, a)
+	xor16(x, x, b)
+	xor16(x, x, l)
+	c.aes4Generic(x)
 }
 
 // e10 computes x = AES10(x ⊕ l), i.e. E^{-1,i} with l = i·L.
 func (c *Cipher) e10(x, l *block) {
-	xor16(x, x, l)
 	if useAsm {
-		aes10Asm(x, &c.keys)
-	} else {
-		c.aes10Generic(x)
+		aes10Asm(x, l, &c.keys)
+		return
 	}
+	xor16(x, x, l)
+	c.aes10Generic(x)
 }
 
 func (c *Cipher) encipher(delta *block, dst, src []byte, inverse bool) {
@@ -282,14 +283,10 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 		p := src[32*(i-1) : 32*i]
 		copy(w[:], p[16:32])
 		c.e4(&w, J, &ipow, &c.lm[i%8])
-		for k := range blockSize {
-			w[k] ^= p[k]
-		}
+		xorSlice(w[:], w[:], p[:16])
 		t = w
 		c.e4(&t, &zero, I, &zero)
-		for k := range blockSize {
-			x[k] = p[16+k] ^ t[k]
-		}
+		xorSlice(x[:], t[:], p[16:32])
 		q := dst[32*(i-1) : 32*i]
 		copy(q[:16], w[:])
 		copy(q[16:], x[:])
@@ -329,10 +326,8 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 		sp := s
 		c.e4(&sp, &c.j2, &ipow, &c.lm[i%8])
 		var y, z block
-		for k := range blockSize {
-			y[k] = q[k] ^ sp[k]
-			z[k] = q[16+k] ^ sp[k]
-		}
+		xorSlice(y[:], sp[:], q[:16])
+		xorSlice(z[:], sp[:], q[16:32])
 		xor16(&ysum, &ysum, &y)
 		t = z
 		c.e4(&t, &zero, I, &zero)
@@ -340,10 +335,8 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 		xor16(&cp, &y, &t)
 		t = cp
 		c.e4(&t, J, &ipow, &c.lm[i%8])
-		for k := range blockSize {
-			q[k] = z[k] ^ t[k]
-			q[16+k] = cp[k]
-		}
+		xorSlice(q[:16], z[:], t[:])
+		copy(q[16:32], cp[:])
 	}
 	if d > 0 {
 		t = s
@@ -513,9 +506,14 @@ func be32(b []byte) uint32 {
 }
 
 func xor16(dst, a, b *block) {
-	for k := range blockSize {
-		dst[k] = a[k] ^ b[k]
-	}
+	xorSlice(dst[:], a[:], b[:])
+}
+
+// xorSlice sets the 16 bytes of dst to a ⊕ b.
+func xorSlice(dst, a, b []byte) {
+	_, _, _ = dst[15], a[15], b[15]
+	binary.LittleEndian.PutUint64(dst[0:], binary.LittleEndian.Uint64(a[0:])^binary.LittleEndian.Uint64(b[0:]))
+	binary.LittleEndian.PutUint64(dst[8:], binary.LittleEndian.Uint64(a[8:])^binary.LittleEndian.Uint64(b[8:]))
 }
 
 // double multiplies x by 2 in GF(2^128) (big-endian, x^128 + x^7 + x^2 + x + 1).
