@@ -12,7 +12,16 @@
 // secret-dependent branches or memory indices, so it runs in constant time. The
 // portable fallback (other architectures, GOOS=js GOARCH=wasm, -tags purego, or amd64
 // without AES-NI) uses a table-based AES round whose memory accesses depend on secret
-// data: it is NOT constant time and may leak key material through cache timing.
+// data: it is NOT constant time and may leak key material through cache timing. A
+// browser client (Wasm) therefore runs a variable-time payload cipher.
+//
+// Speed (BenchmarkEncipher2KiB, 2 KiB in place, shared 2-core AMD EPYC, noisy): AES-NI
+// about 4.5 µs (≈450 MB/s), portable about 31 µs in the same run (≈7× slower).
+// Encipher, Decipher and SetKey do not allocate.
+//
+// Layout: aez.go holds the modes (AEZ-hash, AEZ-prf, AEZ-core, AEZ-tiny) written from
+// the spec's pseudocode; aes_amd64.s the AES4/AES10 rounds with AESENC; aes_generic.go
+// the portable rounds. The published vectors are checked against both paths.
 package aez
 
 import (

@@ -59,6 +59,12 @@ func TestVectorsEncryptDecrypt(t *testing.T) {
 		t.Fatalf("got %d vectors, want 1036", len(vecs))
 	}
 	forBothPaths(t, func(t *testing.T) {
+		sphinxCases := 0
+		defer func() {
+			if sphinxCases != 2 {
+				t.Errorf("checked the Cipher API on %d vectors, want the 2 with Sphinx's parameters", sphinxCases)
+			}
+		}()
 		for i, v := range vecs {
 			k, n, m, c := unhex(t, v.K), unhex(t, v.Nonce), unhex(t, v.M), unhex(t, v.C)
 			var ad [][]byte
@@ -72,6 +78,21 @@ func TestVectorsEncryptDecrypt(t *testing.T) {
 			got, err := Decrypt(k, n, ad, v.Tau, c)
 			if err != nil || !bytes.Equal(got, m) {
 				t.Errorf("vector %d: Decrypt = %x, %v; want %x", i, got, err, m)
+			}
+			if len(k) == KeySize && len(n) == NonceSize && ad == nil && v.Tau == 0 {
+				// Sphinx's exact use: check the Cipher API on it too, in place.
+				sphinxCases++
+				var c2 Cipher
+				c2.SetKey((*[KeySize]byte)(k))
+				buf := bytes.Clone(m)
+				c2.Encipher(buf, buf, (*[NonceSize]byte)(n))
+				if !bytes.Equal(buf, c) {
+					t.Errorf("vector %d: Cipher.Encipher = %x, want %x", i, buf, c)
+				}
+				c2.Decipher(buf, buf, (*[NonceSize]byte)(n))
+				if !bytes.Equal(buf, m) {
+					t.Errorf("vector %d: Cipher.Decipher = %x, want %x", i, buf, m)
+				}
 			}
 		}
 	})
