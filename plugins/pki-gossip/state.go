@@ -26,6 +26,7 @@ const (
 	verdictDuplicate                   // byte-identical to one held
 	verdictEquivocation                // a second, different descriptor: new evidence
 	verdictExcluded                    // the identity is already excluded; nothing new
+	verdictFull                        // the epoch already holds as many identities as a document can
 )
 
 type epochState struct {
@@ -38,12 +39,15 @@ type epochState struct {
 // store holds every verified descriptor per epoch. It assumes its callers
 // have verified signatures and the epoch window.
 type store struct {
-	mu     sync.Mutex
-	epochs map[uint64]*epochState
-	dir    string // "" means memory only
+	mu       sync.Mutex
+	epochs   map[uint64]*epochState
+	dir      string // "" means memory only
+	maxNodes int    // identities per epoch; beyond it a document could not be encoded
 }
 
-func newStore(dir string) *store { return &store{epochs: map[uint64]*epochState{}, dir: dir} }
+func newStore(dir string) *store {
+	return &store{epochs: map[uint64]*epochState{}, dir: dir, maxNodes: interfaces.MaxDocumentNodes}
+}
 
 func (s *store) add(sd *interfaces.SignedDescriptor) (verdict, error) {
 	s.mu.Lock()
@@ -70,6 +74,12 @@ func (s *store) add(sd *interfaces.SignedDescriptor) (verdict, error) {
 		st.evidence[id] = interfaces.Equivocation{A: a, B: b}
 		st.doc = nil
 		return verdictEquivocation, s.persist(e, sd.Raw)
+	}
+	if len(st.byID) >= s.maxNodes {
+		// First come, first served: a Sybil flood can crowd out late
+		// honest nodes (docs/SPEC.md says so), but cannot make the
+		// document unencodable for everyone.
+		return verdictFull, nil
 	}
 	st.byID[id] = sd
 	st.doc = nil

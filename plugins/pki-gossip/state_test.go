@@ -51,3 +51,23 @@ func TestStoreSurvivesATornLastRecordAndPrunes(t *testing.T) {
 		t.Fatal("pruned epoch still held")
 	}
 }
+
+func TestStoreRefusesIdentitiesBeyondADocument(t *testing.T) {
+	s := newStore("")
+	s.maxNodes = 3
+	for i := range 3 {
+		if v, _ := s.add(newNode(uint64(i), interfaces.RoleMix).descriptor(t, "testnet", 1, 0)); v != verdictNew {
+			t.Fatalf("descriptor %d: verdict %d", i, v)
+		}
+	}
+	if v, _ := s.add(newNode(9, interfaces.RoleMix).descriptor(t, "testnet", 1, 0)); v != verdictFull {
+		t.Fatalf("a fourth identity gave verdict %d, want full", v)
+	}
+	// A known identity can still equivocate and be caught.
+	if v, _ := s.add(newNode(0, interfaces.RoleMix).descriptor(t, "testnet", 1, 1)); v != verdictEquivocation {
+		t.Fatalf("equivocation in a full epoch gave verdict %d", v)
+	}
+	if _, _, err := s.document("testnet", 1, interfaces.NetworkParams{Hops: 1, PayloadLen: 1, Layers: 1, EpochPeriod: 1}); err != nil {
+		t.Fatal(err)
+	}
+}
