@@ -9,7 +9,8 @@ import (
 // per epoch, with the document every client and node routes by. Two designs
 // implement it in this tree: a gossip protocol (plugins/pki-gossip) and an
 // operator-signed file (plugins/pki-static). Implementations must be safe for
-// concurrent use. The wire formats are in descriptor.go and document.go and
+// concurrent use. The wire formats are in pki_descriptor.go and
+// pki_document.go and
 // specified in docs/SPEC.md, section "PKI".
 type PKI interface {
 	// Publish hands the PKI this node's signed descriptor for one epoch, to
