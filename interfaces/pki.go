@@ -10,8 +10,7 @@ import (
 // implement it in this tree: a gossip protocol (plugins/pki-gossip) and an
 // operator-signed file (plugins/pki-static). Implementations must be safe for
 // concurrent use. The wire formats are in pki_descriptor.go and
-// pki_document.go and
-// specified in docs/SPEC.md, section "PKI".
+// pki_document.go, specified in docs/SPEC.md, section "PKI".
 type PKI interface {
 	// Publish hands the PKI this node's signed descriptor for one epoch, to
 	// be spread to the other members. The descriptor is verified first
