@@ -315,3 +315,14 @@ func (r *pkiReader) limited(n, max int) []byte {
 func (r *pkiReader) bytes8(max int) []byte  { return r.limited(int(r.u8()), max) }
 func (r *pkiReader) bytes16(max int) []byte { return r.limited(int(r.u16()), max) }
 func (r *pkiReader) bytes32(max int) []byte { return r.limited(int(r.u32()), max) }
+
+// SphinxKey returns the node's X25519 public key for epoch e, if this
+// descriptor carries one (e within Epoch .. Epoch+SphinxKeyEpochs-1).
+// Senders use the key of the epoch they build a packet in; see core/epoch
+// for how long a mix accepts it.
+func (d *Descriptor) SphinxKey(e uint64) ([32]byte, bool) {
+	if e < d.Epoch || e-d.Epoch >= SphinxKeyEpochs {
+		return [32]byte{}, false
+	}
+	return d.SphinxKeys[e-d.Epoch], true
+}

@@ -298,3 +298,25 @@ func TestVectors(t *testing.T) {
 		t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestSphinxKeyForEpoch(t *testing.T) {
+	d, _ := testDescriptor(8, 10, RoleMix)
+	tests := []struct {
+		name  string
+		epoch uint64
+		want  int // index into SphinxKeys, -1 for none
+	}{
+		{"the descriptor's own epoch uses the first key", 10, 0},
+		{"two epochs on uses the third key", 12, 2},
+		{"an epoch before the descriptor has no key", 9, -1},
+		{"three epochs on has no key", 13, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, ok := d.SphinxKey(tt.epoch)
+			if ok != (tt.want >= 0) || (ok && k != d.SphinxKeys[tt.want]) {
+				t.Fatalf("SphinxKey(%d) = %x, %v", tt.epoch, k[:4], ok)
+			}
+		})
+	}
+}
