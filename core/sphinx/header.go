@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"filippo.io/edwards25519"
+	"filippo.io/edwards25519/field"
 
 	"github.com/sottonet/sotto/core/sphinx/internal/aesctr"
 )
@@ -229,7 +230,8 @@ func secretsFast(m *macer, x *[32]byte, path []PathHop, st []hopState) error {
 	if _, err := eight.SetCanonicalBytes(scalarEight[:]); err != nil {
 		return fmt.Errorf("sphinx: scalar 8: %w", err)
 	}
-	var p, a edwards25519.Point
+	var p edwards25519.Point
+	alphas := make([]edwards25519.Point, len(path))
 	var s [32]byte
 	for i := range path {
 		p.ScalarMult(acc, path[i].PublicKey.ed)
@@ -238,8 +240,7 @@ func secretsFast(m *macer, x *[32]byte, path []PathHop, st []hopState) error {
 			return fmt.Errorf("%w: shared secret with hop %d is zero", ErrInvalidGroupElement, i)
 		}
 		t.Multiply(acc, &eight)
-		a.ScalarBaseMult(&t)
-		copy(st[i].alpha[:], a.BytesMontgomery())
+		alphas[i].ScalarBaseMult(&t)
 		m.kdf(&st[i].keys, &s)
 		blindingScalar(&st[i].blind, &st[i].keys.blindSeed)
 		if _, err := b.SetBytesWithClamping(st[i].blind[:]); err != nil {
@@ -248,7 +249,42 @@ func secretsFast(m *macer, x *[32]byte, path []PathHop, st []hopState) error {
 		acc.Multiply(acc, &b)
 	}
 	clear(s[:])
+	montgomeryBatch(st, alphas)
 	return nil
+}
+
+// montgomeryBatch writes the Montgomery u = (Z+Y)/(Z−Y) of every point into
+// st[i].alpha with one field inversion for all of them (Montgomery's trick);
+// the α are only needed for the MACs, after the loop.
+func montgomeryBatch(st []hopState, pts []edwards25519.Point) {
+	n := len(pts)
+	num := make([]field.Element, n)
+	den := make([]field.Element, n)
+	acc := make([]field.Element, n)
+	var prod field.Element
+	prod.One()
+	for i := range pts {
+		_, y, z, _ := pts[i].ExtendedCoordinates()
+		num[i].Add(z, y)
+		den[i].Subtract(z, y)
+		if den[i].Equal(new(field.Element).Zero()) == 1 { // the identity: cannot batch it
+			for j := range pts {
+				copy(st[j].alpha[:], pts[j].BytesMontgomery())
+			}
+			return
+		}
+		acc[i].Set(&prod)
+		prod.Multiply(&prod, &den[i])
+	}
+	var inv, u field.Element
+	inv.Invert(&prod)
+	for i := n - 1; i >= 0; i-- {
+		var di field.Element
+		di.Multiply(&inv, &acc[i]) // 1/den[i]
+		inv.Multiply(&inv, &den[i])
+		u.Multiply(&num[i], &di)
+		copy(st[i].alpha[:], u.Bytes())
+	}
 }
 
 var scalarEight = [32]byte{8}
