@@ -84,7 +84,8 @@ func (c *Cipher) Reset() {
 
 // Encipher is AEZ v5 Encrypt with tau = 0 and no associated data: a length-preserving
 // tweakable wide-block permutation of src under nonce. dst and src must have the same
-// length and must either be the same slice or not overlap.
+// length (it panics otherwise, as crypto/cipher does) and must either be the same
+// slice or not overlap.
 func (c *Cipher) Encipher(dst, src []byte, nonce *[NonceSize]byte) {
 	c.crypt(dst, src, nonce, false)
 }
@@ -127,7 +128,7 @@ func newCipher(key []byte) *Cipher {
 
 // Encrypt is AEZ v5 encryption of plaintext with nonce, the associated-data vector ad
 // (nil means zero elements, which differs from one empty element) and tau bytes of
-// authenticator. The result is len(plaintext)+tau bytes.
+// authenticator. The result is len(plaintext)+tau bytes. It panics if tau < 0.
 func Encrypt(key, nonce []byte, ad [][]byte, tau int, plaintext []byte) []byte {
 	if tau < 0 {
 		panic("aez: negative tau")
