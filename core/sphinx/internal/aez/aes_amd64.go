@@ -16,3 +16,13 @@ func aes4Asm(x, a, b, l *block, keys *[3]block)
 //
 //go:noescape
 func aes10Asm(x, l *block, keys *[3]block)
+
+// pass1Asm runs AEZ-core pass 1 over n ≤ 8 block pairs of one group of eight.
+//
+//go:noescape
+func pass1Asm(dst, src *byte, n int, keys *[3]block, d1 *block, lm *[8]block, sum *block)
+
+// pass2Asm runs AEZ-core pass 2 over n ≤ 8 block pairs of one group of eight.
+//
+//go:noescape
+func pass2Asm(dst *byte, n int, keys *[3]block, d1, d2 *block, lm *[8]block, s, ysum *block)
