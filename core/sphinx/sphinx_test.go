@@ -209,3 +209,36 @@ func TestUnwrapAllocations(t *testing.T) {
 		t.Errorf("Unwrap allocates %v times per packet, want 0", n)
 	}
 }
+
+func TestSURBMisuse(t *testing.T) {
+	g := DefaultGeometry()
+	r := testRand(10)
+	nodes := newTestNodes(t, r, 2)
+	surb, keys, err := NewSURB(r, g, forwardPath(nodes, &SURBReply{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := NewPacketFromSURB(g, surb[:len(surb)-1], testPayload(g, 0)); !errors.Is(err, ErrInvalidPacket) {
+		t.Errorf("short SURB: got %v", err)
+	}
+	if _, _, err := NewPacketFromSURB(g, surb, []byte("short")); !errors.Is(err, ErrInvalidPath) {
+		t.Errorf("short payload: got %v", err)
+	}
+	body := make([]byte, 100)
+	if _, err := DecryptSURBPayload(body, keys[:65]); !errors.Is(err, ErrInvalidKey) {
+		t.Errorf("bad key length: got %v", err)
+	}
+	if _, err := DecryptSURBPayload(body[:31], keys); !errors.Is(err, ErrInvalidPayload) {
+		t.Errorf("short body: got %v", err)
+	}
+	pkt, _, err := NewPacketFromSURB(g, surb, testPayload(g, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := route(t, g, nodes, pkt)
+	other := bytes.Clone(keys)
+	other[0] ^= 1
+	if _, err := DecryptSURBPayload(bytes.Clone(res.Payload), other); !errors.Is(err, ErrInvalidPayload) {
+		t.Errorf("wrong keys: got %v", err)
+	}
+}
