@@ -1,0 +1,161 @@
+// Package config is the node's configuration: typed structs with defaults,
+// loaded by koanf from a YAML file, then from SOTTO_-prefixed environment
+// variables, then from command-line flags (each source overrides the one
+// before), and validated as a whole before anything starts. It is the first
+// thing `sotto node` does; `sotto node --check` prints what Validate finds.
+//
+// Environment mapping: a variable SOTTO_A__B_C sets the key a.b_c. The
+// prefix is dropped, the rest is lower-cased, a double underscore separates
+// nesting levels and a single underscore stays part of the name, so
+// SOTTO_MIX__LAYER sets mix.layer, SOTTO_DATA_DIR sets data_dir and
+// SOTTO_MIXING__UNWRAP_WORKERS sets mixing.unwrap_workers. List keys
+// (listen) take a comma-separated value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// MaxLayers is the number of mix layers a node may be placed in.
+const MaxLayers = 3
+
+// Role names, as written in the config.
+const (
+	RoleMix      = "mix"
+	RoleProvider = "provider"
+)
+
+// ErrInvalid is wrapped by every problem Validate and Load report, so that
+// callers can tell a bad config from an I/O failure.
+var ErrInvalid = errors.New("invalid config")
+
+// Config is everything a node reads at start.
+type Config struct {
+	// Role is "mix" or "provider".
+	Role string `koanf:"role"`
+	// Network names the network; descriptors never cross networks.
+	Network string `koanf:"network"`
+	// DataDir holds the node's keys (see host/keystore) and local state.
+	DataDir string `koanf:"data_dir"`
+	// Listen are libp2p multiaddrs: TCP (/tcp/N), QUIC (/udp/N/quic-v1),
+	// and on providers WebSocket (/tcp/N/ws) for browsers.
+	Listen []string `koanf:"listen"`
+
+	Mix      Mix      `koanf:"mix"`
+	Epoch    Epoch    `koanf:"epoch"`
+	Plugins  Plugins  `koanf:"plugins"`
+	Mixing   Mixing   `koanf:"mixing"`
+	Limits   Limits   `koanf:"limits"`
+	Metrics  Metrics  `koanf:"metrics"`
+	Provider Provider `koanf:"provider"`
+}
+
+// Mix is what only a mix uses.
+type Mix struct {
+	// Layer is the layer the operator asks for, 1..MaxLayers. Zero on providers.
+	Layer int `koanf:"layer"`
+}
+
+// Epoch is the network's clock (see core/epoch). All nodes of a network
+// must agree on it.
+type Epoch struct {
+	// Genesis is the start of epoch 0 (RFC 3339).
+	Genesis time.Time `koanf:"genesis"`
+	// Period is the length of an epoch. Default 20m.
+	Period time.Duration `koanf:"period"`
+	// Grace is how long a key is still accepted after its epoch. Default 2m.
+	Grace time.Duration `koanf:"grace"`
+}
+
+// Plugins are the node's plugin slots.
+type Plugins struct {
+	PKI        PluginSlot `koanf:"pki"`        // required
+	Storage    PluginSlot `koanf:"storage"`    // required: replay tags and mailboxes live there
+	Accounting PluginSlot `koanf:"accounting"` // optional; providers check credentials with it
+}
+
+// Mixing sizes the packet pipeline.
+type Mixing struct {
+	// QueueCapacity bounds the packets held for their delay; beyond it a
+	// packet is dropped and counted. Default 16384.
+	QueueCapacity int `koanf:"queue_capacity"`
+	// UnwrapWorkers is the number of goroutines doing Sphinx unwraps.
+	// Default GOMAXPROCS.
+	UnwrapWorkers int `koanf:"unwrap_workers"`
+	// MaxDelay is the longest per-hop delay a packet may ask for; a packet
+	// asking for more is dropped. Default 1m.
+	MaxDelay time.Duration `koanf:"max_delay"`
+}
+
+// Limits feed the libp2p resource manager.
+type Limits struct {
+	MaxConns          int `koanf:"max_conns"`            // default 1024
+	MaxConnsPerPeer   int `koanf:"max_conns_per_peer"`   // default 8
+	MaxStreams        int `koanf:"max_streams"`          // default 4096
+	MaxStreamsPerPeer int `koanf:"max_streams_per_peer"` // default 64
+	MaxMemoryMB       int `koanf:"max_memory_mb"`        // default 512
+}
+
+// Metrics is the Prometheus endpoint.
+type Metrics struct {
+	// Listen is host:port for /metrics; empty disables it. Default 127.0.0.1:9464.
+	Listen string `koanf:"listen"`
+}
+
+// Provider is what only a provider uses.
+type Provider struct {
+	// MailboxLifetime is how long a delivered payload is kept. Default 24h.
+	MailboxLifetime time.Duration `koanf:"mailbox_lifetime"`
+	// ClientProtocol is the libp2p protocol ID clients speak to their provider.
+	ClientProtocol string `koanf:"client_protocol"`
+}
+
+// DefaultClientProtocol is the provider's client protocol ID.
+const DefaultClientProtocol = "/sotto/client/1.0.0"
+
+// Default returns a config holding every default. Role, network, data_dir,
+// listen, epoch.genesis and the required plugin slots have none.
+func Default() Config {
+	return Config{
+		Epoch: Epoch{Period: 20 * time.Minute, Grace: 2 * time.Minute},
+		Mixing: Mixing{
+			QueueCapacity: 16384,
+			UnwrapWorkers: runtime.GOMAXPROCS(0),
+			MaxDelay:      time.Minute,
+		},
+		Limits: Limits{
+			MaxConns: 1024, MaxConnsPerPeer: 8,
+			MaxStreams: 4096, MaxStreamsPerPeer: 64,
+			MaxMemoryMB: 512,
+		},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		Provider: Provider{MailboxLifetime: 24 * time.Hour, ClientProtocol: DefaultClientProtocol},
+	}
+}
+
+// RoleValue returns the role as the PKI's type; it is only meaningful on a
+// validated config.
+func (c *Config) RoleValue() interfaces.Role {
+	if c.Role == RoleProvider {
+		return interfaces.RoleProvider
+	}
+	return interfaces.RoleMix
+}
+
+// fieldError is one problem, named by its key path.
+type fieldError struct {
+	path string
+	msg  string
+}
+
+func (e *fieldError) Error() string { return e.path + ": " + e.msg }
+func (e *fieldError) Unwrap() error { return ErrInvalid }
+
+func problem(path, format string, args ...any) error {
+	return &fieldError{path: path, msg: fmt.Sprintf(format, args...)}
+}
