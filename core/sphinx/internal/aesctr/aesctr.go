@@ -21,6 +21,10 @@ const (
 	IVSize  = 16
 )
 
+// AllocationFree reports whether SetKey and XORKeyStream run without
+// allocating on this platform (the AES-NI path).
+func AllocationFree() bool { return useAESNI }
+
 // Stream holds an expanded key. The zero value is ready for SetKey.
 type Stream struct {
 	xk  [240]byte // 15 round keys
