@@ -114,6 +114,16 @@ func servePlugin(mode string) {
 			Plugins:         goplugin.PluginSet{"storage": interfaces.StorageKind.GRPCPlugin()},
 			GRPCServer:      goplugin.DefaultGRPCServer,
 		})
+	case "hang-on-restart":
+		// The first start serves; every later one hangs before the handshake.
+		marker := os.Getenv("SOTTO_TEST_MARKER")
+		if _, err := os.Stat(marker); err == nil {
+			time.Sleep(time.Hour)
+		}
+		if err := os.WriteFile(marker, nil, 0o600); err != nil {
+			os.Exit(3)
+		}
+		interfaces.Serve(interfaces.StoragePlugin(badgerFactory))
 	case "garbage-handshake":
 		fmt.Println("HELLO|this is|not|a handshake")
 		time.Sleep(time.Minute) // the host must not wait for us

@@ -130,9 +130,18 @@ type Plugin struct {
 	changed chan struct{} // closed and replaced when shim changes
 	poke    chan struct{} // a call saw the plugin unavailable
 
+	life context.Context // ends at Close; plugin processes die with it
 	stop context.CancelFunc
 	done chan struct{}
+
+	// Owned by the supervisor goroutine (and Start before it runs).
+	started  time.Time
+	lastWait time.Duration
 }
+
+// stableAfter is how long a plugin must run for its next crash to be
+// restarted without growing backoff.
+const stableAfter = 30 * time.Second
 
 // Start launches the plugin, hands it its config and starts supervising
 // it. It fails (without leaving a process behind) if the first start fails:
@@ -177,14 +186,15 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Plugin, error) {
 		poke:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	p.life, p.stop = context.WithCancel(context.Background())
 	client, shim, err := p.launch(ctx)
 	if err != nil {
+		p.stop()
 		return nil, err
 	}
 	p.client, p.shim = client, shim
-	sctx, stop := context.WithCancel(context.Background())
-	p.stop = stop
-	go p.supervise(sctx)
+	p.started = time.Now()
+	go p.supervise(p.life)
 	return p, nil
 }
 
@@ -211,12 +221,15 @@ func (s *stderrTail) String() string {
 	return strings.TrimSpace(string(s.buf))
 }
 
+// command builds the plugin's command line. The process is tied to the
+// Plugin's lifetime: Close kills it even while go-plugin's handshake (which
+// takes no context) is still waiting for it.
 func (p *Plugin) command() *exec.Cmd {
 	var cmd *exec.Cmd
 	if p.cfg.Builtin != "" {
-		cmd = exec.Command(p.opts.Self, "plugin", p.cfg.Builtin)
+		cmd = exec.CommandContext(p.life, p.opts.Self, "plugin", p.cfg.Builtin)
 	} else {
-		cmd = exec.Command(p.cfg.Path, p.cfg.Args...)
+		cmd = exec.CommandContext(p.life, p.cfg.Path, p.cfg.Args...)
 	}
 	cmd.Env = append(os.Environ(), p.opts.Env...)
 	return cmd
@@ -293,8 +306,11 @@ func (p *Plugin) supervise(ctx context.Context) {
 		case <-p.poke:
 		}
 		p.mu.Lock()
-		client, up := p.client, p.shim != nil
+		client, up, closed := p.client, p.shim != nil, p.closed
 		p.mu.Unlock()
+		if closed {
+			return
+		}
 		if up && client != nil && !client.Exited() {
 			continue
 		}
@@ -330,7 +346,12 @@ func (p *Plugin) setDown(old *goplugin.Client) {
 }
 
 func (p *Plugin) restart(ctx context.Context) bool {
+	// A plugin that dies soon after each start waits longer each time; one
+	// that ran for a while starts again at once.
 	wait := p.opts.MinBackoff
+	if time.Since(p.started) < stableAfter {
+		wait = min(max(p.lastWait*2, p.opts.MinBackoff), p.opts.MaxBackoff)
+	}
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-ctx.Done():
@@ -349,6 +370,7 @@ func (p *Plugin) restart(ctx context.Context) bool {
 			close(p.changed)
 			p.changed = make(chan struct{})
 			p.mu.Unlock()
+			p.started, p.lastWait = time.Now(), wait
 			p.m.restarts.WithLabelValues(p.cfg.Name).Inc()
 			p.log.Warn("plugin restarted", "attempt", attempt)
 			return true
@@ -415,18 +437,16 @@ func (p *Plugin) Close() error {
 		return nil
 	}
 	p.closed = true
-	p.mu.Unlock()
-	p.stop()
-	<-p.done
-	p.mu.Lock()
 	client := p.client
 	p.client, p.shim = nil, nil
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
 	if client != nil {
-		client.Kill()
+		client.Kill() // graceful first, so the plugin can flush and close
 	}
+	p.stop() // kills a process still in its handshake (a restart)
+	<-p.done
 	return nil
 }
 

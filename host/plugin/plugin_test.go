@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -240,4 +241,37 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// Close must not wait for a restart stuck in the handshake (go-plugin's
+// handshake has no context; Close kills the process instead), and the
+// stuck process must not outlive it.
+func TestCloseDuringAHungRestart(t *testing.T) {
+	h := &harness{log: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	p, err := Start(t.Context(), Config{Kind: "storage", Builtin: "x", RawConfig: badgerConfig(t, t.TempDir()), StartTimeout: time.Hour},
+		Options{
+			Logger: slog.New(slog.NewTextHandler(h.log, nil)), Registerer: h.reg, Self: os.Args[0],
+			Env:        []string{modeEnv + "=hang-on-restart", "SOTTO_TEST_MARKER=" + filepath.Join(t.TempDir(), "started")},
+			MinBackoff: time.Millisecond,
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for counter(t, metricsOf(h.reg).crashes.WithLabelValues("storage")) < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let the restart reach the handshake
+	closed := make(chan struct{})
+	go func() { _ = p.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(time.Minute): // StartTimeout is an hour: this is a hang, not slowness
+		t.Fatal("Close hung behind a restart stuck in its handshake")
+	}
+	if kids := childProcesses(); len(kids) > 0 {
+		t.Errorf("processes outlived Close: %v", kids)
+	}
 }
