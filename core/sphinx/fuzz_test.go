@@ -22,6 +22,15 @@ func FuzzUnwrap(f *testing.F) {
 		}
 		f.Add(pkt)
 	}
+	surb, _, err := NewSURB(r, g, forwardPath(nodes, &SURBReply{ID: [16]byte{1}}, &MailboxDelivery{Lifetime: 60}))
+	if err != nil {
+		f.Fatal(err)
+	}
+	reply, _, err := NewPacketFromSURB(g, surb, testPayload(g, 2))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(reply)
 	f.Add([]byte{})
 	f.Add(make([]byte, g.PacketLength))
 	u := NewUnwrapper(g, nodes[0].priv)

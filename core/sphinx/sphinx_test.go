@@ -152,6 +152,20 @@ func TestTampering(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the one-shot Unwrap gives the same packet as an Unwrapper", func(t *testing.T) {
+		a, b := bytes.Clone(pkt), bytes.Clone(pkt)
+		res, err := Unwrap(g, nodes[0].priv, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res2 Result
+		if err := NewUnwrapper(g, nodes[0].priv).Unwrap(b, &res2); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) || res.ReplayTag != res2.ReplayTag || *res.Commands.NextHop != *res2.Commands.NextHop {
+			t.Fatal("results differ")
+		}
+	})
 	t.Run("the wrong node key fails the MAC", func(t *testing.T) {
 		var res Result
 		if err := NewUnwrapper(g, nodes[1].priv).Unwrap(bytes.Clone(pkt), &res); !errors.Is(err, ErrInvalidMAC) {
