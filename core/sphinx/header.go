@@ -19,7 +19,8 @@ const ReplayTagLength = 32
 // goroutine; its fields are overwritten by every Unwrap.
 type Result struct {
 	// ReplayTag identifies the packet for replay detection (the node's job).
-	// It is set even when the MAC does not verify.
+	// It is set even when the MAC does not verify; it is zero when the packet
+	// was refused before (wrong length or version).
 	ReplayTag [ReplayTagLength]byte
 	// Commands is this hop's routing commands. Commands.NextHop is nil at the
 	// final hop.
@@ -62,6 +63,7 @@ func newHeaderUnwrapper(g *Geometry, key *PrivateKey) headerUnwrapper {
 // the blinded header written in place. The body is left to the caller.
 func (u *headerUnwrapper) unwrapHeader(pkt []byte, res *Result) error {
 	g := u.g
+	res.ReplayTag = [ReplayTagLength]byte{}
 	res.Commands.List, res.Commands.NextHop, res.Commands.SURBReply = res.Commands.list[:0], nil, nil
 	if len(pkt) != g.PacketLength {
 		return fmt.Errorf("%w: %d bytes, want %d", ErrInvalidPacket, len(pkt), g.PacketLength)
