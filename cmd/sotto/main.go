@@ -28,6 +28,8 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(pluginCmd())
+	root.AddCommand(keygenCmd())
+	root.AddCommand(nodeCmd())
 	return root
 }
 

@@ -173,9 +173,9 @@ func TestLoadReportsAMissingFile(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(*Config)
-		want  []string // key paths that must be reported
+		want   []string // key paths that must be reported
 	}{
 		{"a mix without a layer is refused", func(c *Config) { c.Mix.Layer = 0 }, []string{"mix.layer: must be 1..3 for a mix"}},
 		{"a mix in layer 4 is refused", func(c *Config) { c.Mix.Layer = 4 }, []string{"mix.layer"}},

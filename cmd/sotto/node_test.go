@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sottonet/sotto/host/keystore"
+)
+
+// run executes the sotto command line with args and returns what it wrote.
+func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := rootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	err = cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+const testGenesis = "2026-01-01T00:00:00Z"
+
+// nodeConfig writes a mix config for dataDir and returns its path.
+func nodeConfig(t *testing.T, dataDir, extra string) string {
+	t.Helper()
+	y := "role: mix\nnetwork: testnet\ndata_dir: " + dataDir + "\n" +
+		"listen: [/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.1/udp/0/quic-v1]\n" +
+		"mix: {layer: 1}\n" +
+		"epoch: {genesis: " + testGenesis + ", period: 24h, grace: 1h}\n" +
+		"plugins:\n  pki: {builtin: pki-static}\n  storage: {builtin: storage-badger, config: {dir: " + dataDir + "/badger}}\n" +
+		extra
+	p := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// keyed returns a data directory that keygen has filled.
+func keyed(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, stderr, err := run(t, "keygen", "--data-dir", dir, "--genesis", testGenesis, "--epoch-period", "24h", "--epoch-grace", "1h"); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, stderr)
+	}
+	return dir
+}
+
+func TestKeygenCreatesIdentityAndThreeEpochsOfSphinxKeys(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	out, _, err := run(t, "keygen", "--data-dir", dir, "--genesis", testGenesis, "--epoch-period", "24h", "--epoch-grace", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "identity created") || !strings.Contains(out, "peer ID: 12D3KooW") {
+		t.Errorf("keygen said %q", out)
+	}
+	ks, err := keystore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	e := ks.Epochs()
+	if len(e) != 3 || e[1] != e[0]+1 || e[2] != e[0]+2 {
+		t.Errorf("Sphinx key epochs %v, want three consecutive", e)
+	}
+	out, _, err = run(t, "keygen", "--data-dir", dir, "--genesis", testGenesis, "--epoch-period", "24h", "--epoch-grace", "1h")
+	if err != nil || !strings.Contains(out, "identity kept") {
+		t.Errorf("second keygen: %v, said %q", err, out)
+	}
+}
+
+func TestKeygenTakesTheDataDirAndClockFromTheConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if _, _, err := run(t, "keygen", "--config", nodeConfig(t, dir, "")); err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keystore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	if len(ks.Epochs()) != 3 {
+		t.Errorf("epochs %v, want 3", ks.Epochs())
+	}
+}
+
+func TestKeygenWithoutGenesisMakesOnlyTheIdentity(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	out, _, err := run(t, "keygen", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "no Sphinx keys") {
+		t.Errorf("keygen said %q", out)
+	}
+	ks, err := keystore.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	if len(ks.Epochs()) != 0 {
+		t.Errorf("epochs %v, want none", ks.Epochs())
+	}
+}
+
+func TestKeygenRefusesBadArguments(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no data directory is an error", []string{"keygen"}, "no data directory"},
+		{"a malformed genesis is an error", []string{"keygen", "--data-dir", "DIR", "--genesis", "tomorrow"}, "--genesis"},
+		{"a grace longer than the period is an error", []string{"keygen", "--data-dir", "DIR", "--genesis", testGenesis, "--epoch-grace", "48h", "--epoch-period", "24h"}, "grace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for i, a := range tt.args {
+				if a == "DIR" {
+					tt.args[i] = dir
+				}
+			}
+			_, _, err := run(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want one mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestNodeCheck(t *testing.T) {
+	tests := []struct {
+		name    string
+		extra   string            // appended to the config
+		args    []string          // after node --check --config FILE
+		env     map[string]string // set for the run
+		spoil   func(dataDir string)
+		noKeys  bool
+		wantErr []string // problems printed; none means the check passes
+	}{
+		{name: "a valid config with keys passes"},
+		{name: "a missing key directory is reported", noKeys: true, wantErr: []string{"no identity key"}},
+		{name: "an identity readable by others is reported", spoil: func(d string) {
+			os.Chmod(filepath.Join(keystore.Dir(d), "identity.key"), 0o644)
+		}, wantErr: []string{"identity.key has mode 0644"}},
+		{name: "a corrupt Sphinx key is reported", spoil: func(d string) {
+			os.WriteFile(filepath.Join(keystore.Dir(d), "sphinx-1.key"), []byte("garbage"), 0o600)
+		}, wantErr: []string{"sphinx-1.key", "corrupt"}},
+		{name: "a flag overrides the file and is validated", args: []string{"--layer", "5"}, wantErr: []string{"mix.layer: must be 1..3"}},
+		{name: "the environment overrides the file and is validated", env: map[string]string{"SOTTO_MIX__LAYER": "0"}, wantErr: []string{"mix.layer"}},
+		{name: "an unknown built-in plugin is reported", extra: "  accounting: {builtin: pay-nothing}\n", wantErr: []string{"plugins.accounting.builtin", "pay-nothing"}},
+		{name: "every problem is printed at once", args: []string{"--role", "relay", "--network", ""}, env: map[string]string{"SOTTO_MIXING__QUEUE_CAPACITY": "0"},
+			wantErr: []string{"role:", "network:", "mixing.queue_capacity:"}},
+		{name: "a data directory without Sphinx keys is reported", spoil: func(d string) {
+			entries, _ := os.ReadDir(keystore.Dir(d))
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), "sphinx-") {
+					os.Remove(filepath.Join(keystore.Dir(d), e.Name()))
+				}
+			}
+		}, wantErr: []string{"no Sphinx key for the current epoch"}},
+		{name: "an unknown key is reported", extra: "mixnig: {}\n", wantErr: []string{"mixnig"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var dir string
+			if tt.noKeys {
+				dir = filepath.Join(t.TempDir(), "empty")
+			} else {
+				dir = keyed(t)
+			}
+			if tt.spoil != nil {
+				tt.spoil(dir)
+			}
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"node", "--check", "--config", nodeConfig(t, dir, tt.extra)}, tt.args...)
+			out, stderr, err := run(t, args...)
+			if len(tt.wantErr) == 0 {
+				if err != nil || !strings.Contains(out, "config and keys OK: mix in layer 1") {
+					t.Fatalf("check failed: %v\n%s%s", err, out, stderr)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("check passed, want problems %q; said %q", tt.wantErr, out)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not report %q", stderr, w)
+				}
+			}
+		})
+	}
+}
+
+func TestNodeWithoutCheckSaysItCannotRunYet(t *testing.T) {
+	dir := keyed(t)
+	_, _, err := run(t, "node", "--config", nodeConfig(t, dir, ""))
+	if !errors.Is(err, errNotImplemented) {
+		t.Errorf("sotto node = %v, want errNotImplemented", err)
+	}
+}
