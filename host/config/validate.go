@@ -119,6 +119,12 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// CheckListen reports whether a listen multiaddr is one a node of the role
+// can listen on (the check Validate makes for each listen entry).
+func CheckListen(addr, role string) error {
+	return validListen("listen", addr, role == RoleProvider)
+}
+
 // validListen accepts IP or DNS addresses carrying TCP, QUIC v1, or (on
 // providers) WebSocket over TCP.
 func validListen(path, s string, provider bool) error {
