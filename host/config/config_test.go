@@ -173,9 +173,9 @@ func TestLoadReportsAMissingFile(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	tests := []struct {
-		name   string
-		break_ func(*Config)
-		want   []string // key paths that must be reported
+		name  string
+		spoil func(*Config)
+		want  []string // key paths that must be reported
 	}{
 		{"a mix without a layer is refused", func(c *Config) { c.Mix.Layer = 0 }, []string{"mix.layer: must be 1..3 for a mix"}},
 		{"a mix in layer 4 is refused", func(c *Config) { c.Mix.Layer = 4 }, []string{"mix.layer"}},
@@ -210,7 +210,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := valid(t)
-			tt.break_(&c)
+			tt.spoil(&c)
 			err := c.Validate()
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Validate = %v, want ErrInvalid", err)

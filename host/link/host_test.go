@@ -206,3 +206,43 @@ func TestNewHostRefusesAnAddressItCannotListenOn(t *testing.T) {
 		})
 	}
 }
+
+func TestTheStreamLimitPerPeerComesFromTheConfig(t *testing.T) {
+	const limit = 4
+	server := newHost(t, config.RoleMix, "/ip4/127.0.0.1/tcp/0")
+	release := make(chan struct{})
+	server.SetStreamHandler(MixProtocol, func(s network.Stream) {
+		<-release // hold every stream open
+		s.Reset()
+	})
+	defer close(release)
+
+	cfg := config.Default()
+	cfg.Role, cfg.Listen = config.RoleMix, []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Limits.MaxStreamsPerPeer = limit
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	client, err := NewHost(&cfg, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if err := client.Connect(t.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	opened := 0
+	for range 2 * limit {
+		s, err := client.NewStream(t.Context(), server.ID(), MixProtocol)
+		if err != nil {
+			if !errors.Is(err, network.ErrResourceLimitExceeded) {
+				t.Fatalf("stream %d refused with %v, want a resource limit", opened+1, err)
+			}
+			break
+		}
+		defer s.Reset()
+		opened++
+	}
+	// identify or ping may hold a slot for a moment, so fewer may open.
+	if opened == 0 || opened > limit {
+		t.Errorf("%d streams opened to one peer, want 1..%d", opened, limit)
+	}
+}
