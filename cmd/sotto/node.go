@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +68,13 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		if _, ok := builtins[slot.s.Builtin]; slot.s.Builtin != "" && !ok {
 			problems = append(problems, fmt.Errorf("%s.builtin: no built-in plugin %q in this binary (have: %s)",
 				slot.path, slot.s.Builtin, strings.Join(builtinNames(), ", ")))
+		}
+		if slot.s.Path != "" {
+			if fi, err := os.Stat(slot.s.Path); err != nil {
+				problems = append(problems, fmt.Errorf("%s.path: %w", slot.path, err))
+			} else if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+				problems = append(problems, fmt.Errorf("%s.path: %s is not an executable file (mode %v)", slot.path, slot.s.Path, fi.Mode()))
+			}
 		}
 	}
 	if c.DataDir == "" {

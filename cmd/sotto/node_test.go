@@ -166,6 +166,8 @@ func TestNodeCheck(t *testing.T) {
 				}
 			}
 		}, wantErr: []string{"no Sphinx key for the current epoch"}},
+		{name: "a missing external plugin is reported", extra: "  accounting: {path: /nonexistent/sotto-pay}\n", wantErr: []string{"plugins.accounting.path", "no such file"}},
+		{name: "an external plugin path that is a directory is reported", extra: "  accounting: {path: /}\n", wantErr: []string{"plugins.accounting.path", "not an executable"}},
 		{name: "an unknown key is reported", extra: "mixnig: {}\n", wantErr: []string{"mixnig"}},
 	}
 	for _, tt := range tests {
