@@ -19,7 +19,7 @@ import (
 	"github.com/sottonet/sotto/host/config"
 )
 
-func newHost(t *testing.T, role string, listen ...string) host.Host {
+func newHost(t testing.TB, role string, listen ...string) host.Host {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Role, cfg.Listen = role, listen
