@@ -9,7 +9,9 @@
 // nesting levels and a single underscore stays part of the name, so
 // SOTTO_MIX__LAYER sets mix.layer, SOTTO_DATA_DIR sets data_dir and
 // SOTTO_MIXING__UNWRAP_WORKERS sets mixing.unwrap_workers. List keys
-// (listen) take a comma-separated value.
+// (listen, plugins.*.args) take a comma-separated value. An unknown key is
+// an error wherever it comes from, a stray SOTTO_ variable included, so that
+// a misspelt setting never passes silently.
 package config
 
 import (
