@@ -120,12 +120,16 @@ func TestEnvironmentSetsNestedKeysAndTypes(t *testing.T) {
 		"SOTTO_MIXING__MAX_DELAY=1500ms",
 		"SOTTO_EPOCH__GENESIS=2027-02-03T04:05:06Z",
 		"SOTTO_LIMITS__MAX_STREAMS_PER_PEER=9",
+		"SOTTO_PLUGINS__STORAGE__ARGS=--a,--b",
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Mixing.UnwrapWorkers != 7 || c.Mixing.MaxDelay != 1500*time.Millisecond || c.Limits.MaxStreamsPerPeer != 9 {
 		t.Errorf("mixing %+v, limits %+v", c.Mixing, c.Limits)
+	}
+	if a := c.Plugins.Storage.Args; len(a) != 2 || a[1] != "--b" {
+		t.Errorf("plugins.storage.args = %q, want [--a --b]", a)
 	}
 	if c.Epoch.Genesis.Year() != 2027 {
 		t.Errorf("genesis = %v", c.Epoch.Genesis)
