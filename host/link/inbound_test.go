@@ -3,6 +3,8 @@ package link
 import (
 	"bytes"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,5 +112,68 @@ func TestAnEmptyPeerSetAdmitsNoOne(t *testing.T) {
 	ps.Replace(nil)
 	if ps.Contains(peer.ID("x")) {
 		t.Error("an empty PeerSet admitted a peer")
+	}
+}
+
+func TestAMemberIsServedWhileAStrangerFloodsStreams(t *testing.T) {
+	mix := newHost(t, config.RoleMix, "/ip4/127.0.0.1/tcp/0")
+	member := newHost(t, config.RoleMix, "/ip4/127.0.0.1/tcp/0")
+	stranger := newHost(t, config.RoleMix, "/ip4/127.0.0.1/tcp/0")
+	var admitted PeerSet
+	admitted.Replace([]peer.ID{member.ID()})
+	delivered := make(chan []byte, 8)
+	var refused atomic.Int64
+	firstRefusal := make(chan struct{})
+	var once sync.Once
+	in := &Inbound{
+		Admitted:     &admitted,
+		PacketLength: testPacketLength,
+		Buffer:       func() []byte { return make([]byte, testPacketLength) },
+		Deliver:      func(_ peer.ID, p []byte) { delivered <- p },
+		Refused: func(peer.ID, error) {
+			refused.Add(1)
+			once.Do(func() { close(firstRefusal) })
+		},
+	}
+	mix.SetStreamHandler(MixProtocol, in.Handle)
+	if err := stranger.Connect(t.Context(), peer.AddrInfo{ID: mix.ID(), Addrs: mix.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+
+	const flood = 200
+	floodDone := make(chan struct{})
+	go func() {
+		defer close(floodDone)
+		for range flood {
+			s, err := stranger.NewStream(t.Context(), mix.ID(), MixProtocol)
+			if err != nil {
+				continue // refused by a limit: as good as reset
+			}
+			w, _ := NewWriter(s, testPacketLength)
+			_ = w.WriteFrame(packet(0))
+			s.Close()
+		}
+	}()
+	send(t, member, mix, testPacketLength, packet(1), packet(2), packet(3))
+	for i := range 3 {
+		select {
+		case p := <-delivered:
+			if !bytes.Equal(p, packet(byte(i+1))) {
+				t.Fatalf("packet %d arrived altered", i)
+			}
+		case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+			t.Fatal("the member's packets did not get through the flood")
+		}
+	}
+	<-floodDone
+	select {
+	case <-firstRefusal:
+	case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
+		t.Error("no stream of the stranger was refused")
+	}
+	select {
+	case p := <-delivered:
+		t.Errorf("a packet of %d bytes from the stranger was delivered", len(p))
+	default:
 	}
 }
