@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sottonet/sotto/core/pkidoc"
 	pluginv1 "github.com/sottonet/sotto/interfaces/proto/plugin/v1"
 )
 
@@ -18,7 +19,7 @@ import (
 var (
 	// ErrInvalidArgument: the request is malformed (bad size, empty
 	// namespace, zero lifetime...). Retrying the same request cannot help.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = pkidoc.ErrInvalidArgument
 	// ErrNotFound: the named object does not exist (or has expired).
 	ErrNotFound = errors.New("not found")
 	// ErrUnavailable: the plugin cannot serve now (crashed, restarting,

@@ -9,8 +9,8 @@ import (
 // per epoch, with the document every client and node routes by. Two designs
 // implement it in this tree: a gossip protocol (plugins/pki-gossip) and an
 // operator-signed file (plugins/pki-static). Implementations must be safe for
-// concurrent use. The wire formats are in pki_descriptor.go and
-// pki_document.go, specified in docs/SPEC.md, section "PKI".
+// concurrent use. The wire formats are in package core/pkidoc, specified in
+// docs/SPEC.md, section "PKI".
 type PKI interface {
 	// Publish hands the PKI this node's signed descriptor for one epoch, to
 	// be spread to the other members. The descriptor is verified first
@@ -58,31 +58,3 @@ type EvidenceRequest struct{ Epoch uint64 }
 
 // EvidenceResponse lists what the PKI holds against misbehaving identities.
 type EvidenceResponse struct{ Equivocations []Equivocation }
-
-// Equivocation is proof that one identity signed two different descriptors
-// for one epoch: anyone can check both signatures. A and B are ordered by
-// their encodings so that every member holds the same evidence value.
-type Equivocation struct {
-	A, B *SignedDescriptor
-}
-
-// Verify checks that e really is evidence: both descriptors verify, name
-// the same identity and epoch, and differ.
-func (e Equivocation) Verify() error {
-	if e.A == nil || e.B == nil {
-		return errors.New("pki: evidence with a missing descriptor")
-	}
-	if err := e.A.Verify(); err != nil {
-		return err
-	}
-	if err := e.B.Verify(); err != nil {
-		return err
-	}
-	if string(e.A.Descriptor.Identity) != string(e.B.Descriptor.Identity) || e.A.Descriptor.Epoch != e.B.Descriptor.Epoch {
-		return errors.New("pki: evidence descriptors name different identities or epochs")
-	}
-	if string(e.A.Raw) == string(e.B.Raw) {
-		return errors.New("pki: evidence descriptors are identical")
-	}
-	return nil
-}

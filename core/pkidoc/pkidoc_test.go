@@ -1,4 +1,4 @@
-package interfaces
+package pkidoc
 
 import (
 	"bytes"
@@ -275,7 +275,7 @@ func TestEquivocationVerify(t *testing.T) {
 }
 
 // TestVectors pins the encodings: a change to the wire format must be
-// deliberate (go test ./interfaces -run Vectors -update).
+// deliberate (go test ./core/pkidoc -run Vectors -update).
 func TestVectors(t *testing.T) {
 	doc := testDocument(t, 3)
 	enc, err := doc.Encode()

@@ -1,4 +1,4 @@
-package interfaces
+package pkidoc
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package interfaces
+package pkidoc
 
 import (
 	"bytes"
@@ -325,4 +325,32 @@ func (d *Descriptor) SphinxKey(e uint64) ([32]byte, bool) {
 		return [32]byte{}, false
 	}
 	return d.SphinxKeys[e-d.Epoch], true
+}
+
+// Equivocation is proof that one identity signed two different descriptors
+// for one epoch: anyone can check both signatures. A and B are ordered by
+// their encodings so that every member holds the same evidence value.
+type Equivocation struct {
+	A, B *SignedDescriptor
+}
+
+// Verify checks that e really is evidence: both descriptors verify, name
+// the same identity and epoch, and differ.
+func (e Equivocation) Verify() error {
+	if e.A == nil || e.B == nil {
+		return errors.New("pki: evidence with a missing descriptor")
+	}
+	if err := e.A.Verify(); err != nil {
+		return err
+	}
+	if err := e.B.Verify(); err != nil {
+		return err
+	}
+	if string(e.A.Descriptor.Identity) != string(e.B.Descriptor.Identity) || e.A.Descriptor.Epoch != e.B.Descriptor.Epoch {
+		return errors.New("pki: evidence descriptors name different identities or epochs")
+	}
+	if string(e.A.Raw) == string(e.B.Raw) {
+		return errors.New("pki: evidence descriptors are identical")
+	}
+	return nil
 }

@@ -1,36 +1,36 @@
-package interfaces_test
+package pkidoc_test
 
 import (
 	"crypto/ed25519"
 	"fmt"
 	"time"
 
-	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/core/pkidoc"
 )
 
 // A node signs its descriptor; any member parses and verifies it, and
 // assembles the epoch's document, whose hash members compare.
 func ExampleSignDescriptor() {
 	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)) // use a real random key
-	d := &interfaces.Descriptor{
+	d := &pkidoc.Descriptor{
 		Network:  "example",
 		Epoch:    42,
 		Identity: key.Public().(ed25519.PublicKey),
 		PeerID:   []byte{0x00, 0x24, 0x08, 0x01},
 		Addrs:    [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}}, // /ip4/127.0.0.1/tcp/8080
-		Role:     interfaces.RoleMix,
+		Role:     pkidoc.RoleMix,
 		// SphinxKeys: X25519 public keys for epochs 42, 43 and 44.
 	}
-	signed, err := interfaces.SignDescriptor(d, key)
+	signed, err := pkidoc.SignDescriptor(d, key)
 	if err != nil {
 		panic(err)
 	}
-	got, err := interfaces.ParseSignedDescriptor(signed.Raw)
+	got, err := pkidoc.ParseSignedDescriptor(signed.Raw)
 	fmt.Println("verifies:", err == nil, "epoch:", got.Descriptor.Epoch, "role:", got.Descriptor.Role)
 
-	params := interfaces.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 2,
+	params := pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 2,
 		LambdaP: 1, LambdaL: 1, LambdaD: 1, LambdaM: 1, EpochPeriod: 20 * time.Minute}
-	doc, err := interfaces.NewDocument("example", 42, params, []*interfaces.SignedDescriptor{got})
+	doc, err := pkidoc.NewDocument("example", 42, params, []*pkidoc.SignedDescriptor{got})
 	if err != nil {
 		panic(err)
 	}
