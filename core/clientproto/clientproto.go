@@ -67,12 +67,10 @@ type MailboxRef struct {
 	Capability [16]byte
 }
 
-// Message is one stored message as a provider returns it.
+// Message is one stored message as a provider returns it: its mailbox
+// entry ID and expiry, and its content (see StoredMessage).
 type Message struct {
 	ID      uint64
 	Expires time.Time
-	// Payload is the Sphinx payload as the final hop found it: the user
-	// payload of a forward packet, or the still-encrypted body of a SURB
-	// reply (the client decrypts it with the SURB's keys).
-	Payload []byte
+	StoredMessage
 }
