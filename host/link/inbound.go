@@ -40,6 +40,13 @@ func (ps *PeerSet) Contains(id peer.ID) bool {
 	return ok
 }
 
+// Buffer is one packet's memory, lent to Inbound by the pipeline (whose own
+// packet type implements it, so that nothing is allocated per frame).
+type Buffer interface {
+	// Bytes is the packet: exactly the network's packet length.
+	Bytes() []byte
+}
+
 // Inbound receives packets on MixProtocol streams. Set its fields, then
 // install Handle with host.SetStreamHandler(MixProtocol, in.Handle).
 type Inbound struct {
@@ -47,12 +54,16 @@ type Inbound struct {
 	Admitted *PeerSet
 	// PacketLength is the network's Sphinx packet size.
 	PacketLength int
-	// Buffer returns a buffer of PacketLength bytes for the next packet.
-	Buffer func() []byte
+	// Buffer returns a buffer for the next packet; its Bytes must be
+	// PacketLength long.
+	Buffer func() Buffer
+	// Discard, if set, takes back a buffer that was not delivered because
+	// the stream ended or broke while reading into it.
+	Discard func(Buffer)
 	// Deliver takes each packet read; it owns the buffer from then on. It
 	// must not block for long: the stream is not read meanwhile, which is
 	// the back-pressure a slow pipeline puts on its senders.
-	Deliver func(from peer.ID, packet []byte)
+	Deliver func(from peer.ID, packet Buffer)
 	// Refused, if set, learns why a stream was cut (ErrNotAdmitted,
 	// ErrFrameSize, ErrFrameVersion, or the stream's read error), to count
 	// and log it.
@@ -83,7 +94,10 @@ func (in *Inbound) serve(from peer.ID, s io.Reader) error {
 	}
 	for {
 		buf := in.Buffer()
-		if err := r.ReadFrame(buf); err != nil {
+		if err := r.ReadFrame(buf.Bytes()); err != nil {
+			if in.Discard != nil {
+				in.Discard(buf)
+			}
 			if err == io.EOF {
 				return nil
 			}

@@ -27,8 +27,8 @@ func inbound(h host.Host, admitted *PeerSet) <-chan event {
 	in := &Inbound{
 		Admitted:     admitted,
 		PacketLength: testPacketLength,
-		Buffer:       func() []byte { return make([]byte, testPacketLength) },
-		Deliver:      func(from peer.ID, p []byte) { events <- event{from: from, packet: p} },
+		Buffer:       func() Buffer { return byteBuffer(make([]byte, testPacketLength)) },
+		Deliver:      func(from peer.ID, p Buffer) { events <- event{from: from, packet: p.Bytes()} },
 		Refused:      func(from peer.ID, err error) { events <- event{from: from, err: err} },
 	}
 	h.SetStreamHandler(MixProtocol, in.Handle)
@@ -128,8 +128,8 @@ func TestAMemberIsServedWhileAStrangerFloodsStreams(t *testing.T) {
 	in := &Inbound{
 		Admitted:     &admitted,
 		PacketLength: testPacketLength,
-		Buffer:       func() []byte { return make([]byte, testPacketLength) },
-		Deliver:      func(_ peer.ID, p []byte) { delivered <- p },
+		Buffer:       func() Buffer { return byteBuffer(make([]byte, testPacketLength)) },
+		Deliver:      func(_ peer.ID, p Buffer) { delivered <- p.Bytes() },
 		Refused: func(peer.ID, error) {
 			refused.Add(1)
 			once.Do(func() { close(firstRefusal) })
@@ -177,3 +177,8 @@ func TestAMemberIsServedWhileAStrangerFloodsStreams(t *testing.T) {
 	default:
 	}
 }
+
+// byteBuffer is the simplest Buffer.
+type byteBuffer []byte
+
+func (b byteBuffer) Bytes() []byte { return b }
