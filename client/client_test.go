@@ -1,0 +1,407 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
+)
+
+// receive collects n messages from c within d of virtual time.
+func receive(t *testing.T, c *Client, n int, d time.Duration) []Message {
+	t.Helper()
+	var got []Message
+	timeout := time.After(d)
+	for len(got) < n {
+		select {
+		case m := <-c.Messages():
+			got = append(got, m)
+		case <-timeout:
+			t.Fatalf("received %d of %d messages in %v", len(got), n, d)
+		}
+	}
+	return got
+}
+
+// noMore fails if c delivers anything within d.
+func noMore(t *testing.T, c *Client, d time.Duration) {
+	t.Helper()
+	select {
+	case m := <-c.Messages():
+		t.Fatalf("unexpected extra delivery of message %v (%d bytes)", m.ID, len(m.Body))
+	case <-time.After(d):
+	}
+}
+
+func waitReady(t *testing.T, cs ...*Client) {
+	t.Helper()
+	for _, c := range cs {
+		select {
+		case <-c.Ready():
+		case <-time.After(time.Minute):
+			t.Fatal("client never got a document")
+		}
+	}
+}
+
+// waitState waits until message id of c is in a final state.
+func waitState(t *testing.T, c *Client, id MessageID, d time.Duration) MessageStatus {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		st, ok := c.Status(id)
+		if !ok {
+			t.Fatalf("message %v unknown", id)
+		}
+		if !st.Finished.IsZero() {
+			return st
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st, _ := c.Status(id)
+	t.Fatalf("message %v still %v after %v", id, st.State, d)
+	return st
+}
+
+func body(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+func TestMessagesArriveIntactAndExactlyOnceBothWays(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		a, _ := net.newClient(t, 0, 1, nil)
+		b, _ := net.newClient(t, 1, 2, nil)
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		ctx := t.Context()
+		toA, err := a.NewContact(ctx, ContactOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toB, err := b.NewContact(ctx, ContactOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		capacity := fragCapacity(int(testParams().PayloadLen))
+		sizes := []int{0, 1, capacity, capacity + 1, 5*capacity + 7}
+		want := map[MessageID][]byte{}
+		var ids []MessageID
+		for i, n := range sizes {
+			msg := body(n, byte(i))
+			id, err := a.Send(ctx, toB, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[id] = msg
+			ids = append(ids, id)
+		}
+		back := []byte("and back to A")
+		backID, err := b.Send(ctx, toA, back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range receive(t, b, len(sizes), 2*time.Minute) {
+			w, ok := want[m.ID]
+			if !ok {
+				t.Fatalf("B got unknown or repeated message %v", m.ID)
+			}
+			if !bytes.Equal(m.Body, w) {
+				t.Errorf("message %v: got %d bytes, want %d, content differs", m.ID, len(m.Body), len(w))
+			}
+			delete(want, m.ID)
+		}
+		if m := receive(t, a, 1, time.Minute)[0]; m.ID != backID || !bytes.Equal(m.Body, back) || m.ViaSURB {
+			t.Errorf("A got %v %q (via SURB %v), want %v %q", m.ID, m.Body, m.ViaSURB, backID, back)
+		}
+		for _, id := range ids {
+			if st := waitState(t, a, id, time.Minute); st.State != StateAcked {
+				t.Errorf("message %v: %v (%v)", id, st.State, st.Err)
+			}
+		}
+		noMore(t, a, 30*time.Second)
+		noMore(t, b, 30*time.Second)
+		stopA()
+		stopB()
+		net.close()
+
+		sa := a.Stats()
+		if sa.MessagesAcked != uint64(len(sizes)) || sa.MessagesFailed != 0 || len(sa.ACKLatencies) != len(sizes) {
+			t.Errorf("A's stats: acked %d failed %d latencies %d", sa.MessagesAcked, sa.MessagesFailed, len(sa.ACKLatencies))
+		}
+		if sa.LoopsReturned == 0 || sa.LoopsLost != 0 || sa.Malformed != 0 {
+			t.Errorf("A's loops: %+v", sa)
+		}
+		if n := net.count("invalid") + net.count("replay") + net.count("bad forward payload"); n != 0 {
+			t.Errorf("network refused %d packets: %v", n, net.counts)
+		}
+		t.Logf("A: %d payload, %d loop, %d drop packets; loops %d/%d back; ACK latencies %v",
+			sa.PacketsPayload, sa.PacketsLoop, sa.PacketsDrop, sa.LoopsReturned, sa.LoopsSent, sa.ACKLatencies)
+	})
+}
+
+func TestOfflineRecipientFetchesLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		a, _ := net.newClient(t, 0, 3, nil)
+		b, pb := net.newClient(t, 1, 4, nil)
+		stopA := start(t, a)
+		waitReady(t, a)
+		toB, err := b.NewContact(t.Context(), ContactOptions{}) // B is not running
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := body(1200, 9)
+		id, err := a.Send(t.Context(), toB, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The provider acknowledges when it stores, so A is done while B
+		// is offline.
+		if st := waitState(t, a, id, time.Minute); st.State != StateAcked {
+			t.Fatalf("while B is offline: %v (%v)", st.State, st.Err)
+		}
+		if pb.pending() != 3 {
+			t.Fatalf("B's mailbox holds %d entries, want 3 fragments", pb.pending())
+		}
+		stopA()
+		time.Sleep(10 * time.Minute)
+		stopB := start(t, b)
+		m := receive(t, b, 1, time.Minute)[0]
+		if m.ID != id || !bytes.Equal(m.Body, msg) {
+			t.Fatalf("B got %v (%d bytes), want %v", m.ID, len(m.Body), id)
+		}
+		noMore(t, b, 10*time.Second)
+		stopB()
+		net.close()
+	})
+}
+
+func TestSURBContactDeliversIntoASURBMailboxAndSurvivesARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		a, _ := net.newClient(t, 0, 5, nil)
+		b, pb := net.newClient(t, 1, 6, nil)
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		ctx := t.Context()
+		contact, err := b.NewContact(ctx, ContactOptions{Anonymous: true, SURBs: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := ParseContact(contact.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(parsed.Key, b.MessageKey()) {
+			t.Error("anonymous contact carries the client's forward key: contacts are linkable")
+		}
+		capacity := fragCapacity(int(testParams().PayloadLen))
+		first := body(capacity+10, 1) // two fragments, two SURBs
+		id1, err := a.Send(ctx, parsed, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, b, 1, time.Minute)[0]
+		if m.ID != id1 || !bytes.Equal(m.Body, first) || !m.ViaSURB {
+			t.Fatalf("got %v via SURB %v, want %v", m.ID, m.ViaSURB, id1)
+		}
+		if st, _ := a.Status(id1); st.State != StateSent {
+			t.Errorf("SURB message state %v, want sent", st.State)
+		}
+		// Three SURBs were needed for a three-fragment message; two are left.
+		if _, err := a.Send(ctx, parsed, body(2*capacity+1, 2)); !errors.Is(err, ErrNoSURBs) {
+			t.Errorf("sending beyond the contact's SURBs: err = %v, want ErrNoSURBs", err)
+		}
+
+		// B restarts: a new Client with the same identity and exported state.
+		state, err := b.MarshalState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopB()
+		second := []byte("after the restart")
+		id2, err := a.Send(ctx, parsed, second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Second)
+		b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
+			Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b2.LoadState(state); err != nil {
+			t.Fatal(err)
+		}
+		stopB2 := start(t, b2)
+		m = receive(t, b2, 1, time.Minute)[0]
+		if m.ID != id2 || !bytes.Equal(m.Body, second) {
+			t.Fatalf("after restart got %v %q, want %v", m.ID, m.Body, id2)
+		}
+		noMore(t, b2, 10*time.Second)
+		stopA()
+		stopB2()
+		net.close()
+	})
+}
+
+func TestRetransmissionRoutesAroundADroppingMix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		bad := net.layers[1][0]
+		net.dropAll(bad)
+		a, _ := net.newClient(t, 0, 7, nil)
+		b, _ := net.newClient(t, 1, 8, nil)
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		toB, err := b.NewContact(t.Context(), ContactOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 6
+		want := map[MessageID][]byte{}
+		for i := range n {
+			msg := []byte(fmt.Sprintf("message %d", i))
+			id, err := a.Send(t.Context(), toB, msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[id] = msg
+		}
+		for _, m := range receive(t, b, n, 3*time.Minute) {
+			if w, ok := want[m.ID]; !ok || !bytes.Equal(w, m.Body) {
+				t.Fatalf("unexpected or repeated message %v %q", m.ID, m.Body)
+			}
+			delete(want, m.ID)
+		}
+		time.Sleep(time.Minute)
+		noMore(t, b, time.Second)
+		stopA()
+		stopB()
+		net.close()
+
+		s := a.Stats()
+		if s.MessagesAcked != n {
+			t.Errorf("acked %d of %d", s.MessagesAcked, n)
+		}
+		if s.Retransmissions == 0 {
+			t.Error("no retransmission although a mix drops everything")
+		}
+		if s.LoopsLost == 0 {
+			t.Error("no loop lost through the dropping mix")
+		}
+		worst, most := [32]byte{}, 0
+		for id, c := range s.LostLoopMixes {
+			if c > most {
+				worst, most = id, c
+			}
+		}
+		if worst != bad {
+			t.Errorf("mix with the most lost loops is %x (%d), want the dropping %x (%d)", worst[:4], most, bad[:4], s.LostLoopMixes[bad])
+		}
+		if !slices.Contains(s.Suspects, bad) {
+			t.Errorf("dropping mix is not a suspect: %x", s.Suspects)
+		}
+		t.Logf("A: %d fragments sent, %d retransmissions; loops sent %d, back %d, lost %d; lost legs through the bad mix %d, B's duplicates %d",
+			s.FragmentsSent, s.Retransmissions, s.LoopsSent, s.LoopsReturned, s.LoopsLost, most, b.Stats().Duplicates)
+	})
+}
+
+func TestMessageFailsAfterMaxTries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 1, testParams()) // one mix per layer: no way around
+		net.dropAll(net.layers[0][0])
+		var reported []MessageStatus
+		a, _ := net.newClient(t, 0, 9, func(c *Config) {
+			c.MaxTries = 2
+			c.OnStatus = func(s MessageStatus) { reported = append(reported, s) }
+		})
+		stop := start(t, a)
+		waitReady(t, a)
+		to := &Contact{Network: net.network, Key: a.MessageKey(), Provider: net.provs[1], Mailbox: [32]byte{1}}
+		id, err := a.Send(t.Context(), to, []byte("lost"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := waitState(t, a, id, 2*time.Minute)
+		stop()
+		net.close()
+		if st.State != StateFailed || !errors.Is(st.Err, ErrUnacknowledged) || st.Packets != 2 {
+			t.Fatalf("status %+v, want failed after 2 packets with ErrUnacknowledged", st)
+		}
+		if len(reported) != 1 || reported[0].ID != id || reported[0].State != StateFailed {
+			t.Fatalf("OnStatus got %+v", reported)
+		}
+	})
+}
+
+func TestSendRefuses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 1, testParams())
+		a, _ := net.newClient(t, 0, 10, func(c *Config) { c.MaxQueued = 3 })
+		stop := start(t, a)
+		waitReady(t, a)
+		defer func() { stop(); net.close() }()
+		good, _ := a.NewContact(t.Context(), ContactOptions{})
+		capacity := fragCapacity(int(testParams().PayloadLen))
+		other := *good
+		other.Network = "elsewhere"
+		unknown := *good
+		unknown.Provider = [32]byte{9}
+		for _, tt := range []struct {
+			name string
+			to   *Contact
+			size int
+			want error
+		}{
+			{"a message over MaxFragments is too long", good, MaxFragments*capacity + 1, ErrMessageTooLong},
+			{"more fragments than the queue holds", good, 3*capacity + 1, ErrQueueFull},
+			{"a contact on another network", &other, 1, ErrContact},
+			{"a provider not in the document", &unknown, 1, ErrUnknownProvider},
+			{"a nil contact", nil, 1, ErrContact},
+		} {
+			// t.Run is not allowed inside a synctest bubble.
+			if _, err := a.Send(t.Context(), tt.to, make([]byte, tt.size)); !errors.Is(err, tt.want) {
+				t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+			}
+		}
+	})
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	net := newSimNet(t, 1, testParams())
+	_, p := net.newClient(t, 0, 1, nil)
+	ok := Config{Identity: make([]byte, 64), Provider: p, ProviderID: net.provs[0], Clock: net.clock}
+	for _, tt := range []struct {
+		name string
+		mod  func(*Config)
+	}{
+		{"a short identity", func(c *Config) { c.Identity = c.Identity[:10] }},
+		{"no provider", func(c *Config) { c.Provider = nil }},
+		{"no provider ID", func(c *Config) { c.ProviderID = [32]byte{} }},
+		{"no clock", func(c *Config) { c.Clock = epoch.Clock{} }},
+		{"a negative fetch interval", func(c *Config) { c.FetchInterval = -1 }},
+		{"a message key of the wrong size", func(c *Config) { c.MessageKey = []byte{1} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := ok
+			tt.mod(&cfg)
+			if _, err := New(cfg); !errors.Is(err, ErrConfig) {
+				t.Fatalf("err = %v, want ErrConfig", err)
+			}
+		})
+	}
+	if _, err := New(ok); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+}

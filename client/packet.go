@@ -1,0 +1,270 @@
+package client
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/core/cover"
+	"github.com/sottonet/sotto/core/sphinx"
+)
+
+// buildSlot makes the packet for one send slot (under c.mu). It returns the
+// first hop, the packet, and the statuses of messages that reached a final
+// state while it was built.
+func (c *Client) buildSlot(kind cover.Kind, now time.Time) (hop [32]byte, pkt []byte, finished []MessageStatus, err error) {
+	v, e, err := c.routeView(now)
+	if err != nil {
+		return hop, nil, nil, err
+	}
+	switch kind {
+	case cover.Payload:
+		c.stats.PacketsPayload++
+		for {
+			f := c.nextFragment()
+			if f == nil {
+				c.stats.PayloadDecoys++
+				hop, pkt, err = c.buildDrop(v, e, now)
+				return hop, pkt, finished, err
+			}
+			hop, pkt, err = c.buildFragment(v, e, f, now)
+			if err == nil {
+				if f.msg.final() {
+					finished = append(finished, c.finish(f.msg, now))
+				}
+				return hop, pkt, finished, nil
+			}
+			// A fragment that cannot be built now never will be (unknown
+			// provider, expired SURB): fail its message, fill the slot
+			// with the next fragment.
+			c.log.Warn("message failed", "id", f.msg.id, "err", err)
+			finished = append(finished, c.fail(f.msg, err, now))
+		}
+	case cover.Loop:
+		c.stats.PacketsLoop++
+		hop, pkt, err = c.buildLoop(v, e, now)
+	default:
+		c.stats.PacketsDrop++
+		hop, pkt, err = c.buildDrop(v, e, now)
+	}
+	return hop, pkt, finished, err
+}
+
+// nextFragment pops the next fragment that still needs sending.
+func (c *Client) nextFragment() *outFragment {
+	for len(c.queue) > 0 {
+		f := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		if !f.inQueue {
+			continue
+		}
+		f.inQueue = false
+		c.queued--
+		if f.acked || f.msg.final() {
+			continue
+		}
+		return f
+	}
+	return nil
+}
+
+func (c *Client) requeueFront(f *outFragment) {
+	f.inQueue = true
+	c.queued++
+	c.queue = append([]*outFragment{f}, c.queue...)
+}
+
+func (c *Client) pathHop(v *view, e uint64, n node, cmds ...sphinx.Command) (sphinx.PathHop, error) {
+	k, err := v.key(n, e)
+	if err != nil {
+		return sphinx.PathHop{}, err
+	}
+	return sphinx.PathHop{ID: n.id, PublicKey: k, Commands: cmds}, nil
+}
+
+// buildForward makes a forward packet: own provider (gateway) → one mix
+// per layer → dest, where Recipient(recipient) names the mailbox.
+func (c *Client) buildForward(v *view, e uint64, dest node, recipient clientproto.MailboxID, surb, body []byte, avoid bool, now time.Time) ([]byte, [][32]byte, error) {
+	mixes := c.pickMixes(v, avoid, now)
+	path := make([]sphinx.PathHop, 0, len(mixes)+2)
+	gw, err := c.pathHop(v, e, v.byID[c.cfg.ProviderID], c.nodeDelay(v))
+	if err != nil {
+		return nil, nil, err
+	}
+	path = append(path, gw)
+	ids := make([][32]byte, 0, len(mixes))
+	for _, m := range mixes {
+		h, err := c.pathHop(v, e, m, c.nodeDelay(v))
+		if err != nil {
+			return nil, nil, err
+		}
+		path = append(path, h)
+		ids = append(ids, m.id)
+	}
+	last, err := c.pathHop(v, e, dest, &sphinx.Recipient{ID: recipient})
+	if err != nil {
+		return nil, nil, err
+	}
+	path = append(path, last)
+	payload, err := clientproto.PackForward(v.geo, surb, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	pkt, err := sphinx.NewPacket(c.entropy, v.geo, path, payload)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: building packet: %w", err)
+	}
+	return pkt, ids, nil
+}
+
+// makeSURB makes a SURB over one mix per layer to the client's own
+// provider, whose final commands are final (a SURBReply first).
+func (c *Client) makeSURB(v *view, e uint64, avoid bool, now time.Time, final ...sphinx.Command) (surb, keys []byte, mixes [][32]byte, err error) {
+	ms := c.pickMixes(v, avoid, now)
+	path := make([]sphinx.PathHop, 0, len(ms)+1)
+	for _, m := range ms {
+		h, err := c.pathHop(v, e, m, c.nodeDelay(v))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		path = append(path, h)
+		mixes = append(mixes, m.id)
+	}
+	h, err := c.pathHop(v, e, v.byID[c.cfg.ProviderID], final...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	path = append(path, h)
+	surb, keys, err = sphinx.NewSURB(c.entropy, v.geo, path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("client: making SURB: %w", err)
+	}
+	return surb, keys, mixes, nil
+}
+
+// newSURBID draws a SURB ID not in use.
+func (c *Client) newSURBID() ([sphinx.SURBIDLength]byte, error) {
+	for {
+		id, err := randID16(c.entropy)
+		if err != nil {
+			return id, fmt.Errorf("client: SURB ID: %w", err)
+		}
+		if _, taken := c.surbs[id]; !taken {
+			return id, nil
+		}
+	}
+}
+
+func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time) ([32]byte, []byte, error) {
+	m := f.msg
+	plain := fragmentPlain{kind: kindFragment, id: m.id, index: f.index, count: len(m.frags), data: f.data}
+	body, err := sealBody(m.key, &plain, v.geo.UserForwardPayloadLength)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	if m.to.Anonymous() {
+		if !c.cfg.Clock.KeyValid(m.to.Epoch, now) {
+			return [32]byte{}, nil, fmt.Errorf("%w: SURBs for epoch %d", ErrContactExpired, m.to.Epoch)
+		}
+		payload, err := clientproto.PackForward(v.geo, nil, body)
+		if err != nil {
+			return [32]byte{}, nil, err
+		}
+		pkt, first, err := sphinx.NewPacketFromSURB(v.geo, f.surb, payload)
+		if err != nil {
+			return [32]byte{}, nil, fmt.Errorf("%w: %w", ErrContact, err)
+		}
+		f.surb = nil
+		c.sentFragment(f, now)
+		return first, pkt, nil
+	}
+	dest, ok := v.byID[m.to.Provider]
+	if !ok {
+		return [32]byte{}, nil, fmt.Errorf("%w: %x", ErrUnknownProvider, m.to.Provider[:8])
+	}
+	id, err := c.newSURBID()
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	surb, keys, ackMixes, err := c.makeSURB(v, e, true, now, &sphinx.SURBReply{ID: id}, &sphinx.Recipient{ID: c.ownMailbox})
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	pkt, fwdMixes, err := c.buildForward(v, e, dest, m.to.Mailbox, surb, body, true, now)
+	if err != nil {
+		clear(keys)
+		return [32]byte{}, nil, err
+	}
+	ack, _, _ := c.timeouts(v)
+	f.mixes = append(fwdMixes, ackMixes...)
+	f.inFlight = true
+	f.deadline = now.Add(ack)
+	c.surbs[id] = &surbEntry{kind: surbACK, keys: keys, expires: now.Add(2 * ack), frag: f, mixes: f.mixes}
+	c.sentFragment(f, now)
+	return c.cfg.ProviderID, pkt, nil
+}
+
+func (c *Client) sentFragment(f *outFragment, now time.Time) {
+	m := f.msg
+	f.tries++
+	m.packets++
+	c.stats.FragmentsSent++
+	if f.tries > 1 {
+		c.stats.Retransmissions++
+		return
+	}
+	m.sent++
+	if m.sent == len(m.frags) && m.state == StateQueued {
+		m.state = StateSent
+		c.stats.MessagesSent++
+	}
+}
+
+func (c *Client) buildLoop(v *view, e uint64, now time.Time) ([32]byte, []byte, error) {
+	loopID, err := randID16(c.entropy)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	plain := fragmentPlain{kind: kindLoop, id: loopID, count: 1}
+	body, err := sealBody(c.msgPub, &plain, v.geo.UserForwardPayloadLength)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	id, err := c.newSURBID()
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	// Loops choose uniformly, suspects included: that is how a suspect
+	// clears its name, and what makes loops a fair sample of the network.
+	surb, keys, ackMixes, err := c.makeSURB(v, e, false, now, &sphinx.SURBReply{ID: id}, &sphinx.Recipient{ID: c.ownMailbox})
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	pkt, fwdMixes, err := c.buildForward(v, e, v.byID[c.cfg.ProviderID], c.ownMailbox, surb, body, false, now)
+	if err != nil {
+		clear(keys)
+		return [32]byte{}, nil, err
+	}
+	_, lb, la := c.timeouts(v)
+	c.loops[loopID] = &loopProbe{sent: now, fwdMixes: fwdMixes, ackMixes: ackMixes,
+		bodyDeadline: now.Add(lb), ackDeadln: now.Add(la)}
+	c.surbs[id] = &surbEntry{kind: surbLoopACK, keys: keys, expires: now.Add(2 * la), loop: loopID}
+	c.stats.LoopsSent++
+	return c.cfg.ProviderID, pkt, nil
+}
+
+func (c *Client) buildDrop(v *view, e uint64, now time.Time) ([32]byte, []byte, error) {
+	dest := v.providers[c.rnd.IntN(len(v.providers))]
+	body := make([]byte, v.geo.UserForwardPayloadLength)
+	if _, err := io.ReadFull(c.entropy, body); err != nil {
+		return [32]byte{}, nil, err
+	}
+	pkt, _, err := c.buildForward(v, e, dest, clientproto.DropRecipient, nil, body, false, now)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	c.stats.DropsSent++
+	return c.cfg.ProviderID, pkt, nil
+}

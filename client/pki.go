@@ -1,0 +1,293 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/core/cover"
+	"github.com/sottonet/sotto/core/mix"
+	"github.com/sottonet/sotto/core/pkidoc"
+	"github.com/sottonet/sotto/core/sphinx"
+)
+
+// view is one verified PKI document with what the client derives from it.
+type view struct {
+	doc       *pkidoc.Document
+	geo       *sphinx.Geometry
+	layers    [][]node
+	providers []node
+	byID      map[[32]byte]node
+	rates     cover.Rates
+	keys      map[keyRef]*sphinx.PublicKey // filled lazily, under Client.mu
+}
+
+type node struct {
+	id   [32]byte
+	desc *pkidoc.Descriptor
+}
+
+type keyRef struct {
+	id    [32]byte
+	epoch uint64
+}
+
+// newView checks a parsed document against what this client needs: its
+// network, its own provider, mixes in every layer, a geometry with room for
+// the path and a body.
+func newView(doc *pkidoc.Document, network string, provider [32]byte) (*view, error) {
+	p := doc.Params
+	if network != "" && doc.Network != network {
+		return nil, fmt.Errorf("client: document for network %q, want %q", doc.Network, network)
+	}
+	if p.Layers > p.Hops {
+		return nil, fmt.Errorf("client: %d layers do not fit %d mix hops", p.Layers, p.Hops)
+	}
+	g, err := sphinx.NewGeometry(int(p.PayloadLen), int(p.Hops)+2, true)
+	if err != nil {
+		return nil, fmt.Errorf("client: document geometry: %w", err)
+	}
+	if g.UserForwardPayloadLength < minBody {
+		return nil, fmt.Errorf("client: payload of %d bytes is below the client's minimum %d", g.UserForwardPayloadLength, minBody)
+	}
+	rates := cover.Rates{Payload: p.LambdaP, Loop: p.LambdaL, Drop: p.LambdaD}
+	if err := rates.Validate(); err != nil {
+		return nil, fmt.Errorf("client: document rates: %w", err)
+	}
+	v := &view{doc: doc, geo: g, rates: rates, byID: map[[32]byte]node{}, keys: map[keyRef]*sphinx.PublicKey{}}
+	mk := func(sd *pkidoc.SignedDescriptor) (node, error) {
+		d := &sd.Descriptor
+		if len(d.Identity) != 32 {
+			return node{}, fmt.Errorf("client: identity of %d bytes", len(d.Identity))
+		}
+		n := node{id: [32]byte(d.Identity), desc: d}
+		v.byID[n.id] = n
+		return n, nil
+	}
+	for i, layer := range doc.Layers() {
+		if len(layer) == 0 {
+			return nil, fmt.Errorf("client: layer %d of epoch %d has no mixes", i, doc.Epoch)
+		}
+		var ns []node
+		for _, sd := range layer {
+			n, err := mk(sd)
+			if err != nil {
+				return nil, err
+			}
+			ns = append(ns, n)
+		}
+		v.layers = append(v.layers, ns)
+	}
+	for _, sd := range doc.Providers() {
+		n, err := mk(sd)
+		if err != nil {
+			return nil, err
+		}
+		v.providers = append(v.providers, n)
+	}
+	if _, ok := v.byID[provider]; !ok {
+		return nil, fmt.Errorf("%w: own provider %x not in the document of epoch %d", ErrUnknownProvider, provider[:8], doc.Epoch)
+	}
+	return v, nil
+}
+
+// key returns n's Sphinx key for epoch e, parsed once per view.
+func (v *view) key(n node, e uint64) (*sphinx.PublicKey, error) {
+	ref := keyRef{n.id, e}
+	if k, ok := v.keys[ref]; ok {
+		return k, nil
+	}
+	raw, ok := n.desc.SphinxKey(e)
+	if !ok {
+		return nil, fmt.Errorf("%w: node %x has no key for epoch %d", ErrNotReady, n.id[:8], e)
+	}
+	k, err := sphinx.NewPublicKey(raw[:])
+	if err != nil {
+		return nil, fmt.Errorf("client: node %x: %w", n.id[:8], err)
+	}
+	v.keys[ref] = k
+	return k, nil
+}
+
+// fetchDocument asks the provider for epoch e's document and verifies it.
+func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
+	raw, err := c.cfg.Provider.Document(ctx, e)
+	if err != nil {
+		return nil, fmt.Errorf("client: document for epoch %d: %w", e, err)
+	}
+	doc, err := pkidoc.ParseDocument(raw)
+	if err != nil {
+		return nil, fmt.Errorf("client: document for epoch %d: %w", e, err)
+	}
+	if doc.Epoch != e {
+		return nil, fmt.Errorf("client: asked for epoch %d, provider sent %d", e, doc.Epoch)
+	}
+	c.mu.Lock()
+	network := c.network
+	c.mu.Unlock()
+	v, err := newView(doc, network, c.cfg.ProviderID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.network == "" {
+		c.network = doc.Network
+	}
+	c.docs[e] = v
+	for old := range c.docs {
+		if old+1 < e {
+			delete(c.docs, old)
+		}
+	}
+	return v, nil
+}
+
+// docLoop keeps the documents of the current epoch and, in the last
+// eighth of an epoch, the next one.
+func (c *Client) docLoop(ctx context.Context) {
+	clock := c.cfg.Clock
+	retry := min(clock.Period()/16, 5*time.Second)
+	for {
+		now := time.Now()
+		e := clock.At(now)
+		want := []uint64{e}
+		if clock.UntilNext(now) <= clock.Period()/8 {
+			want = append(want, e+1)
+		}
+		missing := false
+		for _, w := range want {
+			c.mu.Lock()
+			_, have := c.docs[w]
+			c.mu.Unlock()
+			if have {
+				continue
+			}
+			if _, err := c.fetchDocument(ctx, w); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				missing = true
+				lvl := c.log.Warn
+				if errors.Is(err, clientproto.ErrNoDocument) {
+					lvl = c.log.Debug
+				}
+				lvl("PKI document not available", "epoch", w, "err", err)
+			}
+		}
+		wait := retry
+		if !missing {
+			until := clock.UntilNext(time.Now())
+			wait = until
+			if until > clock.Period()/8 {
+				wait = until - clock.Period()/8
+			}
+		}
+		if !sleep(ctx, max(wait, time.Millisecond)) {
+			return
+		}
+	}
+}
+
+// routeView returns the view and key epoch to build packets with now: the
+// current epoch's document, or the previous one, whose descriptors carry
+// the current epoch's keys too.
+func (c *Client) routeView(now time.Time) (*view, uint64, error) {
+	e := c.cfg.Clock.At(now)
+	if v, ok := c.docs[e]; ok {
+		return v, e, nil
+	}
+	if v, ok := c.docs[e-1]; ok && e > 0 {
+		return v, e, nil
+	}
+	return nil, e, fmt.Errorf("%w: epoch %d", ErrNotReady, e)
+}
+
+// pickMixes draws one mix per layer uniformly. With avoid set it leaves out
+// suspects (mixes on recently lost loops) in every layer that has others.
+func (c *Client) pickMixes(v *view, avoid bool, now time.Time) []node {
+	out := make([]node, len(v.layers))
+	for i, layer := range v.layers {
+		cands := layer
+		if avoid {
+			var ok []node
+			for _, n := range layer {
+				if !c.suspect(n.id, now) {
+					ok = append(ok, n)
+				}
+			}
+			if len(ok) > 0 {
+				cands = ok
+			}
+		}
+		out[i] = cands[c.rnd.IntN(len(cands))]
+	}
+	return out
+}
+
+// delayCap bounds one hop's delay so that a packet's whole path fits into
+// its key's grace period, and so that timeouts stay finite.
+func (c *Client) delayCap(v *view) time.Duration {
+	hops := len(v.layers) + 1
+	capd := time.Duration(0)
+	if mu := v.doc.Params.Mu; mu > 0 {
+		capd = time.Duration(10 / mu * float64(time.Second))
+	}
+	if g := c.cfg.Clock.Grace(); g > 0 {
+		if gc := g / time.Duration(hops); capd == 0 || gc < capd {
+			capd = gc
+		}
+	}
+	return capd
+}
+
+func (c *Client) nodeDelay(v *view) *sphinx.NodeDelay {
+	d := mix.ExpDelay(c.rnd, v.doc.Params.Mu, c.delayCap(v))
+	ms := d.Milliseconds()
+	if ms > math.MaxUint32 {
+		ms = math.MaxUint32
+	}
+	return &sphinx.NodeDelay{Delay: uint32(ms)}
+}
+
+// timeouts derives how long to wait for an ACK and for a loop's two legs:
+// a high quantile of the sum of the legs' exponential delays (k draws of
+// Exp(μ): mean k/μ, deviation √k/μ; four deviations above the mean), plus
+// two fetch intervals and two seconds for links and processing.
+func (c *Client) timeouts(v *view) (ack, loopBody, loopAck time.Duration) {
+	L := len(v.layers)
+	mu := v.doc.Params.Mu
+	slack := 2*c.cfg.FetchInterval + 2*time.Second
+	q := func(k int) time.Duration {
+		if !(mu > 0) {
+			return slack
+		}
+		s := (float64(k) + 4*math.Sqrt(float64(k))) / mu
+		return time.Duration(min(s, 1e6)*float64(time.Second)) + slack
+	}
+	ack, loopBody, loopAck = q(2*L+1), q(L+1), q(2*L+1)
+	if c.cfg.RetransmitTimeout > 0 {
+		ack = c.cfg.RetransmitTimeout
+	}
+	if c.cfg.LoopTimeout > 0 {
+		loopBody, loopAck = c.cfg.LoopTimeout, c.cfg.LoopTimeout+(loopAck-loopBody)
+	}
+	return ack, loopBody, loopAck
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

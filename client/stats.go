@@ -1,0 +1,86 @@
+package client
+
+import (
+	"slices"
+	"time"
+)
+
+// maxLatencies is how many end-to-end latencies Stats keeps (the latest).
+const maxLatencies = 1024
+
+// Stats are a client's counters since New. Packets are counted by the send
+// slot they filled, so PacketsPayload+PacketsLoop+PacketsDrop is what an
+// observer of the client's link saw (minus SkippedSlots).
+type Stats struct {
+	// Outgoing messages.
+	MessagesQueued uint64 // accepted by Send
+	MessagesSent   uint64 // every fragment sent at least once
+	MessagesAcked  uint64 // every fragment acknowledged by the recipient's provider
+	MessagesFailed uint64
+	FragmentsSent  uint64 // retransmissions included
+	FragmentsAcked uint64
+	// Retransmissions counts fragments sent again after an ACK timeout.
+	Retransmissions uint64
+
+	// Incoming messages.
+	MessagesDelivered uint64 // complete messages handed to Messages()
+	Fetched           uint64 // mailbox entries consumed (and acknowledged)
+	Duplicates        uint64 // fragments of complete messages or seen twice
+	Malformed         uint64 // entries that did not decrypt or parse
+	UnknownSURBs      uint64 // SURB replies whose keys this client no longer has
+	UnknownLoops      uint64
+	ReassemblyEvicted uint64 // partial messages dropped for room or age
+
+	// Packets by send slot.
+	PacketsPayload uint64
+	PacketsLoop    uint64
+	PacketsDrop    uint64
+	PayloadDecoys  uint64 // payload slots that carried a drop decoy (nothing queued)
+	DropsSent      uint64 // all drop decoys, from drop and payload slots
+	SkippedSlots   uint64 // slots that sent nothing (no document, or a build error)
+	SendErrors     uint64 // packets the provider refused
+
+	// Loops.
+	LoopsSent     uint64
+	LoopsReturned uint64 // body back in time
+	LoopsLost     uint64 // body not back within the loop timeout
+	LoopsLate     uint64 // body back after being counted lost
+	LoopACKsLost  uint64 // body back, but the provider's ACK through the loop's SURB not
+	// LostLoopMixes counts, per mix identity, the lost loop legs it was on.
+	// A dropping mix shows the highest count; others on its loops share some.
+	LostLoopMixes map[[32]byte]int
+	// Suspects are the mixes message paths avoid now.
+	Suspects [][32]byte
+
+	// ACKLatencies are the end-to-end latencies (Send to last fragment
+	// acknowledged) of the latest acknowledged messages, oldest first.
+	ACKLatencies []time.Duration
+	latencies    []time.Duration
+}
+
+func (s *Stats) addLatency(d time.Duration) {
+	if len(s.latencies) >= maxLatencies {
+		s.latencies = slices.Delete(s.latencies, 0, len(s.latencies)-maxLatencies+1)
+	}
+	s.latencies = append(s.latencies, d)
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.latencies = nil
+	s.ACKLatencies = slices.Clone(c.stats.latencies)
+	s.LostLoopMixes = map[[32]byte]int{}
+	now := time.Now()
+	for id, h := range c.health {
+		if h.loopsLost > 0 {
+			s.LostLoopMixes[id] = h.loopsLost
+		}
+		if c.suspect(id, now) {
+			s.Suspects = append(s.Suspects, id)
+		}
+	}
+	return s
+}
