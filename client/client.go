@@ -2,9 +2,9 @@ package client
 
 import (
 	"context"
-	crand "crypto/rand"
 	"crypto/ed25519"
 	"crypto/hpke"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -122,7 +122,9 @@ type outgoing struct {
 	err      error
 }
 
-func (m *outgoing) final() bool { return m.state == StateAcked || m.state == StateFailed || (m.state == StateSent && m.to.Anonymous()) }
+func (m *outgoing) final() bool {
+	return m.state == StateAcked || m.state == StateFailed || (m.state == StateSent && m.to.Anonymous())
+}
 
 func (m *outgoing) status() MessageStatus {
 	return MessageStatus{ID: m.id, State: m.state, Fragments: len(m.frags), FragmentsAcked: m.acked,
