@@ -1,0 +1,89 @@
+package provider
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sottonet/sotto/core/clientproto"
+)
+
+// metrics are the service's Prometheus metrics, all named sotto_provider_*.
+type metrics struct {
+	requests        *prometheus.CounterVec   // op, result
+	duration        *prometheus.HistogramVec // op
+	packetsAccepted *prometheus.CounterVec   // route: inject, forward
+	fetchedBytes    prometheus.Counter
+	entriesReturned prometheus.Counter
+	corruptEntries  prometheus.Counter
+	streams         prometheus.Gauge
+	streamsRefused  *prometheus.CounterVec // reason
+	streamsReset    *prometheus.CounterVec // reason
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "sotto", "provider"
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "requests_total",
+			Help: "Client requests served, by operation and result (ok or the error code).",
+		}, []string{"op", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+			Help:    "Time to serve a client request, by operation.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10),
+		}, []string{"op"}),
+		packetsAccepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "packets_accepted_total",
+			Help: "Client packets accepted, by route: inject (this provider is the first hop) or forward (a SURB reply's first hop).",
+		}, []string{"route"}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "fetched_bytes_total",
+			Help: "Bytes of stored messages returned to clients.",
+		}),
+		entriesReturned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "mailbox_entries_returned_total",
+			Help: "Mailbox entries returned to clients.",
+		}),
+		corruptEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "corrupt_entries_total",
+			Help: "Mailbox entries skipped because they do not parse as stored messages.",
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "client_streams",
+			Help: "Client streams open.",
+		}),
+		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "client_streams_refused_total",
+			Help: "Client streams reset on arrival, by reason.",
+		}, []string{"reason"}),
+		streamsReset: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "client_streams_reset_total",
+			Help: "Client streams reset while served, by reason.",
+		}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{
+		m.requests, m.duration, m.packetsAccepted, m.fetchedBytes, m.entriesReturned,
+		m.corruptEntries, m.streams, m.streamsRefused, m.streamsReset,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) request(op clientproto.Op, code clientproto.Code, d time.Duration) {
+	name := op.String()
+	if strings.HasPrefix(name, "op_") {
+		name = "unknown" // bound the label's values
+	}
+	m.requests.WithLabelValues(name, code.String()).Inc()
+	if d > 0 {
+		m.duration.WithLabelValues(name).Observe(d.Seconds())
+	}
+}
