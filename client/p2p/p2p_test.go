@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeProvider struct {
 	host    host.Host
 	streams atomic.Int32
-	mu sync.Mutex
+	mu      sync.Mutex
 	// on answers a request; nil means no reply; reset resets the stream
 	// instead.
 	on func(stream int32, req *clientproto.Request) (resp *clientproto.Response, reset bool)

@@ -558,4 +558,3 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
-
