@@ -12,7 +12,7 @@ func testContacts(t testing.TB) map[string]*Contact {
 	key := bytes.Repeat([]byte{0x42}, 32)
 	surbs := [][]byte{bytes.Repeat([]byte{1}, 572), bytes.Repeat([]byte{2}, 572), bytes.Repeat([]byte{3}, 572)}
 	return map[string]*Contact{
-		"forward": {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"forward":   {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
 		"anonymous": {Network: "n", Key: key, Epoch: 123456, SURBs: surbs},
 	}
 }
