@@ -40,13 +40,13 @@ func benchSlot(b *testing.B, p pkidoc.NetworkParams, kind cover.Kind) {
 			b.StartTimer()
 		}
 		c.mu.Lock()
-		_, pkt, _, err := c.buildSlot(kind, time.Now())
+		sp, _, err := c.buildSlot(kind, time.Now())
 		// Keep the client's tables from growing across iterations.
 		clear(c.surbs)
 		clear(c.loops)
 		clear(c.out)
 		c.mu.Unlock()
-		if err != nil || len(pkt) != net.g.PacketLength {
+		if err != nil || len(sp.pkt) != net.g.PacketLength {
 			b.Fatalf("slot: %v", err)
 		}
 	}

@@ -141,7 +141,9 @@ type outFragment struct {
 	inFlight bool
 	acked    bool
 	deadline time.Time
-	mixes    [][32]byte // forward and ACK mixes of the latest attempt
+	timeout  time.Duration // ACK timeout of the latest attempt
+	mixes    [][32]byte    // forward and ACK mixes of the latest attempt
+	pending  *slotPacket   // built, but refused by the provider: send these bytes again
 }
 
 type surbKind uint8
@@ -403,7 +405,7 @@ func (c *Client) sendLoop(ctx context.Context) {
 func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 	now := time.Now()
 	c.mu.Lock()
-	hop, pkt, finished, err := c.buildSlot(kind, now)
+	sp, finished, err := c.buildSlot(kind, now)
 	c.mu.Unlock()
 	c.report(finished)
 	if err != nil {
@@ -413,13 +415,27 @@ func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 		c.log.Warn("send slot skipped", "kind", kind, "err", err)
 		return
 	}
-	if err := c.cfg.Provider.Send(ctx, hop, pkt); err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		c.mu.Lock()
+	err = c.cfg.Provider.Send(ctx, sp.hop, sp.pkt)
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	switch f := sp.frag; {
+	case err == nil && f != nil:
+		finished = c.sentFragment(f, time.Now())
+	case err != nil:
 		c.stats.SendErrors++
-		c.mu.Unlock()
+		// A fragment the provider refused (busy, or the link is down)
+		// goes back to the front of the queue with its packet, to leave
+		// in the next payload slot; it does not count as a try.
+		if f != nil && !f.acked && !f.msg.final() {
+			f.pending = &sp
+			c.requeueFront(f)
+		}
+	}
+	c.mu.Unlock()
+	c.report(finished)
+	if err != nil {
 		c.log.Debug("provider refused a packet", "kind", kind, "err", err)
 	}
 }

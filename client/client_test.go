@@ -405,3 +405,46 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatalf("valid config refused: %v", err)
 	}
 }
+
+func TestRefusedPacketsAreSentAgainWithoutCountingAsTries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		a, pa := net.newClient(t, 0, 11, func(c *Config) { c.MaxTries = 1 })
+		b, _ := net.newClient(t, 1, 12, nil)
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		toB, _ := b.NewContact(t.Context(), ContactOptions{})
+		anon, err := b.NewContact(t.Context(), ContactOptions{Anonymous: true, SURBs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pa.mu.Lock()
+		pa.refuseNext = 40 // several seconds of slots
+		pa.mu.Unlock()
+		id1, err := a.Send(t.Context(), toB, []byte("forward"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, err := a.Send(t.Context(), anon, []byte("through a SURB"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[MessageID]bool{}
+		for _, m := range receive(t, b, 2, 2*time.Minute) {
+			got[m.ID] = true
+		}
+		if !got[id1] || !got[id2] {
+			t.Fatalf("received %v, want %v and %v", got, id1, id2)
+		}
+		st := waitState(t, a, id1, time.Minute)
+		stopA()
+		stopB()
+		net.close()
+		if st.State != StateAcked || st.Packets != 1 {
+			t.Errorf("forward message: %v after %d packets, want acked after 1", st.State, st.Packets)
+		}
+		if s := a.Stats(); s.SendErrors != 40 {
+			t.Errorf("%d send errors, want 40", s.SendErrors)
+		}
+	})
+}

@@ -15,7 +15,8 @@ import (
 	"github.com/sottonet/sotto/core/sphinx"
 )
 
-// Contact string format (docs/SPEC.md, "Contacts"):
+// Contact string format (this comment is its specification until
+// docs/SPEC.md takes it over):
 //
 //	"sotto1" + base64url, unpadded, of: body | checksum (4 bytes: SHA-256("sotto contact v1\0" | body)[:4])
 //

@@ -35,7 +35,7 @@ func fuzzClient(t testing.TB) (*Client, map[[sphinx.SURBIDLength]byte]surbEntry)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range []cover.Kind{cover.Loop, cover.Payload} {
-		if _, _, _, err := c.buildSlot(k, time.Now()); err != nil {
+		if _, _, err := c.buildSlot(k, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

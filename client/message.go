@@ -64,8 +64,9 @@ const (
 	hpkeOverhead = hpkeEncLen + hpkeTagLen
 )
 
-// Fragment plaintext, before HPKE (docs/SPEC.md names it the client message
-// layer). It fills the body exactly, so that every ciphertext has one size:
+// Fragment plaintext, before HPKE (this comment is its specification until
+// docs/SPEC.md takes it over). It fills the body exactly, so that every
+// ciphertext has one size:
 //
 //	kind (1: fragment, 2: loop) | message ID (16) | index (2) | count (2) | data length (2) | data | zero padding
 const (

@@ -10,13 +10,19 @@ import (
 	"github.com/sottonet/sotto/core/sphinx"
 )
 
-// buildSlot makes the packet for one send slot (under c.mu). It returns the
-// first hop, the packet, and the statuses of messages that reached a final
-// state while it was built.
-func (c *Client) buildSlot(kind cover.Kind, now time.Time) (hop [32]byte, pkt []byte, finished []MessageStatus, err error) {
+// slotPacket is what one send slot sends.
+type slotPacket struct {
+	hop  [32]byte
+	pkt  []byte
+	frag *outFragment // the fragment it carries, if any
+}
+
+// buildSlot makes the packet for one send slot (under c.mu). It also
+// returns the statuses of messages that reached a final state meanwhile.
+func (c *Client) buildSlot(kind cover.Kind, now time.Time) (sp slotPacket, finished []MessageStatus, err error) {
 	v, e, err := c.routeView(now)
 	if err != nil {
-		return hop, nil, nil, err
+		return sp, nil, err
 	}
 	switch kind {
 	case cover.Payload:
@@ -25,15 +31,13 @@ func (c *Client) buildSlot(kind cover.Kind, now time.Time) (hop [32]byte, pkt []
 			f := c.nextFragment()
 			if f == nil {
 				c.stats.PayloadDecoys++
-				hop, pkt, err = c.buildDrop(v, e, now)
-				return hop, pkt, finished, err
+				sp.hop, sp.pkt, err = c.buildDrop(v, e, now)
+				return sp, finished, err
 			}
-			hop, pkt, err = c.buildFragment(v, e, f, now)
+			sp.hop, sp.pkt, err = c.buildFragment(v, e, f, now)
 			if err == nil {
-				if f.msg.final() {
-					finished = append(finished, c.finish(f.msg, now))
-				}
-				return hop, pkt, finished, nil
+				sp.frag = f
+				return sp, finished, nil
 			}
 			// A fragment that cannot be built now never will be (unknown
 			// provider, expired SURB): fail its message, fill the slot
@@ -43,12 +47,12 @@ func (c *Client) buildSlot(kind cover.Kind, now time.Time) (hop [32]byte, pkt []
 		}
 	case cover.Loop:
 		c.stats.PacketsLoop++
-		hop, pkt, err = c.buildLoop(v, e, now)
+		sp.hop, sp.pkt, err = c.buildLoop(v, e, now)
 	default:
 		c.stats.PacketsDrop++
-		hop, pkt, err = c.buildDrop(v, e, now)
+		sp.hop, sp.pkt, err = c.buildDrop(v, e, now)
 	}
-	return hop, pkt, finished, err
+	return sp, finished, err
 }
 
 // nextFragment pops the next fragment that still needs sending.
@@ -71,6 +75,9 @@ func (c *Client) nextFragment() *outFragment {
 }
 
 func (c *Client) requeueFront(f *outFragment) {
+	if f.inQueue {
+		return
+	}
 	f.inQueue = true
 	c.queued++
 	c.queue = append([]*outFragment{f}, c.queue...)
@@ -158,6 +165,12 @@ func (c *Client) newSURBID() ([sphinx.SURBIDLength]byte, error) {
 }
 
 func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time) ([32]byte, []byte, error) {
+	if sp := f.pending; sp != nil {
+		// The provider refused this packet before: it never entered the
+		// network, so sending the same bytes again is safe.
+		f.pending = nil
+		return sp.hop, sp.pkt, nil
+	}
 	m := f.msg
 	plain := fragmentPlain{kind: kindFragment, id: m.id, index: f.index, count: len(m.frags), data: f.data}
 	body, err := sealBody(m.key, &plain, v.geo.UserForwardPayloadLength)
@@ -177,7 +190,6 @@ func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time)
 			return [32]byte{}, nil, fmt.Errorf("%w: %w", ErrContact, err)
 		}
 		f.surb = nil
-		c.sentFragment(f, now)
 		return first, pkt, nil
 	}
 	dest, ok := v.byID[m.to.Provider]
@@ -199,27 +211,37 @@ func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time)
 	}
 	ack, _, _ := c.timeouts(v)
 	f.mixes = append(fwdMixes, ackMixes...)
-	f.inFlight = true
-	f.deadline = now.Add(ack)
+	f.timeout = ack
 	c.surbs[id] = &surbEntry{kind: surbACK, keys: keys, expires: now.Add(2 * ack), frag: f, mixes: f.mixes}
-	c.sentFragment(f, now)
 	return c.cfg.ProviderID, pkt, nil
 }
 
-func (c *Client) sentFragment(f *outFragment, now time.Time) {
+// sentFragment books a fragment the provider accepted (under c.mu).
+func (c *Client) sentFragment(f *outFragment, now time.Time) []MessageStatus {
 	m := f.msg
 	f.tries++
 	m.packets++
 	c.stats.FragmentsSent++
+	if m.final() || f.acked {
+		return nil
+	}
+	if !m.to.Anonymous() {
+		f.inFlight = true
+		f.deadline = now.Add(f.timeout)
+	}
 	if f.tries > 1 {
 		c.stats.Retransmissions++
-		return
+		return nil
 	}
 	m.sent++
 	if m.sent == len(m.frags) && m.state == StateQueued {
 		m.state = StateSent
 		c.stats.MessagesSent++
+		if m.final() {
+			return []MessageStatus{c.finish(m, now)}
+		}
 	}
+	return nil
 }
 
 func (c *Client) buildLoop(v *view, e uint64, now time.Time) ([32]byte, []byte, error) {

@@ -307,9 +307,10 @@ type simProvider struct {
 	home   [32]byte
 	client ed25519.PublicKey
 
-	mu      sync.Mutex
-	capture bool
-	sent    []sentPacket
+	mu         sync.Mutex
+	capture    bool
+	refuseNext int // refuse this many Sends, as a busy provider does
+	sent       []sentPacket
 }
 
 type sentPacket struct {
@@ -331,6 +332,11 @@ func (p *simProvider) Send(ctx context.Context, firstHop [32]byte, pkt []byte) e
 		return fmt.Errorf("sim: packet of %d bytes", len(pkt))
 	}
 	p.mu.Lock()
+	if p.refuseNext > 0 {
+		p.refuseNext--
+		p.mu.Unlock()
+		return fmt.Errorf("sim: %w", clientproto.ErrBusy)
+	}
 	p.sent = append(p.sent, sentPacket{time.Now(), firstHop, len(pkt)})
 	capture := p.capture
 	p.mu.Unlock()
