@@ -448,3 +448,46 @@ func TestRefusedPacketsAreSentAgainWithoutCountingAsTries(t *testing.T) {
 		}
 	})
 }
+
+func TestMessagesCrossAnEpochBoundary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := testParams()
+		p.EpochPeriod = 20 * time.Second
+		net := newSimNet(t, 2, p)
+		a, _ := net.newClient(t, 0, 13, nil)
+		b, _ := net.newClient(t, 1, 14, nil)
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		toB, _ := b.NewContact(t.Context(), ContactOptions{})
+		first := net.clock.Now()
+		// One message just before the boundary, one after it.
+		time.Sleep(net.clock.UntilNext(time.Now()) - 300*time.Millisecond)
+		var ids []MessageID
+		for i := range 2 {
+			id, err := a.Send(t.Context(), toB, []byte{byte(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+			time.Sleep(5 * time.Second)
+		}
+		if net.clock.Now() != first+1 {
+			t.Fatalf("epoch %d, want %d", net.clock.Now(), first+1)
+		}
+		receive(t, b, 2, time.Minute)
+		for _, id := range ids {
+			if st := waitState(t, a, id, time.Minute); st.State != StateAcked {
+				t.Errorf("message %v: %v", id, st.State)
+			}
+		}
+		stopA()
+		stopB()
+		net.close()
+		if n := net.count("invalid"); n != 0 {
+			t.Errorf("%d packets refused across the boundary", n)
+		}
+		if s := a.Stats(); s.SkippedSlots != 0 || s.LoopsLost != 0 {
+			t.Errorf("skipped %d slots, lost %d loops", s.SkippedSlots, s.LoopsLost)
+		}
+	})
+}

@@ -291,11 +291,18 @@ func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact,
 	if e < cur || e > cur+2 {
 		return nil, fmt.Errorf("%w: epoch %d for a contact, now %d", ErrContactExpired, e, cur)
 	}
-	v := c.docs[cur]
+	// The SURBs' path should come from the document of their epoch (nodes
+	// look the next hop up in it); the current one stands in for a future
+	// epoch whose document has not arrived.
+	v := c.docs[e]
 	if v == nil {
-		if v = c.docs[cur-1]; v == nil || cur == 0 {
-			return nil, fmt.Errorf("%w: epoch %d", ErrNotReady, cur)
-		}
+		v = c.docs[cur]
+	}
+	if v == nil && cur > 0 {
+		v = c.docs[cur-1]
+	}
+	if v == nil {
+		return nil, fmt.Errorf("%w: epoch %d", ErrNotReady, cur)
 	}
 	capability, err := randID16(c.entropy)
 	if err != nil {

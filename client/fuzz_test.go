@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"crypto/hpke"
 	crand "crypto/rand"
 	"errors"
 	"slices"
@@ -78,12 +79,24 @@ func FuzzConsume(f *testing.F) {
 	for i := range byte(len(saved)) {
 		f.Add(i+1, reply)
 	}
+	pt, _ := frag.encode(g.UserForwardPayloadLength - hpkeOverhead)
+	f.Add(byte(255), pt)
 	f.Fuzz(func(t *testing.T, which byte, payload []byte) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		ids := c.restoreSURBs(saved)
 		m := clientproto.StoredMessage{Payload: payload}
-		if which > 0 {
+		if which == 255 {
+			// payload is a plaintext: encrypt it properly, so that the
+			// fragment decoder and reassembly see arbitrary fragments.
+			pt := make([]byte, g.UserForwardPayloadLength-hpkeOverhead)
+			copy(pt, payload)
+			ct, err := hpke.Seal(c.msgPub, hpkeKDF, hpkeAEAD, []byte(hpkeInfo), pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Payload = ct
+		} else if which > 0 {
 			m.Reply = true
 			if i := int(which - 1); i < len(ids) {
 				m.SURBID = ids[i]
