@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,8 +43,9 @@ type recordingBackend struct {
 	id     [32]byte
 	mixes  map[[32]byte]bool
 	docs   map[uint64][]byte
-	busy   bool // Inject and Forward report a full queue
-	block  chan struct{}
+	busy   bool          // Inject and Forward report a full queue
+	block  chan struct{} // Document waits for it when set
+	waits  atomic.Int32  // Documents waiting on block
 	mu     sync.Mutex
 	inject int
 	fwd    map[[32]byte]int
@@ -86,6 +88,8 @@ func (b *recordingBackend) Forward(to [32]byte, p []byte) error {
 
 func (b *recordingBackend) Document(ctx context.Context, epoch uint64) ([]byte, error) {
 	if b.block != nil {
+		b.waits.Add(1)
+		defer b.waits.Add(-1)
 		select {
 		case <-b.block:
 		case <-ctx.Done():

@@ -40,7 +40,9 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 )
 
-// Backend is what the service needs from its node.
+// Backend is what the service needs from its node. The packet slices
+// passed to Inject and Forward are the Backend's to keep: the service
+// allocates one per request and never reuses it.
 type Backend interface {
 	// NodeID is this provider's Sphinx node ID (its Ed25519 identity public key).
 	NodeID() [32]byte

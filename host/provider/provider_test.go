@@ -357,9 +357,11 @@ func TestSlowRequestsAreBoundedPerStream(t *testing.T) {
 	for range 2 {
 		wg.Go(func() { _, _ = c.Document(ctxT(t), 7) })
 	}
+	for p.backend.waits.Load() < 2 { // the two are being served
+		time.Sleep(time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	time.Sleep(50 * time.Millisecond) // let the two be read first
 	if err := c.Send(ctx, p.backend.id, packet(1)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("a third request on a full stream: err = %v, want a deadline", err)
 	}
