@@ -25,7 +25,7 @@ func keygenCmd() *cobra.Command {
 		Use:   "keygen",
 		Short: "Create a node's identity and Sphinx keys in its data directory",
 		Long: "Create the node's Ed25519 identity (also its libp2p key) if the data directory has\n" +
-			"none, and X25519 Sphinx keys for the current and next two epochs; erase expired\n" +
+			"none, and X25519 Sphinx keys for the current and next three epochs; erase expired\n" +
 			"Sphinx keys. Existing keys are kept, so running it again is safe. The epoch\n" +
 			"clock (genesis, period, grace) comes from --config or the --genesis flags; without\n" +
 			"a genesis only the identity is created.",

@@ -51,7 +51,7 @@ func keyed(t *testing.T) string {
 	return dir
 }
 
-func TestKeygenCreatesIdentityAndThreeEpochsOfSphinxKeys(t *testing.T) {
+func TestKeygenCreatesIdentityAndFourEpochsOfSphinxKeys(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	out, _, err := run(t, "keygen", "--data-dir", dir, "--genesis", testGenesis, "--epoch-period", "24h", "--epoch-grace", "1h")
 	if err != nil {
@@ -66,8 +66,8 @@ func TestKeygenCreatesIdentityAndThreeEpochsOfSphinxKeys(t *testing.T) {
 	}
 	defer ks.Close()
 	e := ks.Epochs()
-	if len(e) != 3 || e[1] != e[0]+1 || e[2] != e[0]+2 {
-		t.Errorf("Sphinx key epochs %v, want three consecutive", e)
+	if len(e) != 4 || e[1] != e[0]+1 || e[3] != e[0]+3 {
+		t.Errorf("Sphinx key epochs %v, want four consecutive", e)
 	}
 	out, _, err = run(t, "keygen", "--data-dir", dir, "--genesis", testGenesis, "--epoch-period", "24h", "--epoch-grace", "1h")
 	if err != nil || !strings.Contains(out, "identity kept") {
@@ -85,8 +85,8 @@ func TestKeygenTakesTheDataDirAndClockFromTheConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ks.Close()
-	if len(ks.Epochs()) != 3 {
-		t.Errorf("epochs %v, want 3", ks.Epochs())
+	if len(ks.Epochs()) != 4 {
+		t.Errorf("epochs %v, want 4", ks.Epochs())
 	}
 }
 

@@ -2,8 +2,9 @@
 // Ed25519 identity that signs its PKI descriptors, and one X25519 Sphinx key
 // per epoch, which mixes use to unwrap packets. `sotto keygen` creates them;
 // the node opens them at start and rotates the Sphinx keys at every epoch
-// boundary (keys for the current and next two epochs, as a descriptor
-// publishes, while expired ones are erased).
+// boundary (keys for the current and next three epochs: a descriptor
+// publishes three, and the next epoch's descriptor goes out before that epoch
+// starts; expired keys are erased).
 //
 // The libp2p key is the identity key itself (libp2p supports Ed25519), so
 // a node's peer ID and its PKI identity are bound without a second secret to
@@ -36,8 +37,8 @@ import (
 	"github.com/sottonet/sotto/core/sphinx"
 )
 
-// KeyEpochs is how many epochs ahead keys are kept: the current one and
-// the next two, the keys a descriptor publishes.
+// KeyEpochs is how many Sphinx keys a descriptor publishes: its epoch's
+// and the next two. Rotate keeps one more, for the next epoch's descriptor.
 const KeyEpochs = 3
 
 const (
@@ -220,7 +221,9 @@ type Rotation struct {
 	Deleted []epoch.Epoch
 }
 
-// Rotate makes sure keys exist for the epoch of now and the next two, and
+// Rotate makes sure keys exist for the epoch of now and the next KeyEpochs
+// (one more than a descriptor carries, so that the descriptor for the next
+// epoch can be published before that epoch starts), and
 // erases the keys that clk says have expired at now (their grace period is
 // over): the file is overwritten with zeros before it is removed, and the
 // key in memory is zeroed, so a caller must stop using a key once Rotate
@@ -232,7 +235,7 @@ func (ks *Keystore) Rotate(clk epoch.Clock, now time.Time, rand io.Reader) (Rota
 	defer ks.mu.Unlock()
 	var r Rotation
 	cur := clk.At(now)
-	for e := cur; e < cur+KeyEpochs; e++ {
+	for e := cur; e <= cur+KeyEpochs; e++ {
 		if _, ok := ks.sphinx[e]; ok {
 			continue
 		}

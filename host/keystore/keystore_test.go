@@ -102,14 +102,14 @@ func TestTheLibp2pKeyIsTheIdentity(t *testing.T) {
 	}
 }
 
-func TestRotateKeepsThreeEpochsAndErasesExpiredOnes(t *testing.T) {
+func TestRotateKeepsFourEpochsAndErasesExpiredOnes(t *testing.T) {
 	dataDir := initialized(t)
 	ks, err := Open(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ks.Epochs(); len(got) != 3 || got[0] != 5 || got[2] != 7 {
-		t.Fatalf("epochs after keygen in epoch 5 = %v, want [5 6 7]", got)
+	if got := ks.Epochs(); len(got) != 4 || got[0] != 5 || got[3] != 8 {
+		t.Fatalf("epochs after keygen in epoch 5 = %v, want [5 6 7 8]", got)
 	}
 	for _, e := range ks.Epochs() {
 		if m := mode(t, filepath.Join(Dir(dataDir), sphinxName(e))); m != 0o600 {
@@ -124,8 +124,11 @@ func TestRotateKeepsThreeEpochsAndErasesExpiredOnes(t *testing.T) {
 	if !bytes.Equal(pubs[0][:], k5.PublicKey().Bytes()) {
 		t.Error("PublicKeys(5)[0] is not epoch 5's public key")
 	}
-	if _, err := ks.PublicKeys(6); err == nil {
-		t.Error("PublicKeys(6) succeeded without a key for epoch 8")
+	if _, err := ks.PublicKeys(6); err != nil {
+		t.Errorf("PublicKeys(6), the next epoch's descriptor: %v", err)
+	}
+	if _, err := ks.PublicKeys(7); err == nil {
+		t.Error("PublicKeys(7) succeeded without a key for epoch 9")
 	}
 
 	// Early in epoch 6 the grace of epoch 5 still runs: nothing is erased.
@@ -133,8 +136,8 @@ func TestRotateKeepsThreeEpochsAndErasesExpiredOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Created) != 1 || r.Created[0] != 8 || len(r.Deleted) != 0 {
-		t.Errorf("rotation in epoch 6's grace = %+v, want 8 created, none deleted", r)
+	if len(r.Created) != 1 || r.Created[0] != 9 || len(r.Deleted) != 0 {
+		t.Errorf("rotation in epoch 6's grace = %+v, want 9 created, none deleted", r)
 	}
 	// After the grace, epoch 5's key goes, on disk and in memory.
 	r, err = ks.Rotate(clock(t), genesis.Add(6*time.Hour+11*time.Minute), rand.Reader)
@@ -154,8 +157,8 @@ func TestRotateKeepsThreeEpochsAndErasesExpiredOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reopened.Epochs(); len(got) != 3 || got[0] != 6 {
-		t.Errorf("epochs after reopening = %v, want [6 7 8]", got)
+	if got := reopened.Epochs(); len(got) != 4 || got[0] != 6 {
+		t.Errorf("epochs after reopening = %v, want [6 7 8 9]", got)
 	}
 	k6, _ := ks.Sphinx(6)
 	r6, _ := reopened.Sphinx(6)
