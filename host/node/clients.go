@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/host/provider"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// The node is its provider service's Backend.
+var _ provider.Backend = (*Node)(nil)
+
+// newClientService builds a provider's client service.
+func (n *Node) newClientService() error {
+	if n.role != interfaces.RoleProvider {
+		return nil
+	}
+	svc, err := provider.New(provider.Config{
+		Backend:      n,
+		Mailboxes:    n.opts.Storage,
+		Accounting:   n.opts.Accounting,
+		PacketLength: n.geo.PacketLength,
+		Logger:       n.log.With("service", "client"),
+		Registerer:   n.reg,
+	})
+	if err != nil {
+		return fmt.Errorf("node: provider service: %w", err)
+	}
+	n.clients = svc
+	return nil
+}
+
+// serveClients installs the client protocol on a provider.
+func (n *Node) serveClients() {
+	if n.clients != nil {
+		n.host.SetStreamHandler(n.clientProtocol(), n.clients.Handle)
+	}
+}
+
+func (n *Node) unserveClients() {
+	if n.clients == nil {
+		return
+	}
+	n.host.RemoveStreamHandler(n.clientProtocol())
+	_ = n.clients.Close()
+}
+
+func (n *Node) clientProtocol() protocol.ID {
+	if p := n.cfg.Provider.ClientProtocol; p != "" {
+		return protocol.ID(p)
+	}
+	return clientproto.Protocol
+}
+
+// Forward sends a client's packet, a reply made from a SURB, unprocessed to
+// its first hop, which must be a layer-0 mix of the current document.
+func (n *Node) Forward(to [32]byte, pkt []byte) error {
+	if n.geo == nil {
+		return fmt.Errorf("%w: node not routing yet", clientproto.ErrBusy)
+	}
+	if len(pkt) != n.geo.PacketLength {
+		return fmt.Errorf("%w: packet of %d bytes, want %d", clientproto.ErrBadRequest, len(pkt), n.geo.PacketLength)
+	}
+	rt := n.routes.Load()
+	er := rt.epochs[rt.current]
+	h := rt.lookup(to, rt.current)
+	if er == nil || h == nil || h.layer != 0 {
+		return fmt.Errorf("%w: first hop %x is not a layer-0 mix of epoch %d", clientproto.ErrBadRequest, to[:8], rt.current)
+	}
+	n.m.inClient.Inc()
+	p := n.getPacket()
+	copy(p.buf, pkt)
+	p.recv = time.Now()
+	n.links.send(h, p)
+	return nil
+}
+
+// Document returns the canonical encoding of the document of epoch e, from
+// the node's route table when it routes with it, else from the PKI.
+func (n *Node) Document(ctx context.Context, e uint64) ([]byte, error) {
+	if rt := n.routes.Load(); rt != nil {
+		if er := rt.epochs[e]; er != nil {
+			return er.raw, nil
+		}
+	}
+	resp, err := n.opts.PKI.Document(ctx, &interfaces.DocumentRequest{Epoch: e})
+	if err != nil {
+		return nil, fmt.Errorf("%w: epoch %d: %w", clientproto.ErrNoDocument, e, err)
+	}
+	return resp.Document.Encode()
+}

@@ -1,0 +1,182 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sottonet/sotto/host/link"
+)
+
+// Outgoing packet kinds, for sotto_packets_out_total.
+const (
+	outForward = iota
+	outAck
+	outLoop
+)
+
+// linkQueue bounds the packets waiting for one next hop.
+const linkQueue = 1024
+
+// links are the node's outbound mix streams, one per next hop, each with a
+// bounded queue and its own goroutine, so a slow or dead peer delays only
+// the packets for it and the scheduler never waits on I/O.
+type links struct {
+	n      *Node
+	mu     sync.RWMutex
+	m      map[peer.ID]*outLink
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type outLink struct {
+	peer   peer.ID
+	ch     chan *packet
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newLinks(n *Node) *links { return &links{n: n, m: map[peer.ID]*outLink{}} }
+
+// send queues p for h without blocking; a full queue drops it.
+func (l *links) send(h *hop, p *packet) {
+	l.mu.RLock()
+	ol := l.m[h.peer]
+	if ol != nil {
+		select {
+		case ol.ch <- p:
+		default:
+			l.mu.RUnlock()
+			l.n.logLimited("link-full", "outbound queue full", "peer", h.peer)
+			l.n.drop(p, dropLinkFull)
+			return
+		}
+		l.mu.RUnlock()
+		return
+	}
+	l.mu.RUnlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		l.n.drop(p, dropShutdown)
+		return
+	}
+	if ol = l.m[h.peer]; ol == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		ol = &outLink{peer: h.peer, ch: make(chan *packet, linkQueue), ctx: ctx, cancel: cancel}
+		l.m[h.peer] = ol
+		l.wg.Go(func() { l.run(ol) })
+	}
+	select {
+	case ol.ch <- p:
+	default:
+		l.n.drop(p, dropLinkFull)
+	}
+	l.mu.Unlock()
+}
+
+// prune closes the links to peers that are no longer in any document.
+func (l *links) prune(keep map[peer.ID]struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, ol := range l.m {
+		if _, ok := keep[id]; !ok {
+			delete(l.m, id)
+			close(ol.ch)
+		}
+	}
+}
+
+// close stops accepting packets, lets the links write what they hold for at
+// most timeout, then cuts them.
+func (l *links) close(timeout time.Duration) {
+	l.mu.Lock()
+	l.closed = true
+	for id, ol := range l.m {
+		delete(l.m, id)
+		close(ol.ch)
+		time.AfterFunc(timeout, ol.cancel)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// run writes one link's packets. A stream that cannot be opened or breaks
+// costs the packets at hand (counted); the next attempt waits a backoff.
+func (l *links) run(ol *outLink) {
+	n := l.n
+	var (
+		s       network.Stream
+		bw      *bufio.Writer
+		fw      *link.Writer
+		backoff = 100 * time.Millisecond
+		retryAt time.Time
+	)
+	defer func() {
+		if s != nil {
+			_ = bw.Flush()
+			_ = s.Close()
+		}
+		ol.cancel()
+	}()
+	fail := func(err error) {
+		n.logLimited("link:"+ol.peer.String(), "link to next hop failed", "peer", ol.peer, "err", err)
+		if s != nil {
+			_ = s.Reset()
+			s = nil
+		}
+		retryAt = time.Now().Add(backoff)
+		backoff = min(2*backoff, 10*time.Second)
+	}
+	for p := range ol.ch {
+		if ol.ctx.Err() != nil {
+			n.drop(p, dropShutdown)
+			continue
+		}
+		if s == nil {
+			if time.Now().Before(retryAt) {
+				n.drop(p, dropLink)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(ol.ctx, 10*time.Second)
+			ns, err := n.host.NewStream(ctx, ol.peer, link.MixProtocol)
+			cancel()
+			if err != nil {
+				fail(err)
+				n.drop(p, dropLink)
+				continue
+			}
+			s = ns
+			if bw == nil {
+				bw = bufio.NewWriterSize(s, 64<<10)
+			} else {
+				bw.Reset(s)
+			}
+			fw, _ = link.NewWriter(bw, n.geo.PacketLength)
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err := fw.WriteFrame(p.buf)
+		if err == nil && len(ol.ch) == 0 {
+			err = bw.Flush()
+		}
+		if err != nil {
+			fail(err)
+			n.drop(p, dropLink)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		switch p.outKind {
+		case outAck:
+			n.m.outAck.Inc()
+		case outLoop:
+			n.m.outLoop.Inc()
+		default:
+			n.m.outForward.Inc()
+		}
+		n.putPacket(p)
+	}
+}

@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/sottonet/sotto/core/mix"
+	"github.com/sottonet/sotto/core/sphinx"
+)
+
+// loops is a mix's loop cover traffic (Loopix): at rate λM of the current
+// document the mix sends a packet through every other layer and a provider
+// back to itself, and counts which return. Loops that do not come back in
+// time are a sign of an active attack (or a failing node) on their path.
+type loops struct {
+	n       *Node
+	mu      sync.Mutex
+	pending map[[32]byte]time.Time // loop ID → deadline
+	r       *rand.Rand
+}
+
+// loopSlack is added to a loop's summed delays before it counts as lost.
+const loopSlack = 5 * time.Second
+
+func newLoops(n *Node) *loops {
+	var seed [32]byte
+	_, _ = io.ReadFull(n.rand, seed[:])
+	return &loops{n: n, pending: map[[32]byte]time.Time{}, r: rand.New(rand.NewChaCha8(seed))}
+}
+
+// run sends loops until ctx ends.
+func (l *loops) run(ctx context.Context) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.sweep(time.Now())
+		rt := l.n.routes.Load()
+		er := rt.epochs[rt.current]
+		if er == nil || er.params.LambdaM <= 0 || er.selfLayer < 0 {
+			t.Reset(time.Second)
+			continue
+		}
+		if err := l.send(er); err != nil {
+			l.n.logLimited("loop", "cannot send a loop", "err", err)
+		}
+		t.Reset(time.Duration(l.r.ExpFloat64() / er.params.LambdaM * float64(time.Second)))
+	}
+}
+
+// send builds and sends one loop over the current document.
+func (l *loops) send(er *epochRoutes) error {
+	n := l.n
+	var path []*hop
+	nl := len(er.layers)
+	for i := er.selfLayer + 1; i < nl; i++ {
+		path = append(path, l.pick(er.layers[i]))
+	}
+	path = append(path, l.pick(er.providers))
+	for i := 0; i < er.selfLayer; i++ {
+		path = append(path, l.pick(er.layers[i]))
+	}
+	self := er.byID[n.id]
+	path = append(path, self)
+	var id [32]byte
+	if _, err := io.ReadFull(n.rand, id[:]); err != nil {
+		return err
+	}
+	hops := make([]sphinx.PathHop, len(path))
+	var total time.Duration
+	for i, h := range path {
+		if h == nil {
+			return errNoLoopPath
+		}
+		k, ok := h.desc.SphinxKey(er.epoch)
+		if !ok {
+			return errNoLoopPath
+		}
+		pub, err := sphinx.NewPublicKey(k[:])
+		if err != nil {
+			return err
+		}
+		hops[i] = sphinx.PathHop{ID: h.id, PublicKey: pub}
+		if i == len(path)-1 {
+			hops[i].Commands = []sphinx.Command{&sphinx.Recipient{ID: id}}
+			continue
+		}
+		d := mix.ExpDelay(l.r, er.params.Mu, n.cfg.Mixing.MaxDelay)
+		total += d
+		hops[i].Commands = []sphinx.Command{&sphinx.NodeDelay{Delay: uint32(d / time.Millisecond)}}
+	}
+	pkt, err := sphinx.NewPacket(n.rand, n.geo, hops, make([]byte, n.geo.ForwardPayloadLength))
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.pending[id] = time.Now().Add(total + loopSlack)
+	l.mu.Unlock()
+	p := n.getPacket()
+	copy(p.buf, pkt)
+	p.recv, p.outKind = time.Now(), outLoop
+	n.m.loopsSent.Inc()
+	n.links.send(path[0], p)
+	return nil
+}
+
+type loopError string
+
+func (e loopError) Error() string { return string(e) }
+
+const errNoLoopPath = loopError("node: the document has no complete loop path")
+
+func (l *loops) pick(hs []*hop) *hop {
+	if len(hs) == 0 {
+		return nil
+	}
+	return hs[l.r.IntN(len(hs))]
+}
+
+// returned reports whether id is one of this mix's loops, and counts it.
+func (l *loops) returned(id [32]byte) bool {
+	l.mu.Lock()
+	_, ok := l.pending[id]
+	delete(l.pending, id)
+	l.mu.Unlock()
+	if ok {
+		l.n.m.loopsBack.Inc()
+	}
+	return ok
+}
+
+// sweep counts the loops past their deadline as lost.
+func (l *loops) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, dl := range l.pending {
+		if now.After(dl) {
+			delete(l.pending, id)
+			l.n.m.loopsLost.Inc()
+			l.n.logLimited("loop-lost", "a mix loop did not return in time")
+		}
+	}
+}

@@ -1,0 +1,439 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/core/sphinx"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// hop is one node of a document, as the node routes to it.
+type hop struct {
+	id    [32]byte
+	peer  peer.ID
+	addrs []ma.Multiaddr
+	role  interfaces.Role
+	layer int // mix layer, -1 for providers
+	desc  *interfaces.Descriptor
+}
+
+// epochRoutes is one epoch's document, indexed.
+type epochRoutes struct {
+	epoch     epoch.Epoch
+	doc       *interfaces.Document
+	raw       []byte // canonical encoding, served to clients
+	hash      [32]byte
+	byID      map[[32]byte]*hop
+	layers    [][]*hop
+	providers []*hop
+	selfLayer int // -1 unless this node is a mix of the document
+	params    interfaces.NetworkParams
+}
+
+// routeTable is every document the node routes with. It is replaced whole
+// (copy on write), so the packet path reads it without a lock.
+type routeTable struct {
+	geo     *sphinx.Geometry
+	current epoch.Epoch
+	epochs  map[epoch.Epoch]*epochRoutes
+}
+
+// lookup finds a node by Sphinx ID, in the document of epoch e first (the
+// one the packet was built with), then in the current one.
+func (rt *routeTable) lookup(id [32]byte, e epoch.Epoch) *hop {
+	if rt == nil {
+		return nil
+	}
+	if er := rt.epochs[e]; er != nil {
+		if h := er.byID[id]; h != nil {
+			return h
+		}
+	}
+	if er := rt.epochs[rt.current]; er != nil {
+		return er.byID[id]
+	}
+	return nil
+}
+
+// geometryOf derives a network's Sphinx geometry from its parameters: the
+// path is the gateway provider, Hops mixes, and the destination provider.
+func geometryOf(p *interfaces.NetworkParams) (*sphinx.Geometry, error) {
+	return sphinx.NewGeometry(int(p.PayloadLen), int(p.Hops)+2, true)
+}
+
+func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, error) {
+	raw, err := doc.Encode()
+	if err != nil {
+		return nil, err
+	}
+	hash, err := doc.Hash()
+	if err != nil {
+		return nil, err
+	}
+	er := &epochRoutes{epoch: doc.Epoch, doc: doc, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, selfLayer: -1, params: doc.Params}
+	mk := func(sd *interfaces.SignedDescriptor, layer int) (*hop, error) {
+		d := &sd.Descriptor
+		pid, err := peer.IDFromBytes(d.PeerID)
+		if err != nil {
+			return nil, fmt.Errorf("node %x: peer ID: %w", d.Identity[:8], err)
+		}
+		h := &hop{peer: pid, role: d.Role, layer: layer, desc: d}
+		copy(h.id[:], d.Identity)
+		for _, a := range d.Addrs {
+			if m, err := ma.NewMultiaddrBytes(a); err == nil {
+				h.addrs = append(h.addrs, m)
+			}
+		}
+		er.byID[h.id] = h
+		return h, nil
+	}
+	for i, layer := range doc.Layers() {
+		var hs []*hop
+		for _, sd := range layer {
+			h, err := mk(sd, i)
+			if err != nil {
+				return nil, err
+			}
+			if h.id == self {
+				er.selfLayer = i
+			}
+			hs = append(hs, h)
+		}
+		er.layers = append(er.layers, hs)
+	}
+	for _, sd := range doc.Providers() {
+		h, err := mk(sd, -1)
+		if err != nil {
+			return nil, err
+		}
+		er.providers = append(er.providers, h)
+	}
+	return er, nil
+}
+
+// pkiState is what the PKI loop remembers between rounds.
+type pkiState struct {
+	mu        sync.Mutex
+	rotated   epoch.Epoch
+	hasRot    bool
+	published map[epoch.Epoch]*publishState
+	keyGen    uint64
+	waitLog   time.Time
+}
+
+type publishState struct {
+	desc *interfaces.SignedDescriptor
+	last time.Time
+}
+
+// refreshInterval is how often the node re-checks the PKI.
+func (n *Node) refreshInterval() time.Duration {
+	return min(max(n.clk.Period()/40, 200*time.Millisecond), 5*time.Second)
+}
+
+// pkiLoop keeps keys, descriptors and documents current until ctx ends.
+func (n *Node) pkiLoop(ctx context.Context) {
+	t := time.NewTicker(n.refreshInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.refresh(ctx); err != nil && ctx.Err() == nil {
+				n.logLimited("pki", "PKI refresh", "err", err)
+			}
+		}
+	}
+}
+
+// waitDocument refreshes until the PKI has a document for the current epoch
+// that lists this node, and returns the route table.
+func (n *Node) waitDocument(ctx context.Context) (*routeTable, error) {
+	t := time.NewTicker(min(n.refreshInterval(), 250*time.Millisecond))
+	defer t.Stop()
+	lastLog := time.Now()
+	for {
+		err := n.refresh(ctx)
+		if rt := n.routes.Load(); rt != nil {
+			if er := rt.epochs[rt.current]; er != nil && er.byID[n.id] != nil {
+				return rt, nil
+			}
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			n.log.Info("waiting for a PKI document that lists this node", "epoch", n.clk.Now(), "err", err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w for epoch %d: %w", ErrNoDocument, n.clk.Now(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// refresh is one round of the PKI loop.
+func (n *Node) refresh(ctx context.Context) error {
+	now := time.Now()
+	cur := n.clk.At(now)
+	var errs []error
+	if err := n.rotate(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
+	for _, e := range []epoch.Epoch{cur, cur + 1} {
+		if err := n.publish(ctx, e, now); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := n.fetchDocuments(ctx, cur, now); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// rotate makes sure Sphinx keys exist for the current and next two epochs,
+// erases expired ones, forgets their replay sets, and installs the key set
+// the unwrap workers use.
+func (n *Node) rotate(ctx context.Context, now time.Time) error {
+	st := &n.pki
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	cur := n.clk.At(now)
+	valid := n.clk.ValidKeys(now)
+	if st.hasRot && st.rotated == cur {
+		// Between boundaries only the grace period of the previous key can end.
+		if ks := n.keys.Load(); ks != nil && len(ks.epochs) == len(valid) {
+			return nil
+		}
+	}
+	rot, err := n.opts.Keys.Rotate(n.clk, now, n.rand)
+	if err != nil {
+		return fmt.Errorf("node: key rotation: %w", err)
+	}
+	st.rotated, st.hasRot = cur, true
+	n.m.epochGauge.Set(float64(cur))
+	ks := &keySet{gen: st.keyGen + 1}
+	st.keyGen++
+	order := []epoch.Epoch{cur}
+	for _, e := range valid {
+		if e != cur {
+			order = append(order, e)
+		}
+	}
+	for _, e := range order {
+		if k, ok := n.opts.Keys.Sphinx(e); ok {
+			ks.epochs = append(ks.epochs, e)
+			ks.keys = append(ks.keys, k)
+		}
+	}
+	n.keys.Store(ks)
+	if len(rot.Created) > 0 || len(rot.Deleted) > 0 {
+		n.log.Info("sphinx keys rotated", "epoch", cur, "created", rot.Created, "deleted", rot.Deleted)
+	}
+	for _, e := range rot.Deleted {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := n.opts.Storage.DropReplayEpoch(cctx, &interfaces.DropReplayEpochRequest{Epoch: e})
+		cancel()
+		if err != nil {
+			n.log.Warn("could not drop an expired epoch's replay tags", "epoch", e, "err", err)
+		}
+	}
+	go n.reportWork(cur, false)
+	return nil
+}
+
+// descriptor builds this node's signed descriptor for epoch e.
+func (n *Node) descriptor(ctx context.Context, e epoch.Epoch) (*interfaces.SignedDescriptor, error) {
+	pid, err := peer.IDFromPrivateKey(n.host.Peerstore().PrivKey(n.host.ID()))
+	if err != nil {
+		return nil, err
+	}
+	pidBytes, err := pid.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	var addrs [][]byte
+	for _, a := range n.host.Addrs() {
+		addrs = append(addrs, a.Bytes())
+	}
+	slices.SortFunc(addrs, bytes.Compare)
+	addrs = slices.CompactFunc(addrs, bytes.Equal)
+	if len(addrs) > interfaces.MaxAddrs {
+		addrs = addrs[:interfaces.MaxAddrs]
+	}
+	keys, err := n.opts.Keys.PublicKeys(e)
+	if err != nil {
+		return nil, err
+	}
+	d := &interfaces.Descriptor{
+		Network:  n.cfg.Network,
+		Epoch:    e,
+		Identity: n.id[:],
+		PeerID:   pidBytes,
+		Addrs:    addrs,
+		Role:     n.role,
+	}
+	copy(d.SphinxKeys[:], keys[:])
+	if a := n.opts.Accounting; a != nil {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		info, err := a.Info(cctx, &interfaces.AccountingInfoRequest{})
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("accounting info: %w", err)
+		}
+		d.Accounting = info.Params
+	}
+	return interfaces.SignDescriptor(d, n.opts.Keys.Identity())
+}
+
+// publish hands the PKI this node's descriptor for epoch e, once, and again
+// every quarter epoch to heal lost gossip. The descriptor of an epoch is
+// built once and re-sent byte for byte: a second, different one would be
+// equivocation.
+func (n *Node) publish(ctx context.Context, e epoch.Epoch, now time.Time) error {
+	st := &n.pki
+	st.mu.Lock()
+	if st.published == nil {
+		st.published = map[epoch.Epoch]*publishState{}
+	}
+	ps := st.published[e]
+	for old := range st.published {
+		if old+1 < e && old < n.clk.At(now) {
+			delete(st.published, old)
+		}
+	}
+	st.mu.Unlock()
+	if ps != nil && now.Sub(ps.last) < n.clk.Period()/4 {
+		return nil
+	}
+	if ps == nil {
+		sd, err := n.descriptor(ctx, e)
+		if err != nil {
+			return fmt.Errorf("node: descriptor for epoch %d: %w", e, err)
+		}
+		ps = &publishState{desc: sd}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	t0 := time.Now()
+	_, err := n.opts.PKI.Publish(cctx, &interfaces.PublishRequest{Descriptor: ps.desc})
+	cancel()
+	n.m.pluginCall.WithLabelValues("pki", "publish").Observe(time.Since(t0).Seconds())
+	if err != nil {
+		return fmt.Errorf("node: publish descriptor for epoch %d: %w", e, err)
+	}
+	ps.last = now
+	st.mu.Lock()
+	st.published[e] = ps
+	st.mu.Unlock()
+	return nil
+}
+
+// fetchDocuments asks the PKI for the documents the node routes with (the
+// previous epoch's while its keys are in grace, the current and the next)
+// and installs any that changed.
+func (n *Node) fetchDocuments(ctx context.Context, cur epoch.Epoch, now time.Time) error {
+	old := n.routes.Load()
+	want := []epoch.Epoch{cur, cur + 1}
+	if cur > 0 && n.clk.KeyValid(cur-1, now) {
+		want = append(want, cur-1)
+	}
+	next := &routeTable{current: cur, epochs: map[epoch.Epoch]*epochRoutes{}}
+	if old != nil {
+		next.geo = old.geo
+	}
+	changed := old == nil || old.current != cur
+	var errs []error
+	for _, e := range want {
+		var prev *epochRoutes
+		if old != nil {
+			prev = old.epochs[e]
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		t0 := time.Now()
+		resp, err := n.opts.PKI.Document(cctx, &interfaces.DocumentRequest{Epoch: e})
+		cancel()
+		n.m.pluginCall.WithLabelValues("pki", "document").Observe(time.Since(t0).Seconds())
+		switch {
+		case errors.Is(err, interfaces.ErrNotFound):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("node: document for epoch %d: %w", e, err))
+		case resp.Document == nil || resp.Document.Epoch != e || resp.Document.Network != n.cfg.Network:
+			errs = append(errs, fmt.Errorf("node: PKI answered for epoch %d with another epoch or network", e))
+		case prev != nil && prev.hash == resp.Hash:
+			next.epochs[e] = prev
+			continue
+		default:
+			er, err := n.acceptDocument(resp.Document, next)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			next.epochs[e] = er
+			changed = true
+			n.log.Info("PKI document", "epoch", e, "hash", fmt.Sprintf("%x", er.hash[:8]), "nodes", len(er.doc.Nodes),
+				"layer", er.selfLayer)
+			continue
+		}
+		if prev != nil && n.clk.KeyValid(e, now) {
+			next.epochs[e] = prev // keep what we had
+		}
+	}
+	if old != nil && len(old.epochs) != len(next.epochs) {
+		changed = true
+	}
+	if changed {
+		n.installRoutes(next)
+	}
+	return errors.Join(errs...)
+}
+
+// acceptDocument checks a document against the network's geometry.
+func (n *Node) acceptDocument(doc *interfaces.Document, rt *routeTable) (*epochRoutes, error) {
+	if err := doc.Validate(); err != nil {
+		return nil, fmt.Errorf("node: document for epoch %d: %w", doc.Epoch, err)
+	}
+	g, err := geometryOf(&doc.Params)
+	if err != nil {
+		return nil, fmt.Errorf("node: document for epoch %d: geometry: %w", doc.Epoch, err)
+	}
+	if rt.geo == nil {
+		rt.geo = g
+	} else if *rt.geo != *g {
+		return nil, fmt.Errorf("node: document for epoch %d changes the packet geometry (%v, was %v); refused", doc.Epoch, g, rt.geo)
+	}
+	return newEpochRoutes(doc, n.id)
+}
+
+// installRoutes publishes a new route table: peer addresses go to the
+// peerstore, the admitted set becomes the nodes of its documents, and links
+// to nodes no longer in any document are closed.
+func (n *Node) installRoutes(rt *routeTable) {
+	peers := map[peer.ID]struct{}{}
+	ttl := 3 * n.clk.Period()
+	for _, e := range sortedEpochs(rt.epochs) {
+		for _, h := range rt.epochs[e].byID {
+			if h.peer == n.host.ID() {
+				continue
+			}
+			peers[h.peer] = struct{}{}
+			n.host.Peerstore().AddAddrs(h.peer, h.addrs, ttl)
+		}
+	}
+	n.admitted.Replace(slices.Collect(maps.Keys(peers)))
+	n.m.peers.Set(float64(len(peers)))
+	n.routes.Store(rt)
+	if n.links != nil {
+		n.links.prune(peers)
+	}
+}

@@ -1,0 +1,73 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// workCounter adds up, per epoch, the packets this node forwarded and
+// delivered, for the accounting plugin (reported once per epoch, never per
+// packet).
+type workCounter struct {
+	on     bool // an accounting plugin is configured
+	mu     sync.Mutex
+	counts map[epoch.Epoch]map[interfaces.WorkKind]uint64
+}
+
+func (w *workCounter) add(e epoch.Epoch, k interfaces.WorkKind) {
+	if !w.on {
+		return
+	}
+	w.mu.Lock()
+	if w.counts == nil {
+		w.counts = map[epoch.Epoch]map[interfaces.WorkKind]uint64{}
+	}
+	m := w.counts[e]
+	if m == nil {
+		m = map[interfaces.WorkKind]uint64{}
+		w.counts[e] = m
+	}
+	m[k]++
+	w.mu.Unlock()
+}
+
+// reportWork hands the accounting plugin the work of every epoch before
+// upTo (and of upTo itself when final is set). The batch ID names node and
+// epoch, so a report repeated after a crash is counted once.
+func (n *Node) reportWork(upTo epoch.Epoch, final bool) {
+	a := n.opts.Accounting
+	if a == nil {
+		return
+	}
+	n.work.mu.Lock()
+	var todo []epoch.Epoch
+	for e := range n.work.counts {
+		if e < upTo || (final && e == upTo) {
+			todo = append(todo, e)
+		}
+	}
+	reports := map[epoch.Epoch]map[interfaces.WorkKind]uint64{}
+	for _, e := range todo {
+		reports[e] = n.work.counts[e]
+		delete(n.work.counts, e)
+	}
+	n.work.mu.Unlock()
+	for e, counts := range reports {
+		req := &interfaces.RecordWorkRequest{Epoch: e}
+		req.BatchID = binary.BigEndian.AppendUint64(append([]byte(nil), n.id[:]...), e)
+		for k, c := range counts {
+			req.Records = append(req.Records, interfaces.WorkRecord{Node: interfaces.NodeID(n.id), Kind: k, Packets: c})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := a.RecordWork(ctx, req)
+		cancel()
+		if err != nil {
+			n.log.Warn("could not report work to the accounting plugin", "epoch", e, "err", err)
+		}
+	}
+}
