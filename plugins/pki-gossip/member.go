@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
@@ -42,6 +43,7 @@ type Member struct {
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 	store *store
+	boot  []peer.AddrInfo // bootstrap peers, redialled while unreachable
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,24 +147,45 @@ func (m *Member) start(ctx context.Context) error {
 	}
 	m.host.SetStreamHandler(ProtocolID, m.serveStream)
 
-	m.wg.Add(3)
-	go m.drain(runCtx)
-	go m.syncLoop(runCtx)
-	go m.pruneLoop(runCtx)
-
 	for _, s := range m.cfg.Bootstrap {
 		ai, err := peer.AddrInfoFromString(s)
 		if err != nil {
 			m.log.Warn("bad bootstrap address", "addr", s, "err", err)
 			continue
 		}
-		if err := m.host.Connect(ctx, *ai); err != nil {
-			m.log.Warn("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+		m.boot = append(m.boot, *ai)
+	}
+	m.wg.Add(3)
+	go m.drain(runCtx)
+	go m.syncLoop(runCtx)
+	go m.pruneLoop(runCtx)
+
+	for _, ai := range m.boot {
+		if err := m.host.Connect(ctx, ai); err != nil {
+			m.log.Warn("bootstrap peer unreachable; will retry", "peer", ai.ID, "err", err)
 			continue
 		}
 		m.syncWith(ctx, ai.ID)
 	}
 	return nil
+}
+
+// redialBootstrap dials the bootstrap peers the member is not connected
+// to, so that members started in any order (or a bootstrap peer that was
+// down) still meet.
+func (m *Member) redialBootstrap(ctx context.Context) {
+	for _, ai := range m.boot {
+		if ai.ID == m.host.ID() || m.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := m.host.Connect(cctx, ai)
+		cancel()
+		if err == nil {
+			m.log.Info("bootstrap peer reached", "peer", ai.ID)
+			m.syncWith(ctx, ai.ID)
+		}
+	}
 }
 
 // drain consumes the subscription: validation already stored every message,

@@ -181,6 +181,7 @@ func (m *Member) syncLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		m.redialBootstrap(ctx)
 		peers := m.topic.ListPeers()
 		if len(peers) == 0 {
 			peers = m.host.Network().Peers()
