@@ -132,6 +132,30 @@ func (l *links) run(ol *outLink) {
 		retryAt = time.Now().Add(backoff)
 		backoff = min(2*backoff, 10*time.Second)
 	}
+	open := func() error {
+		ctx, cancel := context.WithTimeout(ol.ctx, 10*time.Second)
+		ns, err := n.host.NewStream(ctx, ol.peer, link.MixProtocol)
+		cancel()
+		if err != nil {
+			return err
+		}
+		s = ns
+		if bw == nil {
+			bw = bufio.NewWriterSize(s, 64<<10)
+		} else {
+			bw.Reset(s)
+		}
+		fw, _ = link.NewWriter(bw, n.geo.PacketLength)
+		return nil
+	}
+	write := func(p *packet) error {
+		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		err := fw.WriteFrame(p.buf)
+		if err == nil && len(ol.ch) == 0 {
+			err = bw.Flush()
+		}
+		return err
+	}
 	for p := range ol.ch {
 		if ol.ctx.Err() != nil {
 			n.drop(p, dropShutdown)
@@ -142,31 +166,25 @@ func (l *links) run(ol *outLink) {
 				n.drop(p, dropLink)
 				continue
 			}
-			ctx, cancel := context.WithTimeout(ol.ctx, 10*time.Second)
-			ns, err := n.host.NewStream(ctx, ol.peer, link.MixProtocol)
-			cancel()
+			if err := open(); err != nil {
+				fail(err)
+				n.drop(p, dropLink)
+				continue
+			}
+		}
+		if err := write(p); err != nil {
+			// A stream that worked may have died with its peer (a restart):
+			// try once more on a fresh stream before giving the packet up.
+			_ = s.Reset()
+			s = nil
+			if err = open(); err == nil {
+				err = write(p)
+			}
 			if err != nil {
 				fail(err)
 				n.drop(p, dropLink)
 				continue
 			}
-			s = ns
-			if bw == nil {
-				bw = bufio.NewWriterSize(s, 64<<10)
-			} else {
-				bw.Reset(s)
-			}
-			fw, _ = link.NewWriter(bw, n.geo.PacketLength)
-		}
-		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		err := fw.WriteFrame(p.buf)
-		if err == nil && len(ol.ch) == 0 {
-			err = bw.Flush()
-		}
-		if err != nil {
-			fail(err)
-			n.drop(p, dropLink)
-			continue
 		}
 		backoff = 100 * time.Millisecond
 		switch p.outKind {

@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 			Buckets: prometheus.ExponentialBuckets(20e-6, 2, 10),
 		}),
 		pluginCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "sotto_plugin_call_seconds", Help: "Latency of the node's calls to its plugins, by plugin and operation.",
+			Name: "sotto_node_plugin_call_seconds", Help: "Latency of the node pipeline's batched calls to its plugins as the node sees them (gRPC hop included), by plugin and operation.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
 		}, []string{"plugin", "op"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
