@@ -12,10 +12,11 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 )
 
-// Started by the host under test as `<test binary> plugin NAME`, the test
-// binary behaves as sotto does.
+// Started by the host under test as `<test binary> plugin NAME`, or by a
+// test with SOTTOTEST_MAIN=1 in its environment (a node process of
+// internal/localnet), the test binary behaves as sotto does.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == "plugin" {
+	if (len(os.Args) == 3 && os.Args[1] == "plugin") || os.Getenv("SOTTOTEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}

@@ -1,23 +1,26 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/host/config"
 	"github.com/sottonet/sotto/host/keystore"
+	"github.com/sottonet/sotto/host/node"
+	"github.com/sottonet/sotto/host/plugin"
 )
-
-// errNotImplemented: `sotto node` checks its config and keys but cannot run
-// a node yet (issue 5).
-var errNotImplemented = errors.New("running the node is not implemented yet; only --check works")
 
 func nodeCmd() *cobra.Command {
 	var (
@@ -33,6 +36,10 @@ func nodeCmd() *cobra.Command {
 			"exit non-zero if there is any.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Catch SIGTERM first: a node asked to stop while it starts must
+			// still stop its plugins.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			problems, summary := checkNode(cfgFile, cmd)
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
@@ -44,11 +51,12 @@ func nodeCmd() *cobra.Command {
 			if check {
 				return nil
 			}
-			return errNotImplemented
+			return runNode(ctx, cfgFile, cmd)
 		},
 	}
 	cmd.Flags().StringVar(&cfgFile, "config", "", "node config file (YAML)")
 	cmd.Flags().BoolVar(&check, "check", false, "only check the config and keys")
+	cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
 	config.RegisterFlags(cmd.Flags())
 	return cmd
 }
@@ -117,4 +125,80 @@ func flatten(err error) []error {
 		return out
 	}
 	return []error{err}
+}
+
+// runNode runs a node from its config until ctx ends (SIGINT or SIGTERM),
+// then shuts it down gracefully and stops its plugins.
+func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
+	c, err := config.Load(config.Sources{File: cfgFile, Flags: cmd.Flags()})
+	if err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	level, err := logLevel(cmd)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	ks, err := keystore.Open(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var plugins []*plugin.Plugin
+	defer func() {
+		for _, p := range slices.Backward(plugins) {
+			if err := p.Close(); err != nil {
+				log.Warn("stopping plugin", "err", err)
+			}
+		}
+	}()
+	start := func(kind string, slot config.PluginSlot) (*plugin.Plugin, error) {
+		pc, err := slot.PluginConfig(kind)
+		if err != nil {
+			return nil, err
+		}
+		p, err := plugin.Start(ctx, pc, plugin.Options{Logger: log, Registerer: reg})
+		if err != nil {
+			return nil, fmt.Errorf("plugins.%s: %w", kind, err)
+		}
+		plugins = append(plugins, p)
+		return p, nil
+	}
+	storage, err := start("storage", c.Plugins.Storage)
+	if err != nil {
+		return err
+	}
+	pki, err := start("pki", c.Plugins.PKI)
+	if err != nil {
+		return err
+	}
+	opts := node.Options{Config: &c, Keys: ks, Storage: storage.Storage(), PKI: pki.PKI(), Logger: log, Registry: reg}
+	if c.Plugins.Accounting.IsSet() {
+		acc, err := start("accounting", c.Plugins.Accounting)
+		if err != nil {
+			return err
+		}
+		opts.Accounting = acc.Accounting()
+	}
+	n, err := node.New(opts)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
+
+// logLevel reads the --log-level flag (debug, info, warn, error).
+func logLevel(cmd *cobra.Command) (slog.Level, error) {
+	var l slog.Level
+	s, _ := cmd.Flags().GetString("log-level")
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level: %w", err)
+	}
+	return l, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,10 +203,10 @@ func TestNodeCheck(t *testing.T) {
 	}
 }
 
-func TestNodeWithoutCheckSaysItCannotRunYet(t *testing.T) {
+func TestNodeRefusesABadLogLevel(t *testing.T) {
 	dir := keyed(t)
-	_, _, err := run(t, "node", "--config", nodeConfig(t, dir, ""))
-	if !errors.Is(err, errNotImplemented) {
-		t.Errorf("sotto node = %v, want errNotImplemented", err)
+	_, _, err := run(t, "node", "--config", nodeConfig(t, dir, ""), "--log-level", "loud")
+	if err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("sotto node --log-level loud = %v, want an error naming the flag", err)
 	}
 }

@@ -1,0 +1,459 @@
+// Package localnet runs a Sotto network on 127.0.0.1: every node its own
+// `sotto node` process (the same binary), with the built-in gossip PKI and
+// Badger storage plugins, keys and state in a temporary directory, and a
+// short epoch. `sotto demo` and the tests that need real node processes use
+// it.
+package localnet
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/host/keystore"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// Spec describes a network.
+type Spec struct {
+	// Layers × MixesPerLayer mixes and Providers providers.
+	Layers, MixesPerLayer, Providers int
+	// Params are the network parameters; Hops and Layers are set from
+	// Layers, EpochPeriod from EpochPeriod. Zero PayloadLen means 2048.
+	Params interfaces.NetworkParams
+	// EpochPeriod is the epoch length (default 2 minutes).
+	EpochPeriod time.Duration
+	// Dir holds every node's data and logs; it must exist.
+	Dir string
+	// Binary is the sotto executable, run as `Binary node --config ...`,
+	// with Env added to its environment.
+	Binary string
+	Env    []string
+	// Network names the network (default "localnet").
+	Network string
+	// Logger receives the network's progress (not the nodes' logs, which go
+	// to DIR/NAME/node.log). Default: discard.
+	Logger *slog.Logger
+}
+
+// Node is one node process.
+type Node struct {
+	Name    string
+	Role    string // "mix" or "provider"
+	Dir     string
+	Config  string // path of its node.yaml
+	ID      [32]byte
+	PeerID  peer.ID
+	Addr    string // libp2p multiaddr with /p2p/
+	Metrics string // host:port of /metrics
+	log     string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	net  *Net
+}
+
+// Net is a running network.
+type Net struct {
+	Spec    Spec
+	Genesis time.Time
+	Clock   epoch.Clock
+	Nodes   []*Node
+	log     *slog.Logger
+}
+
+// Start writes the nodes' keys and configs and starts every node. It returns
+// once all processes run; call Wait to know when they route.
+func Start(ctx context.Context, spec Spec) (*Net, error) {
+	if spec.Layers < 1 || spec.MixesPerLayer < 1 || spec.Providers < 1 {
+		return nil, errors.New("localnet: need at least one layer, one mix per layer and one provider")
+	}
+	if spec.EpochPeriod == 0 {
+		spec.EpochPeriod = 2 * time.Minute
+	}
+	if spec.Network == "" {
+		spec.Network = "localnet"
+	}
+	if spec.Params.PayloadLen == 0 {
+		spec.Params.PayloadLen = 2048
+	}
+	spec.Params.Hops, spec.Params.Layers = uint8(spec.Layers), uint8(spec.Layers)
+	spec.Params.EpochPeriod = spec.EpochPeriod
+	if err := spec.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("localnet: %w", err)
+	}
+	log := spec.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ln := &Net{Spec: spec, log: log}
+	ln.Genesis = time.Now().Add(-time.Second).Truncate(time.Second)
+	clk, err := epoch.New(ln.Genesis, spec.EpochPeriod, spec.EpochPeriod/10)
+	if err != nil {
+		return nil, err
+	}
+	ln.Clock = clk
+
+	type plan struct {
+		name, role string
+		layer      int
+		seed       []byte // gossip member identity seed
+		gossipPort int
+		gossipID   peer.ID
+	}
+	var plans []*plan
+	for l := range spec.Layers {
+		for i := range spec.MixesPerLayer {
+			plans = append(plans, &plan{name: fmt.Sprintf("mix-%d-%d", l+1, i+1), role: "mix", layer: l + 1})
+		}
+	}
+	for i := range spec.Providers {
+		plans = append(plans, &plan{name: fmt.Sprintf("provider-%d", i+1), role: "provider"})
+	}
+	for _, p := range plans {
+		p.seed = make([]byte, ed25519.SeedSize)
+		rand.Read(p.seed)
+		sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(p.seed))
+		if err != nil {
+			return nil, err
+		}
+		if p.gossipID, err = peer.IDFromPrivateKey(sk); err != nil {
+			return nil, err
+		}
+		if p.gossipPort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	// Every member bootstraps from the first two (a tiny seed list, as an
+	// operator would configure).
+	var bootstrap []string
+	for _, p := range plans[:min(2, len(plans))] {
+		bootstrap = append(bootstrap, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", p.gossipPort, p.gossipID))
+	}
+	for _, p := range plans {
+		n, err := ln.prepare(p.name, p.role, p.layer, p.seed, p.gossipPort, bootstrap)
+		if err != nil {
+			return nil, fmt.Errorf("localnet: %s: %w", p.name, err)
+		}
+		ln.Nodes = append(ln.Nodes, n)
+	}
+	for _, n := range ln.Nodes {
+		if err := n.Start(); err != nil {
+			ln.Stop(5 * time.Second)
+			return nil, err
+		}
+	}
+	log.Info("network started", "nodes", len(ln.Nodes), "dir", spec.Dir)
+	return ln, nil
+}
+
+func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int, bootstrap []string) (*Node, error) {
+	dir := filepath.Join(ln.Spec.Dir, name)
+	ks, _, err := keystore.Init(filepath.Join(dir, "data"), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	defer ks.Close()
+	if _, err := ks.Rotate(ln.Clock, time.Now(), rand.Reader); err != nil {
+		return nil, err
+	}
+	pid, err := ks.PeerID()
+	if err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	mport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{Name: name, Role: role, Dir: dir, PeerID: pid, net: ln,
+		Addr:    fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, pid),
+		Metrics: fmt.Sprintf("127.0.0.1:%d", mport),
+		Config:  filepath.Join(dir, "node.yaml"),
+		log:     filepath.Join(dir, "node.log"),
+	}
+	copy(n.ID[:], ks.Identity().Public().(ed25519.PublicKey))
+	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	period := ln.Spec.EpochPeriod
+	cfg := map[string]any{
+		"role":     role,
+		"network":  ln.Spec.Network,
+		"data_dir": filepath.Join(dir, "data"),
+		"listen":   listen,
+		"epoch": map[string]any{
+			"genesis": ln.Genesis.Format(time.RFC3339Nano),
+			"period":  period.String(),
+			"grace":   (period / 10).String(),
+		},
+		"mixing":  map[string]any{"max_delay": "2m"},
+		"metrics": map[string]any{"listen": n.Metrics},
+		"plugins": map[string]any{
+			"pki": map[string]any{"builtin": "pki-gossip", "config": map[string]any{
+				"network":       ln.Spec.Network,
+				"listen":        []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", gossipPort)},
+				"bootstrap":     bootstrap,
+				"identity_seed": seed,
+				"genesis":       ln.Genesis,
+				"epoch_period":  period,
+				"grace":         period / 10,
+				"params":        ln.Spec.Params,
+				"state_dir":     filepath.Join(dir, "pki"),
+			}},
+			"storage": map[string]any{"builtin": "storage-badger", "config": map[string]any{
+				"dir": filepath.Join(dir, "badger"),
+			}},
+		},
+	}
+	if role == "mix" {
+		cfg["mix"] = map[string]any{"layer": layer}
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ") // YAML is a superset of JSON
+	if err != nil {
+		return nil, err
+	}
+	return n, os.WriteFile(n.Config, b, 0o600)
+}
+
+// Start starts the node's process (again, after Kill).
+func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		select {
+		case <-n.done:
+		default:
+			return fmt.Errorf("localnet: %s is running", n.Name)
+		}
+	}
+	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(n.net.Spec.Binary, "node", "--config", n.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), n.net.Spec.Env...)
+	// Its own process group, so that a Ctrl-C on the terminal reaches the
+	// demo, which stops the nodes in order, and Kill takes the plugins too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("localnet: start %s: %w", n.Name, err)
+	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	go func(done chan struct{}) {
+		err := cmd.Wait()
+		logf.Close()
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		close(done)
+	}(n.done)
+	return nil
+}
+
+// Signal sends sig to the node's process group (the node and its plugins
+// for SIGKILL; the node alone relays SIGTERM to its plugins).
+func (n *Node) Signal(sig syscall.Signal) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return fmt.Errorf("localnet: %s not started", n.Name)
+	}
+	if sig == syscall.SIGKILL {
+		return syscall.Kill(-n.cmd.Process.Pid, sig)
+	}
+	return n.cmd.Process.Signal(sig)
+}
+
+// Kill kills the node and its plugins at once (SIGKILL) and waits for it.
+func (n *Node) Kill() error {
+	if err := n.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	<-n.Done()
+	return nil
+}
+
+// Stop asks the node to stop (SIGTERM), waits up to timeout, then kills it.
+// It returns the process's exit error, if any, from a graceful stop.
+func (n *Node) Stop(timeout time.Duration) error {
+	if !n.Running() {
+		return nil
+	}
+	_ = n.Signal(syscall.SIGTERM)
+	select {
+	case <-n.Done():
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.err
+	case <-time.After(timeout):
+		_ = n.Kill()
+		return fmt.Errorf("localnet: %s did not stop within %v; killed", n.Name, timeout)
+	}
+}
+
+// Done is closed when the process exits.
+func (n *Node) Done() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.done
+}
+
+// Running reports whether the process runs.
+func (n *Node) Running() bool {
+	select {
+	case <-n.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// Log is the path of the node's log file.
+func (n *Node) Log() string { return n.log }
+
+// Scrape reads the node's /metrics.
+func (n *Node) Scrape(ctx context.Context) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.Metrics+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bufio.NewReader(resp.Body))
+}
+
+// Value sums the samples of a metric whose labels include labels
+// ("k=v" pairs); a missing metric is 0.
+func Value(mf map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	f := mf[name]
+	if f == nil {
+		return 0
+	}
+	var sum float64
+next:
+	for _, m := range f.Metric {
+		for _, kv := range labels {
+			k, v, _ := strings.Cut(kv, "=")
+			found := false
+			for _, lp := range m.Label {
+				if lp.GetName() == k && lp.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			sum += m.Untyped.GetValue()
+		}
+	}
+	return sum
+}
+
+// Wait returns once every node admits all the others (they hold a document
+// listing the whole network), or ctx ends, or a node exits.
+func (ln *Net) Wait(ctx context.Context) error {
+	want := float64(len(ln.Nodes) - 1)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := 0
+		for _, n := range ln.Nodes {
+			if !n.Running() {
+				return fmt.Errorf("localnet: %s exited; see %s", n.Name, n.log)
+			}
+			mf, err := n.Scrape(ctx)
+			if err == nil && Value(mf, "sotto_admitted_peers") == want {
+				ready++
+			}
+		}
+		if ready == len(ln.Nodes) {
+			ln.log.Info("network routing", "nodes", len(ln.Nodes))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localnet: %d of %d nodes routing: %w", ready, len(ln.Nodes), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Providers returns the provider nodes.
+func (ln *Net) Providers() []*Node { return ln.role("provider") }
+
+// Mixes returns the mix nodes.
+func (ln *Net) Mixes() []*Node { return ln.role("mix") }
+
+func (ln *Net) role(r string) []*Node {
+	var out []*Node
+	for _, n := range ln.Nodes {
+		if n.Role == r {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Stop stops every node (SIGTERM, then SIGKILL after timeout) and returns
+// the graceful-stop errors.
+func (ln *Net) Stop(timeout time.Duration) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(ln.Nodes))
+	for i, n := range ln.Nodes {
+		if n.cmd == nil {
+			continue
+		}
+		wg.Go(func() { errs[i] = n.Stop(timeout) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
