@@ -2,6 +2,7 @@ package sphinx
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
@@ -259,5 +260,26 @@ func TestSURBMisuse(t *testing.T) {
 	other[0] ^= 1
 	if _, err := DecryptSURBPayload(bytes.Clone(res.Payload), other); !errors.Is(err, ErrInvalidPayload) {
 		t.Errorf("wrong keys: got %v", err)
+	}
+}
+
+func TestUnwrapperDestroyForgetsTheKey(t *testing.T) {
+	g := DefaultGeometry()
+	key, err := GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, err := NewPacket(rand.Reader, g, []PathHop{{PublicKey: key.PublicKey(), Commands: []Command{&Recipient{}}}}, make([]byte, g.ForwardPayloadLength))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := NewUnwrapper(g, key)
+	u.Destroy()
+	if u.key != (PrivateKey{}) {
+		t.Fatal("key still held after Destroy")
+	}
+	var res Result
+	if err := u.Unwrap(pkt, &res); err == nil {
+		t.Fatal("a destroyed unwrapper still unwraps")
 	}
 }

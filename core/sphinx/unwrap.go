@@ -18,6 +18,15 @@ func NewUnwrapper(g *Geometry, key *PrivateKey) *Unwrapper {
 	return &Unwrapper{headerUnwrapper: newHeaderUnwrapper(g, key)}
 }
 
+// Destroy zeroes the unwrapper's copy of its private key (and the last
+// hop's derived secrets); the unwrapper must not be used after. A node calls
+// it when the key's epoch is over.
+func (u *Unwrapper) Destroy() {
+	u.key = PrivateKey{}
+	u.keys = hopKeys{}
+	clear(u.s[:])
+}
+
 // Unwrap processes pkt in place (docs/SPEC.md, "Header and unwrapping"). At an
 // intermediate hop pkt becomes the packet for res.Commands.NextHop.ID; at the
 // final hop res.Payload holds the payload. pkt must be exactly

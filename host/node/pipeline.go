@@ -173,6 +173,9 @@ func (n *Node) unwrapLoop() {
 	)
 	for p := range n.in {
 		if ks := n.keys.Load(); ks.gen != gen || us == nil {
+			for _, u := range us {
+				u.Destroy() // no copy of a retired key outlives the set
+			}
 			gen, eps, us = ks.gen, ks.epochs, us[:0]
 			for _, k := range ks.keys {
 				us = append(us, sphinx.NewUnwrapper(n.geo, k))
@@ -201,6 +204,9 @@ func (n *Node) unwrapLoop() {
 			continue
 		}
 		n.replay <- p
+	}
+	for _, u := range us {
+		u.Destroy()
 	}
 }
 
@@ -409,7 +415,10 @@ func (n *Node) final(p *packet) {
 // input is visible without flooding the log.
 func (n *Node) logLimited(key, msg string, args ...any) {
 	now := time.Now().UnixNano()
-	v, _ := n.logSeen.LoadOrStore(key, new(int64))
+	v, ok := n.logSeen.Load(key)
+	if !ok {
+		v, _ = n.logSeen.LoadOrStore(key, new(int64))
+	}
 	last := v.(*int64)
 	n.logMu.Lock()
 	if now-*last < int64(time.Second) {
