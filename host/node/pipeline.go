@@ -94,14 +94,32 @@ func (n *Node) startPipeline(rt *routeTable) error {
 	return nil
 }
 
+// backPressure is how long a mix stream's reader waits for room in the
+// input queue before it drops the packet: short bursts slow the sender down
+// (its stream is not read meanwhile), sustained overload drops and counts.
+const backPressure = 20 * time.Millisecond
+
 // deliverFromPeer takes a packet read from a mix stream.
 func (n *Node) deliverFromPeer(_ peer.ID, b link.Buffer) {
 	p := b.(*packet)
 	n.m.inPeer.Inc()
 	p.recv = time.Now()
-	if !n.enqueue(p) {
-		n.drop(p, dropOverload)
+	if n.enqueue(p) {
+		return
 	}
+	t := time.NewTimer(backPressure) // only under overload
+	defer t.Stop()
+	n.inMu.RLock()
+	defer n.inMu.RUnlock()
+	if !n.inClose {
+		select {
+		case n.in <- p:
+			return
+		case <-t.C:
+		}
+	}
+	n.logLimited("overload", "input queue full; packet dropped")
+	n.drop(p, dropOverload)
 }
 
 // enqueue hands p to the unwrap workers without blocking.
