@@ -30,6 +30,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(pluginCmd())
 	root.AddCommand(keygenCmd())
 	root.AddCommand(nodeCmd())
+	root.AddCommand(demoCmd())
 	return root
 }
 
