@@ -89,7 +89,7 @@ func waitMetric(t *testing.T, n *localnet.Node, timeout time.Duration, want floa
 // scheduled. A fresh packet still crosses the restarted mix.
 func TestReplayTagsSurviveSIGKILL(t *testing.T) {
 	ln := startNet(t, localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 1,
-		Params: interfaces.NetworkParams{Mu: 100, LambdaP: 1, LambdaL: 1, LambdaD: 1}, EpochPeriod: 2 * time.Minute})
+		Params: interfaces.NetworkParams{Mu: 0.2, LambdaP: 1, LambdaL: 1, LambdaD: 1}, EpochPeriod: 2 * time.Minute}) // μ = 0.2: delays up to 125 s accepted
 	prov := ln.Providers()[0]
 
 	// A client of the provider, to send packets and read its mailbox.

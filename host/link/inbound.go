@@ -103,6 +103,14 @@ func (in *Inbound) serve(from peer.ID, s io.Reader) error {
 			}
 			return err
 		}
+		// Admission is re-checked per frame: a peer that dropped out of
+		// the documents loses its open streams too.
+		if !in.Admitted.Contains(from) {
+			if in.Discard != nil {
+				in.Discard(buf)
+			}
+			return fmt.Errorf("%w (any more): %s", ErrNotAdmitted, from)
+		}
 		in.Deliver(from, buf)
 	}
 }

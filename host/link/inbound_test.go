@@ -182,3 +182,32 @@ func TestAMemberIsServedWhileAStrangerFloodsStreams(t *testing.T) {
 type byteBuffer []byte
 
 func (b byteBuffer) Bytes() []byte { return b }
+
+// A peer removed from the admitted set loses its open stream at its next
+// frame.
+func TestInboundCutsAStreamWhenThePeerIsNoLongerAdmitted(t *testing.T) {
+	var ps PeerSet
+	from := peer.ID("member")
+	ps.Replace([]peer.ID{from})
+	delivered := 0
+	in := &Inbound{
+		Admitted:     &ps,
+		PacketLength: testPacketLength,
+		Buffer:       func() Buffer { return byteBuffer(make([]byte, testPacketLength)) },
+		Deliver: func(peer.ID, Buffer) {
+			delivered++
+			ps.Replace(nil) // the next document no longer lists it
+		},
+	}
+	var frames bytes.Buffer
+	w, _ := NewWriter(&frames, testPacketLength)
+	for range 3 {
+		if err := w.WriteFrame(make([]byte, testPacketLength)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := in.serve(from, &frames)
+	if !errors.Is(err, ErrNotAdmitted) || delivered != 1 {
+		t.Fatalf("serve = %v after %d packets, want ErrNotAdmitted after 1", err, delivered)
+	}
+}

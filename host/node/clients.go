@@ -69,14 +69,16 @@ func (n *Node) Forward(to [32]byte, pkt []byte) error {
 	rt := n.routes.Load()
 	er := rt.epochs[rt.current]
 	h := rt.lookup(to, rt.current)
-	if er == nil || h == nil || h.layer != 0 {
-		return fmt.Errorf("%w: first hop %x is not a layer-0 mix of epoch %d", clientproto.ErrBadRequest, to[:8], rt.current)
+	if er == nil || h == nil || h.role != interfaces.RoleMix || h.layer != 0 {
+		return fmt.Errorf("%w: first hop is not a layer-0 mix of epoch %d", clientproto.ErrBadRequest, rt.current)
 	}
 	n.m.inClient.Inc()
 	p := n.getPacket()
 	copy(p.buf, pkt)
 	p.recv = time.Now()
-	n.links.send(h, p)
+	if !n.links.send(h, p) {
+		return fmt.Errorf("%w: the link to the first hop is full", clientproto.ErrBusy)
+	}
 	return nil
 }
 
@@ -88,7 +90,15 @@ func (n *Node) Document(ctx context.Context, e uint64) ([]byte, error) {
 			return er.raw, nil
 		}
 	}
+	// Only epochs a client can route in go to the PKI: a client cannot
+	// make the provider fetch arbitrary epochs.
+	if cur := n.clk.Now(); e+1 < cur || e > cur+1 {
+		return nil, fmt.Errorf("%w: epoch %d is not near the current epoch %d", clientproto.ErrNoDocument, e, cur)
+	}
 	resp, err := n.opts.PKI.Document(ctx, &interfaces.DocumentRequest{Epoch: e})
+	if err == nil && (resp == nil || resp.Document == nil) {
+		err = interfaces.ErrMalformedReply
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: epoch %d: %w", clientproto.ErrNoDocument, e, err)
 	}

@@ -76,7 +76,7 @@ func (n *Node) deliverBatch(batch []*packet) {
 	resp, err := n.opts.Storage.AppendMailbox(ctx, &interfaces.AppendMailboxRequest{Messages: msgs})
 	cancel()
 	n.m.pluginCall.WithLabelValues("storage", "append_mailbox").Observe(time.Since(t0).Seconds())
-	if err == nil && len(resp.IDs) != len(msgs) {
+	if err == nil && (resp == nil || len(resp.IDs) != len(msgs)) {
 		err = interfaces.ErrMalformedReply
 	}
 	if err != nil {
@@ -123,5 +123,7 @@ func (n *Node) sendACK(surb []byte) {
 		n.drop(p, dropNoRoute)
 		return
 	}
-	n.links.send(h, p)
+	if !n.links.send(h, p) {
+		n.logLimited("link-full", "outbound queue full (SURB-ACK)", "peer", h.peer)
+	}
 }

@@ -42,28 +42,28 @@ type outLink struct {
 
 func newLinks(n *Node) *links { return &links{n: n, m: map[peer.ID]*outLink{}} }
 
-// send queues p for h without blocking; a full queue drops it.
-func (l *links) send(h *hop, p *packet) {
+// send queues p for h without blocking. A full queue drops p (counted)
+// and send reports false.
+func (l *links) send(h *hop, p *packet) bool {
 	l.mu.RLock()
 	ol := l.m[h.peer]
 	if ol != nil {
 		select {
 		case ol.ch <- p:
+			l.mu.RUnlock()
+			return true
 		default:
 			l.mu.RUnlock()
-			l.n.logLimited("link-full", "outbound queue full", "peer", h.peer)
 			l.n.drop(p, dropLinkFull)
-			return
+			return false
 		}
-		l.mu.RUnlock()
-		return
 	}
 	l.mu.RUnlock()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		l.n.drop(p, dropShutdown)
-		return
+		return false
 	}
 	if ol = l.m[h.peer]; ol == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -71,12 +71,15 @@ func (l *links) send(h *hop, p *packet) {
 		l.m[h.peer] = ol
 		l.wg.Go(func() { l.run(ol) })
 	}
+	ok := true
 	select {
 	case ol.ch <- p:
 	default:
 		l.n.drop(p, dropLinkFull)
+		ok = false
 	}
 	l.mu.Unlock()
+	return ok
 }
 
 // prune closes the links to peers that are no longer in any document.
@@ -110,17 +113,40 @@ func (l *links) close(timeout time.Duration) {
 func (l *links) run(ol *outLink) {
 	n := l.n
 	var (
-		s       network.Stream
-		bw      *bufio.Writer
-		fw      *link.Writer
-		backoff = 100 * time.Millisecond
-		retryAt time.Time
+		s        network.Stream
+		bw       *bufio.Writer
+		fw       *link.Writer
+		backoff  = 100 * time.Millisecond
+		retryAt  time.Time
+		deadline time.Time // the stream's write deadline, refreshed at most once a second
+		// Frames written into bw but not yet flushed, by kind: they count as
+		// sent only once a flush succeeds, as lost if the stream breaks.
+		pending [3]int
 	)
+	settle := func(ok bool) {
+		for k, c := range pending {
+			if c == 0 {
+				continue
+			}
+			switch {
+			case !ok:
+				n.m.drop[dropLink].Add(float64(c))
+			case k == outAck:
+				n.m.outAck.Add(float64(c))
+			case k == outLoop:
+				n.m.outLoop.Add(float64(c))
+			default:
+				n.m.outForward.Add(float64(c))
+			}
+			pending[k] = 0
+		}
+	}
 	defer func() {
 		if s != nil {
-			_ = bw.Flush()
+			settle(bw.Flush() == nil)
 			_ = s.Close()
 		}
+		settle(false)
 		ol.cancel()
 	}()
 	fail := func(err error) {
@@ -129,6 +155,7 @@ func (l *links) run(ol *outLink) {
 			_ = s.Reset()
 			s = nil
 		}
+		settle(false)
 		retryAt = time.Now().Add(backoff)
 		backoff = min(2*backoff, 10*time.Second)
 	}
@@ -139,7 +166,7 @@ func (l *links) run(ol *outLink) {
 		if err != nil {
 			return err
 		}
-		s = ns
+		s, deadline = ns, time.Time{}
 		if bw == nil {
 			bw = bufio.NewWriterSize(s, 64<<10)
 		} else {
@@ -149,12 +176,22 @@ func (l *links) run(ol *outLink) {
 		return nil
 	}
 	write := func(p *packet) error {
-		_ = s.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		err := fw.WriteFrame(p.buf)
-		if err == nil && len(ol.ch) == 0 {
-			err = bw.Flush()
+		if now := time.Now(); now.After(deadline.Add(-9 * time.Second)) {
+			deadline = now.Add(10 * time.Second)
+			_ = s.SetWriteDeadline(deadline)
 		}
-		return err
+		if err := fw.WriteFrame(p.buf); err != nil {
+			return err
+		}
+		pending[p.outKind]++
+		if len(ol.ch) == 0 {
+			if err := bw.Flush(); err != nil {
+				pending[p.outKind]-- // the caller accounts for p itself
+				return err
+			}
+			settle(true)
+		}
+		return nil
 	}
 	for p := range ol.ch {
 		if ol.ctx.Err() != nil {
@@ -175,8 +212,10 @@ func (l *links) run(ol *outLink) {
 		if err := write(p); err != nil {
 			// A stream that worked may have died with its peer (a restart):
 			// try once more on a fresh stream before giving the packet up.
+			// The frames buffered before it are lost with the old stream.
 			_ = s.Reset()
 			s = nil
+			settle(false)
 			if err = open(); err == nil {
 				err = write(p)
 			}
@@ -187,14 +226,7 @@ func (l *links) run(ol *outLink) {
 			}
 		}
 		backoff = 100 * time.Millisecond
-		switch p.outKind {
-		case outAck:
-			n.m.outAck.Inc()
-		case outLoop:
-			n.m.outLoop.Inc()
-		default:
-			n.m.outForward.Inc()
-		}
-		n.putPacket(p)
+		n.putPacket(p) // its bytes are in bw; settle counts it
+
 	}
 }

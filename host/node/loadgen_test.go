@@ -23,7 +23,8 @@ import (
 
 // benchNet is a network for measuring one mix: three layers (so the
 // default 5-hop geometry, 3130-byte packets) and one provider. Only the
-// first layer's mix works: the load generator and the sink both run on the
+// last layer's mix works (the last layer forwards to providers, so the
+// stratified order allows the path below): the load generator and the sink both run on the
 // provider's libp2p host, which is a node of the document, so the mix
 // admits its streams and forwards to it. The packets' path is
 // [mix, provider]; the provider's own mix-stream handler is replaced by the
@@ -49,11 +50,12 @@ func newBenchNet(b *testing.B, tweak func(*config.Config)) *benchNet {
 			}
 		}})
 	er := tn.route()
-	bn := &benchNet{tn: tn, mix: tn.nodeByID(er.layers[0][0].id), prov: tn.nodeByID(er.providers[0].id)}
+	last := er.layers[len(er.layers)-1][0]
+	bn := &benchNet{tn: tn, mix: tn.nodeByID(last.id), prov: tn.nodeByID(er.providers[0].id)}
 	bn.g = bn.mix.n.geo
 	bn.path = func(delay time.Duration) []sphinx.PathHop {
 		return []sphinx.PathHop{
-			pathHop(b, er.layers[0][0], er.epoch, &sphinx.NodeDelay{Delay: uint32(delay / time.Millisecond)}),
+			pathHop(b, last, er.epoch, &sphinx.NodeDelay{Delay: uint32(delay / time.Millisecond)}),
 			pathHop(b, er.providers[0], er.epoch, &sphinx.Recipient{}),
 		}
 	}

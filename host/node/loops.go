@@ -28,7 +28,9 @@ const loopSlack = 5 * time.Second
 func newLoops(n *Node) *loops {
 	var seed [32]byte
 	_, _ = io.ReadFull(n.rand, seed[:])
-	return &loops{n: n, pending: map[[32]byte]time.Time{}, r: rand.New(rand.NewChaCha8(seed))}
+	r := rand.New(rand.NewChaCha8(seed))
+	clear(seed[:])
+	return &loops{n: n, pending: map[[32]byte]time.Time{}, r: r}
 }
 
 // run sends loops until ctx ends.
@@ -51,7 +53,7 @@ func (l *loops) run(ctx context.Context) {
 		if err := l.send(er); err != nil {
 			l.n.logLimited("loop", "cannot send a loop", "err", err)
 		}
-		t.Reset(time.Duration(l.r.ExpFloat64() / er.params.LambdaM * float64(time.Second)))
+		t.Reset(time.Duration(min(l.r.ExpFloat64()/er.params.LambdaM, 3600) * float64(time.Second)))
 	}
 }
 

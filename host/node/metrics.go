@@ -14,6 +14,7 @@ const (
 	dropDelay     = "delay"           // asked for a delay over mixing.max_delay
 	dropQueueFull = "queue_full"      // the scheduler held its capacity
 	dropNoRoute   = "no_route"        // the next hop is not in the document
+	dropBadRoute  = "bad_route"       // the next hop is not in the next layer (stratified topology)
 	dropLinkFull  = "link_full"       // the next hop's outbound queue was full
 	dropLink      = "link"            // the next hop could not be reached, or the stream broke
 	dropDecoy     = "decoy"           // a drop decoy reached its provider (expected cover traffic)
@@ -92,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	m.outAck, m.outLoop = m.out.WithLabelValues("ack"), m.out.WithLabelValues("loop")
 	m.drop = map[string]prometheus.Counter{}
 	for _, r := range []string{dropOverload, dropInvalid, dropPayload, dropReplay, dropReplayErr, dropDelay, dropQueueFull,
-		dropNoRoute, dropLinkFull, dropLink, dropDecoy, dropNotForUs, dropStorage, dropShutdown} {
+		dropNoRoute, dropBadRoute, dropLinkFull, dropLink, dropDecoy, dropNotForUs, dropStorage, dropShutdown} {
 		m.drop[r] = m.dropped.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -111,11 +111,19 @@ type Node struct {
 	in      chan *packet
 	replay  chan *packet
 	sched   *mix.Scheduler[*packet]
-	deliver chan *packet
-	links   *links
-	loops   *loops
-	clients *provider.Service
-	work    workCounter
+	// schedPub publishes sched to the metrics goroutine, which may scrape
+	// before the first document sizes the pipeline.
+	schedPub atomic.Pointer[mix.Scheduler[*packet]]
+	deliver  chan *packet
+	links    *links
+	loops    *loops
+	clients  *provider.Service
+	work     workCounter
+	bgWork   sync.WaitGroup // work reports under way
+	// maxDelay is the longest NodeDelay accepted: mixing.max_delay, or
+	// maxDelayMeans/μ of the current document if that is shorter, so that
+	// senders cannot fill the scheduler with packets held for minutes.
+	maxDelay atomic.Int64
 
 	metricsSrv *http.Server
 	metricsLn  net.Listener
@@ -155,7 +163,7 @@ func New(opts Options) (*Node, error) {
 	n.role = n.cfg.RoleValue()
 	copy(n.id[:], opts.Keys.Identity().Public().(ed25519.PublicKey))
 	n.m = newMetrics(n.reg, func() float64 {
-		if s := n.sched; s != nil {
+		if s := n.schedPub.Load(); s != nil {
 			return float64(s.Len())
 		}
 		return 0
@@ -181,6 +189,10 @@ func New(opts Options) (*Node, error) {
 	n.host = h
 	n.links = newLinks(n)
 	n.work.on = opts.Accounting != nil
+	if _, err := io.ReadFull(n.rand, n.work.nonce[:]); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("node: randomness: %w", err)
+	}
 	return n, nil
 }
 
@@ -289,6 +301,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	stopPKI()
 	bg.Wait()
+	n.bgWork.Wait()
 	n.reportWork(n.clk.Now(), true)
 	n.links.close(5 * time.Second)
 	n.log.Info("node stopped")

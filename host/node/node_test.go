@@ -125,3 +125,50 @@ func TestMixLoopsReturn(t *testing.T) {
 		}
 	}
 }
+
+// TestStratifiedOrderAndDelayCap: a packet whose path skips a layer is
+// refused by the hop that would break the order, and a NodeDelay beyond
+// 25 mean delays (1/μ) is refused before it can occupy the scheduler.
+func TestStratifiedOrderAndDelayCap(t *testing.T) {
+	tn := newTestNet(t, netSpec{mixes: 2, providers: 1, layers: 2, mu: 200})
+	er := tn.route()
+	p := er.providers[0]
+	pn := tn.nodeByID(p.id)
+	g := pn.n.geo
+	payload, _ := clientproto.PackForward(g, nil, nil)
+	for _, tt := range []struct {
+		name   string
+		path   []sphinx.PathHop
+		reason string
+	}{
+		{"gateway straight to layer 1", []sphinx.PathHop{
+			pathHop(t, p, er.epoch, &sphinx.NodeDelay{}),
+			pathHop(t, er.layers[1][0], er.epoch, &sphinx.NodeDelay{}),
+			pathHop(t, p, er.epoch, &sphinx.Recipient{}),
+		}, dropBadRoute},
+		{"gateway straight to a provider", []sphinx.PathHop{
+			pathHop(t, p, er.epoch, &sphinx.NodeDelay{}),
+			pathHop(t, p, er.epoch, &sphinx.Recipient{}),
+		}, dropBadRoute},
+		{"a delay of 26 means", []sphinx.PathHop{
+			pathHop(t, p, er.epoch, &sphinx.NodeDelay{Delay: 26 * 1000 / 200}),
+			pathHop(t, er.layers[0][0], er.epoch, &sphinx.NodeDelay{}),
+			pathHop(t, er.layers[1][0], er.epoch, &sphinx.NodeDelay{}),
+			pathHop(t, p, er.epoch, &sphinx.Recipient{}),
+		}, dropDelay},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := value(t, pn.n.m.drop[tt.reason])
+			pkt, err := sphinx.NewPacket(rand.Reader, g, tt.path, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pn.n.Inject(pkt); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the packet to be refused as "+tt.reason, func() bool {
+				return value(t, pn.n.m.drop[tt.reason]) == before+1
+			})
+		})
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,6 +88,7 @@ func (n *Node) startPipeline(rt *routeTable) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.sched = sched
+	n.schedPub.Store(sched)
 	if n.role == interfaces.RoleProvider {
 		n.deliver = make(chan *packet, min(qc, 4096))
 	}
@@ -117,6 +119,10 @@ func (n *Node) deliverFromPeer(_ peer.ID, b link.Buffer) {
 			return
 		case <-t.C:
 		}
+	}
+	if n.inClose {
+		n.drop(p, dropShutdown)
+		return
 	}
 	n.logLimited("overload", "input queue full; packet dropped")
 	n.drop(p, dropOverload)
@@ -183,11 +189,10 @@ func (n *Node) startWorkers() *sync.WaitGroup {
 // when the key set changes, and one Result, so an unwrap allocates nothing.
 func (n *Node) unwrapLoop() {
 	var (
-		gen  uint64
-		us   []*sphinx.Unwrapper
-		eps  []epoch.Epoch
-		res  sphinx.Result
-		maxD = n.cfg.Mixing.MaxDelay
+		gen uint64
+		us  []*sphinx.Unwrapper
+		eps []epoch.Epoch
+		res sphinx.Result
 	)
 	for p := range n.in {
 		if ks := n.keys.Load(); ks.gen != gen || us == nil {
@@ -218,7 +223,7 @@ func (n *Node) unwrapLoop() {
 			continue
 		}
 		p.tag = res.ReplayTag
-		if !n.readCommands(p, &res, maxD) {
+		if !n.readCommands(p, &res, time.Duration(n.maxDelay.Load())) {
 			continue
 		}
 		n.replay <- p
@@ -275,6 +280,7 @@ const maxReplayBatch = 512
 func (n *Node) replayLoop() {
 	hot := map[epoch.Epoch]map[[32]byte]struct{}{}
 	batch := make([]*packet, 0, maxReplayBatch)
+	group := make([]*packet, 0, maxReplayBatch)
 	tags := make([]interfaces.ReplayTag, 0, maxReplayBatch)
 	for p := range n.replay {
 		batch = append(batch[:0], p)
@@ -301,7 +307,7 @@ func (n *Node) replayLoop() {
 			}
 			tags = tags[:0]
 			rest := batch[:0]
-			var group []*packet
+			group = group[:0]
 			for _, q := range batch {
 				if q.epoch != e {
 					rest = append(rest, q)
@@ -344,8 +350,8 @@ func (n *Node) commitTags(e epoch.Epoch, tags []interfaces.ReplayTag, group []*p
 	resp, err := n.opts.Storage.InsertReplayTags(ctx, &interfaces.InsertReplayTagsRequest{Epoch: e, Tags: tags})
 	cancel()
 	n.m.pluginCall.WithLabelValues("storage", "insert_replay_tags").Observe(time.Since(t0).Seconds())
-	if err == nil && len(resp.Seen) != len(tags) {
-		err = fmt.Errorf("%w: %d answers for %d tags", interfaces.ErrMalformedReply, len(resp.Seen), len(tags))
+	if err == nil && (resp == nil || len(resp.Seen) != len(tags)) {
+		err = fmt.Errorf("%w: wrong number of answers for %d tags", interfaces.ErrMalformedReply, len(tags))
 	}
 	if err != nil {
 		n.logLimited("replay-store", "replay tags not recorded; packets dropped", "count", len(group), "err", err)
@@ -382,23 +388,30 @@ func (n *Node) schedule(p *packet) {
 // on the scheduler's goroutine and must not block.
 func (n *Node) release(p *packet) {
 	if p.next {
-		n.forward(p, p.nextID, p.epoch)
+		n.forward(p, &p.nextID, p.epoch)
 		return
 	}
 	n.final(p)
 }
 
 // forward queues p on the link to the node with Sphinx ID id.
-func (n *Node) forward(p *packet, id [32]byte, e epoch.Epoch) {
+func (n *Node) forward(p *packet, id *[32]byte, e epoch.Epoch) {
 	rt := n.routes.Load()
-	h := rt.lookup(id, e)
+	h := rt.lookup(*id, e)
 	if h == nil {
-		n.logLimited("no-route", "no route to next hop", "node", fmt.Sprintf("%x", id[:8]), "epoch", e)
+		n.logLimited("no-route", "no route to next hop", "node", hex.EncodeToString(id[:8]), "epoch", e)
 		n.drop(p, dropNoRoute)
 		return
 	}
+	if !rt.stratified(n.id, *id, e) {
+		n.logLimited("bad-route", "next hop breaks the layer order", "node", hex.EncodeToString(id[:8]), "layer", h.layer)
+		n.drop(p, dropBadRoute)
+		return
+	}
 	n.work.add(p.epoch, interfaces.WorkForwarded)
-	n.links.send(h, p)
+	if !n.links.send(h, p) {
+		n.logLimited("link-full", "outbound queue full", "peer", h.peer)
+	}
 }
 
 // final handles a packet whose last hop this node is.

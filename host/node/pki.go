@@ -66,6 +66,34 @@ func (rt *routeTable) lookup(id [32]byte, e epoch.Epoch) *hop {
 	return nil
 }
 
+// stratified reports whether a packet may go from node self to node id in
+// the document of epoch e (or the current one): the topology is stratified,
+// so a provider sends only to layer-0 mixes, a mix of layer L only to mixes
+// of layer L+1, and a mix of the last layer only to providers. Clients'
+// paths, SURBs and mix loops all follow it; a packet that does not is one
+// whose sender wants to skip layers.
+func (rt *routeTable) stratified(self, id [32]byte, e epoch.Epoch) bool {
+	er := rt.epochs[e]
+	if er == nil || er.byID[self] == nil || er.byID[id] == nil {
+		er = rt.epochs[rt.current]
+	}
+	if er == nil {
+		return false
+	}
+	me, h := er.byID[self], er.byID[id]
+	if me == nil || h == nil {
+		return false
+	}
+	switch {
+	case me.role == interfaces.RoleProvider:
+		return h.role == interfaces.RoleMix && h.layer == 0
+	case me.layer == len(er.layers)-1:
+		return h.role == interfaces.RoleProvider
+	default:
+		return h.role == interfaces.RoleMix && h.layer == me.layer+1
+	}
+}
+
 // geometryOf derives a network's Sphinx geometry from its parameters: the
 // path is the gateway provider, Hops mixes, and the destination provider.
 func geometryOf(p *interfaces.NetworkParams) (*sphinx.Geometry, error) {
@@ -121,6 +149,10 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 	}
 	return er, nil
 }
+
+// maxDelayMeans caps a packet's NodeDelay at this many mean delays (1/μ):
+// an honest sender's Exp(μ) draw exceeds it with probability e^-25.
+const maxDelayMeans = 25
 
 // pkiState is what the PKI loop remembers between rounds.
 type pkiState struct {
@@ -249,7 +281,7 @@ func (n *Node) rotate(ctx context.Context, now time.Time) error {
 			n.log.Warn("could not drop an expired epoch's replay tags", "epoch", e, "err", err)
 		}
 	}
-	go n.reportWork(cur, false)
+	n.bgWork.Go(func() { n.reportWork(cur, false) })
 	return nil
 }
 
@@ -368,7 +400,7 @@ func (n *Node) fetchDocuments(ctx context.Context, cur epoch.Epoch, now time.Tim
 		case errors.Is(err, interfaces.ErrNotFound):
 		case err != nil:
 			errs = append(errs, fmt.Errorf("node: document for epoch %d: %w", e, err))
-		case resp.Document == nil || resp.Document.Epoch != e || resp.Document.Network != n.cfg.Network:
+		case resp == nil || resp.Document == nil || resp.Document.Epoch != e || resp.Document.Network != n.cfg.Network:
 			errs = append(errs, fmt.Errorf("node: PKI answered for epoch %d with another epoch or network", e))
 		case prev != nil && prev.hash == resp.Hash:
 			next.epochs[e] = prev
@@ -431,6 +463,11 @@ func (n *Node) installRoutes(rt *routeTable) {
 		}
 	}
 	n.admitted.Replace(slices.Collect(maps.Keys(peers)))
+	md := n.cfg.Mixing.MaxDelay
+	if er := rt.epochs[rt.current]; er != nil && er.params.Mu > 0 {
+		md = min(md, time.Duration(maxDelayMeans/er.params.Mu*float64(time.Second)))
+	}
+	n.maxDelay.Store(int64(md))
 	n.m.peers.Set(float64(len(peers)))
 	n.routes.Store(rt)
 	if n.links != nil {

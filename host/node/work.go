@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
@@ -15,6 +16,8 @@ import (
 // packet).
 type workCounter struct {
 	on     bool // an accounting plugin is configured
+	nonce  [8]byte
+	seq    atomic.Uint64
 	mu     sync.Mutex
 	counts map[epoch.Epoch]map[interfaces.WorkKind]uint64
 }
@@ -37,8 +40,10 @@ func (w *workCounter) add(e epoch.Epoch, k interfaces.WorkKind) {
 }
 
 // reportWork hands the accounting plugin the work of every epoch before
-// upTo (and of upTo itself when final is set). The batch ID names node and
-// epoch, so a report repeated after a crash is counted once.
+// upTo (and of upTo itself when final is set). Work can reach an epoch after
+// it was reported (packets unwrapped in its grace period, or released late),
+// and a node reports again after a restart, so every report has its own
+// batch ID: node ID, epoch, this run's random nonce and a sequence number.
 func (n *Node) reportWork(upTo epoch.Epoch, final bool) {
 	a := n.opts.Accounting
 	if a == nil {
@@ -60,6 +65,8 @@ func (n *Node) reportWork(upTo epoch.Epoch, final bool) {
 	for e, counts := range reports {
 		req := &interfaces.RecordWorkRequest{Epoch: e}
 		req.BatchID = binary.BigEndian.AppendUint64(append([]byte(nil), n.id[:]...), e)
+		req.BatchID = append(req.BatchID, n.work.nonce[:]...)
+		req.BatchID = binary.BigEndian.AppendUint64(req.BatchID, n.work.seq.Add(1))
 		for k, c := range counts {
 			req.Records = append(req.Records, interfaces.WorkRecord{Node: interfaces.NodeID(n.id), Kind: k, Packets: c})
 		}
