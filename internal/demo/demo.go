@@ -40,11 +40,11 @@ const (
 	DefaultLayers          = 3
 	DefaultMixesPerLayer   = 2
 	DefaultProviders       = 2
-	DefaultLambdaP         = 2   // client payload slots per second
-	DefaultLambdaL         = 1   // client loops per second
-	DefaultLambdaD         = 1   // client drop decoys per second
-	DefaultLambdaM         = 1   // mix loops per second, per mix
-	DefaultMu              = 10  // per-hop delay Exp(μ): mean 100 ms
+	DefaultLambdaP         = 2  // client payload slots per second
+	DefaultLambdaL         = 1  // client loops per second
+	DefaultLambdaD         = 1  // client drop decoys per second
+	DefaultLambdaM         = 1  // mix loops per second, per mix
+	DefaultMu              = 10 // per-hop delay Exp(μ): mean 100 ms
 	DefaultEpoch           = 20 * time.Second
 	DefaultMessages        = 16
 	DefaultSendGap         = 750 * time.Millisecond
@@ -78,8 +78,9 @@ type Config struct {
 	StartTimeout time.Duration
 
 	// KillMixAfter, when set, kills the first mix of layer 1 (SIGKILL)
-	// that long after the first message was sent, to show the clients
-	// noticing it and routing around it.
+	// that long after the first message was sent (but not before the
+	// fixed part of the online plan arrived), to show the clients noticing
+	// it and retransmitting over other paths.
 	KillMixAfter time.Duration
 
 	// Dir is the directory for the nodes, the clients' state and the demo's
@@ -391,8 +392,8 @@ func (r *run) plan(ctx context.Context) error {
 		} else if err := steps[i](); err != nil {
 			return err
 		}
-		if !killAt.IsZero() && time.Now().After(killAt) && r.killed == nil {
-			if err := r.killMix(); err != nil {
+		if !killAt.IsZero() && time.Now().After(killAt) && r.killed == nil && i >= len(steps)-1 {
+			if err := r.killMix(ctx); err != nil {
 				return err
 			}
 		}
@@ -404,7 +405,7 @@ func (r *run) plan(ctx context.Context) error {
 		if !sleep(ctx, time.Until(killAt)) {
 			return ctx.Err()
 		}
-		if err := r.killMix(); err != nil {
+		if err := r.killMix(ctx); err != nil {
 			return err
 		}
 	}
@@ -415,6 +416,9 @@ func (r *run) plan(ctx context.Context) error {
 	// offline (his state saved), alice writes to both his contacts; the
 	// forward message is acknowledged by bob's provider, which holds it;
 	// bob comes back from his state and fetches both.
+	// A client forgets its outgoing messages when it restarts (their ACKs
+	// would find no one): let bob's finish first.
+	r.waitAcked(ctx, 10*time.Second)
 	anon, err := r.anonymousContact(ctx, b)
 	if err != nil {
 		return err
@@ -504,7 +508,10 @@ func (r *run) sendAnonymous(ctx context.Context, from, to *peer, kind string, bo
 // since a contact's SURBs expire with their epoch's keys.
 func (r *run) anonymousContact(ctx context.Context, p *peer) (*client.Contact, error) {
 	clk := r.ln.Clock
-	if left := clk.UntilNext(time.Now()); left < 10*time.Second {
+	// The contact must outlive its use: a few seconds to send and deliver,
+	// longer for the offline phase (bob stops first).
+	margin := min(6*time.Second, r.cfg.Epoch/3)
+	if left := clk.UntilNext(time.Now()); left < margin {
 		r.pr.phase("epoch %d ends in %v: waiting for the next one before making a contact whose SURBs must outlive the send",
 			clk.Now(), left.Round(100*time.Millisecond))
 		if !sleep(ctx, left+500*time.Millisecond) {
@@ -616,7 +623,14 @@ func (r *run) waitFinal(ctx context.Context, id client.MessageID) error {
 	}
 }
 
-func (r *run) killMix() error {
+// killMix kills the first mix of layer 1, once the messages sent so far
+// arrived: the one through a SURB mailbox travels the single path its
+// contact fixed, unacknowledged and never retransmitted, so a mix dying
+// under it loses it for good (the receiver-anonymous mode's known
+// trade-off, docs/SPEC.md "ACKs and retransmission"); what the kill shows
+// is the retransmission of forward messages over other paths.
+func (r *run) killMix(ctx context.Context) error {
+	r.waitDelivered(ctx)
 	m := r.ln.Mixes()[0]
 	if err := m.Kill(); err != nil {
 		return fmt.Errorf("demo: killing %s: %w", m.Name, err)

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sottonet/sotto/internal/demo"
+)
+
+// The nodes a demo starts from the test binary act as sotto (see TestMain).
+func init() { nodeEnv = []string{"SOTTOTEST_MAIN=1"} }
+
+// runDemo runs a demo whose nodes are this test binary, and returns its
+// summary and printed output.
+func runDemo(t *testing.T, cfg demo.Config) (*demo.Summary, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts node processes; skipped with -short")
+	}
+	var out bytes.Buffer
+	cfg.Binary, cfg.Env, cfg.Dir, cfg.Progress = os.Args[0], nodeEnv, t.TempDir(), &out
+	cfg.Logger = slog.New(slog.NewTextHandler(&testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	sum, err := demo.Run(t.Context(), cfg)
+	if sum != nil {
+		sum.Write(&out)
+	}
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum, out.String()
+}
+
+type testLog struct{ t *testing.T }
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.t.Helper()
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// fast rates on a small network, so the test takes seconds.
+func fastDemo() demo.Config {
+	return demo.Config{Layers: 2, MixesPerLayer: 2, Providers: 2,
+		LambdaP: 4, LambdaL: 2, LambdaD: 1, LambdaM: 2, Mu: 20,
+		Epoch: 20 * time.Second, Messages: 8, SendGap: 300 * time.Millisecond,
+		DeliveryTimeout: 45 * time.Second}
+}
+
+// TestDemoDeliversEveryMessageExactlyOnce: on a small network of node
+// processes every message of the plan (forward both ways, a fragmented one,
+// one through a SURB mailbox, two to an offline recipient) arrives intact
+// exactly once, and loops come back.
+func TestDemoDeliversEveryMessageExactlyOnce(t *testing.T) {
+	sum, out := runDemo(t, fastDemo())
+	if err := sum.Err(); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, r := range sum.Messages {
+		kinds[r.Kind] = true
+		if r.Kind == "long" && r.Fragments < 2 {
+			t.Errorf("the long message went in %d fragment", r.Fragments)
+		}
+	}
+	for _, k := range []string{"forward", "long", "anonymous", "offline", "offline-anonymous"} {
+		if !kinds[k] {
+			t.Errorf("no %s message in the plan", k)
+		}
+	}
+	if sum.ClientLoopsReturned == 0 || sum.MixLoopsReturned == 0 {
+		t.Errorf("loops returned: client %d, mix %v; want some of each", sum.ClientLoopsReturned, sum.MixLoopsReturned)
+	}
+	if c := sum.CoverShare(); c <= 0 || c >= 1 {
+		t.Errorf("cover share %v", c)
+	}
+	if !strings.Contains(out, "verdict      OK") || !strings.Contains(out, "p50") {
+		t.Errorf("the summary lacks the verdict or the latency")
+	}
+}
+
+// TestDemoRoutesAroundAKilledMix: a mix is killed while messages are
+// sent; the clients notice (lost loops through it, or it becomes a
+// suspect) and every message still arrives, the ones that went through the
+// dead mix retransmitted over other paths.
+func TestDemoRoutesAroundAKilledMix(t *testing.T) {
+	cfg := fastDemo()
+	cfg.Messages, cfg.KillMixAfter = 16, time.Second
+	sum, _ := runDemo(t, cfg)
+	if sum.Killed == "" {
+		t.Fatal("no mix was killed")
+	}
+	if !sum.Noticed {
+		t.Errorf("no client noticed %s down (suspects %v)", sum.Killed, sum.Suspects)
+	}
+	if err := sum.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d retransmissions, %d client loops lost, suspects %v", sum.Retransmissions, sum.ClientLoopsLost, sum.Suspects)
+	if sum.ClientLoopsLost == 0 {
+		t.Errorf("no client loop was lost with %s down", sum.Killed)
+	}
+}
+
+// The command's flags reach the demo: a config it refuses fails before
+// any process starts.
+func TestDemoCommandRefusesABadConfig(t *testing.T) {
+	cmd := rootCmd()
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs([]string{"demo", "--providers", "1", "--messages", "2"})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "providers") || !strings.Contains(err.Error(), "messages") {
+		t.Fatalf("sotto demo --providers 1 --messages 2: %v; want both problems named", err)
+	}
+}
