@@ -31,6 +31,8 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(keygenCmd())
 	root.AddCommand(nodeCmd())
 	root.AddCommand(demoCmd())
+	root.AddCommand(sendCmd())
+	root.AddCommand(recvCmd())
 	return root
 }
 
