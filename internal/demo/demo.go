@@ -250,6 +250,7 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 	sum, err := r.main(ctx)
 	if sum != nil {
 		sum.Elapsed = time.Since(r.started)
+		sum.Interrupted = ctx.Err() != nil
 	}
 	return sum, err
 }

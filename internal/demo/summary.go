@@ -180,6 +180,9 @@ func (t *tracker) snapshot() ([]Record, int) {
 type Summary struct {
 	Config  Config // as run, defaults filled in
 	Elapsed time.Duration
+	// Interrupted: the run ended (Ctrl-C) before its plan did, so messages
+	// in flight count as lost.
+	Interrupted bool
 
 	Messages []Record
 	// Unexpected counts messages received that no client sent.
@@ -337,7 +340,9 @@ func (s *Summary) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  killed       %s mid-run; %s; suspects at the end: %s\n", s.Killed, noticed, orNone(s.Suspects))
 	}
-	if err := s.Err(); err != nil {
+	if err := s.Err(); err != nil && s.Interrupted {
+		fmt.Fprintf(w, "  verdict      INTERRUPTED before the plan finished: %d of %d messages delivered so far\n", s.Delivered(), s.Sent())
+	} else if err != nil {
 		fmt.Fprintf(w, "  verdict      FAIL: %v\n", err)
 	} else {
 		fmt.Fprintf(w, "  verdict      OK: every message delivered intact exactly once\n")
