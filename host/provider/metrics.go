@@ -18,6 +18,7 @@ type metrics struct {
 	entriesReturned prometheus.Counter
 	corruptEntries  prometheus.Counter
 	streams         prometheus.Gauge
+	replyBytes      prometheus.Gauge
 	streamsRefused  *prometheus.CounterVec // reason
 	streamsReset    *prometheus.CounterVec // reason
 }
@@ -54,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "client_streams",
 			Help: "Client streams open.",
 		}),
+		replyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "reply_bytes",
+			Help: "Bytes of client replies being built or waiting to be written (bounded by ReplyBytes).",
+		}),
 		streamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "client_streams_refused_total",
 			Help: "Client streams reset on arrival, by reason.",
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.duration, m.packetsAccepted, m.fetchedBytes, m.entriesReturned,
-		m.corruptEntries, m.streams, m.streamsRefused, m.streamsReset,
+		m.corruptEntries, m.streams, m.replyBytes, m.streamsRefused, m.streamsReset,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -18,10 +18,18 @@
 // provider forgets what clients had left (they redeem again).
 //
 // Slow or hostile clients are bounded: a stream may have MaxInFlight
-// requests being served, a client MaxStreamsPerClient streams, every
-// request has a deadline, an idle stream is closed, a frame must arrive
-// whole within RequestTimeout, and a stream that sends bytes that do not
-// parse is reset (logged once per client), without disturbing anyone else.
+// requests being served, a client MaxStreamsPerClient streams, an IP
+// address MaxStreamsPerIP, every request has a deadline, an idle stream is
+// closed (soon if it never sent a request), a frame must arrive whole
+// within RequestTimeout, and a stream that sends bytes that do not parse is
+// reset (logged once per client), without disturbing anyone else. Because
+// identities are free, per-client bounds alone do not bound the service:
+// MaxRequests bounds the requests being served in all, ReplyBytes the bytes
+// of the replies they build and wait to write, and a request beyond either
+// is answered busy at once. A stream whose client does not read its replies
+// is not read either while a reply to it is being written, so its unread
+// replies hold at most MaxInFlight requests' share of the budget until the
+// write deadline resets it.
 package provider
 
 import (
@@ -29,11 +37,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sottonet/sotto/core/clientproto"
@@ -58,10 +69,14 @@ type Backend interface {
 const (
 	DefaultMaxInFlight         = 16
 	DefaultMaxStreamsPerClient = 4
+	DefaultMaxStreamsPerIP     = 64
 	DefaultMaxStreams          = 4096
+	DefaultMaxRequests         = 1024
+	DefaultReplyBytes          = 64 << 20
 	DefaultFetchLimit          = 64
 	DefaultFetchBytes          = 256 << 10
 	DefaultRequestTimeout      = 10 * time.Second
+	DefaultFirstRequestTimeout = 10 * time.Second
 	DefaultIdleTimeout         = 5 * time.Minute
 )
 
@@ -90,8 +105,22 @@ type Config struct {
 	// MaxStreamsPerClient bounds one client's open streams; further ones
 	// are reset at once.
 	MaxStreamsPerClient int
+	// MaxStreamsPerIP bounds the open streams of all clients at one remote
+	// IPv4 address or IPv6 /64 (identities are free; addresses are not);
+	// further ones are reset at once.
+	MaxStreamsPerIP int
 	// MaxStreams bounds all open client streams.
 	MaxStreams int
+	// MaxRequests bounds the requests being served at once by the whole
+	// service (each has a goroutine); a request beyond it gets busy.
+	MaxRequests int
+	// ReplyBytes bounds the bytes of all replies being built or waiting to
+	// be written. A request reserves its reply's share before it is served
+	// (a Fetch: FetchBytes) and gives it back once the reply is written or
+	// the write failed; a request that finds no room gets busy. A reply
+	// larger than ReplyBytes (a huge document) is sent only when it can
+	// have the whole budget. At least FetchBytes.
+	ReplyBytes int
 	// FetchLimit is the default and the maximum number of messages of one
 	// Fetch reply (at most clientproto.MaxFetchLimit).
 	FetchLimit int
@@ -103,6 +132,10 @@ type Config struct {
 	// document calls), reading one frame once its first bytes arrived,
 	// and writing one reply.
 	RequestTimeout time.Duration
+	// FirstRequestTimeout closes a stream whose first request has not
+	// started for that long (at most IdleTimeout): a stream that never
+	// asks for anything is not held for IdleTimeout.
+	FirstRequestTimeout time.Duration
 	// IdleTimeout closes a stream on which no request started for that long.
 	IdleTimeout time.Duration
 }
@@ -118,11 +151,17 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxInFlight, DefaultMaxInFlight)
 	def(&c.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
+	def(&c.MaxStreamsPerIP, DefaultMaxStreamsPerIP)
 	def(&c.MaxStreams, DefaultMaxStreams)
+	def(&c.MaxRequests, DefaultMaxRequests)
+	def(&c.ReplyBytes, DefaultReplyBytes)
 	def(&c.FetchLimit, DefaultFetchLimit)
 	def(&c.FetchBytes, DefaultFetchBytes)
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.FirstRequestTimeout == 0 {
+		c.FirstRequestTimeout = DefaultFirstRequestTimeout
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout
@@ -140,13 +179,15 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: no Mailboxes", ErrConfig)
 	case c.PacketLength <= 0 || c.PacketLength > clientproto.MaxPacketLength:
 		return fmt.Errorf("%w: PacketLength %d (1 to %d)", ErrConfig, c.PacketLength, clientproto.MaxPacketLength)
-	case c.MaxInFlight < 0 || c.MaxStreamsPerClient < 0 || c.MaxStreams < 0:
+	case c.MaxInFlight < 0 || c.MaxStreamsPerClient < 0 || c.MaxStreamsPerIP < 0 || c.MaxStreams < 0 || c.MaxRequests < 0:
 		return fmt.Errorf("%w: negative stream limits", ErrConfig)
 	case c.FetchLimit < 0 || c.FetchLimit > clientproto.MaxFetchLimit:
 		return fmt.Errorf("%w: FetchLimit %d (1 to %d)", ErrConfig, c.FetchLimit, clientproto.MaxFetchLimit)
 	case c.FetchBytes < 0 || c.FetchBytes > clientproto.MaxFetchBytes:
 		return fmt.Errorf("%w: FetchBytes %d (1 to %d)", ErrConfig, c.FetchBytes, clientproto.MaxFetchBytes)
-	case c.RequestTimeout < 0 || c.IdleTimeout < 0:
+	case c.ReplyBytes < c.FetchBytes:
+		return fmt.Errorf("%w: ReplyBytes %d is less than FetchBytes %d", ErrConfig, c.ReplyBytes, c.FetchBytes)
+	case c.RequestTimeout < 0 || c.FirstRequestTimeout < 0 || c.IdleTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", ErrConfig)
 	}
 	return nil
@@ -163,10 +204,14 @@ type Service struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // stream handlers and their requests
 
+	requests chan struct{} // one token per request being served (MaxRequests)
+	replies  replyBudget
+
 	mu        sync.Mutex
 	closed    bool
 	streams   map[network.Stream]struct{}
 	perClient map[peer.ID]int
+	perIP     map[netip.Prefix]int
 	allowance map[peer.ID]uint64
 	garbage   map[peer.ID]struct{} // clients already logged for garbage
 }
@@ -190,8 +235,11 @@ func New(cfg Config) (*Service, error) {
 		nodeID:    cfg.Backend.NodeID(),
 		ctx:       ctx,
 		cancel:    cancel,
+		requests:  make(chan struct{}, cfg.MaxRequests),
+		replies:   replyBudget{limit: cfg.ReplyBytes, gauge: m.replyBytes},
 		streams:   map[network.Stream]struct{}{},
 		perClient: map[peer.ID]int{},
+		perIP:     map[netip.Prefix]int{},
 		allowance: map[peer.ID]uint64{},
 		garbage:   map[peer.ID]struct{}{},
 	}, nil
@@ -224,8 +272,9 @@ func (s *Service) Allowance(client peer.ID) uint64 {
 	return s.allowance[client]
 }
 
-// admit registers a new stream, or says why it is refused.
-func (s *Service) admit(st network.Stream, client peer.ID) string {
+// admit registers a new stream, or says why it is refused. ip is the
+// stream's remote address as ipKey gives it.
+func (s *Service) admit(st network.Stream, client peer.ID, ip netip.Prefix) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -235,23 +284,164 @@ func (s *Service) admit(st network.Stream, client peer.ID) string {
 		return "max_streams"
 	case s.perClient[client] >= s.cfg.MaxStreamsPerClient:
 		return "max_streams_per_client"
+	case ip.IsValid() && s.perIP[ip] >= s.cfg.MaxStreamsPerIP:
+		return "max_streams_per_ip"
 	}
 	s.streams[st] = struct{}{}
 	s.perClient[client]++
+	if ip.IsValid() {
+		s.perIP[ip]++
+	}
 	s.wg.Add(1)
 	s.m.streams.Inc()
 	return ""
 }
 
-func (s *Service) release(st network.Stream, client peer.ID) {
+func (s *Service) release(st network.Stream, client peer.ID, ip netip.Prefix) {
 	s.mu.Lock()
 	delete(s.streams, st)
 	if s.perClient[client]--; s.perClient[client] <= 0 {
 		delete(s.perClient, client)
 	}
+	if ip.IsValid() {
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
+	}
 	s.mu.Unlock()
 	s.m.streams.Dec()
 	s.wg.Done()
+}
+
+// ipKey is what a remote address counts against MaxStreamsPerIP: its IPv4
+// address, or its IPv6 /64 (what one subscriber usually gets, so a host
+// cannot spread itself over many addresses); the zero Prefix, not
+// counted, for an address without an IP.
+func ipKey(a ma.Multiaddr) netip.Prefix {
+	if a == nil {
+		return netip.Prefix{}
+	}
+	raw, err := manet.ToIP(a)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	ip, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return netip.Prefix{}
+	}
+	ip = ip.Unmap()
+	bits := 32
+	if ip.Is6() {
+		bits = 64
+	}
+	p, err := ip.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return p
+}
+
+// startRequest takes one of the MaxRequests tokens and reserves the
+// share of ReplyBytes a request of op needs before it is served; false
+// (nothing taken) if either is exhausted. The caller gives the token back
+// with endRequest and the reservation with replies.give.
+func (s *Service) startRequest(op clientproto.Op) (reserved int, ok bool) {
+	select {
+	case s.requests <- struct{}{}:
+	default:
+		return 0, false
+	}
+	reserved = s.replyReserve(op)
+	if !s.replies.take(reserved) {
+		<-s.requests
+		return 0, false
+	}
+	return reserved, true
+}
+
+func (s *Service) endRequest() { <-s.requests }
+
+// replyOverhead is the most a reply without data takes: its frame length,
+// header and the longest error message.
+const replyOverhead = 4 + 6 + clientproto.MaxErrorMessageLength
+
+// replyReserve is what a request of op reserves before it is served: its
+// largest reply when that is known (a Fetch's is FetchBytes, but for one
+// message larger than that), else replyOverhead; a reply found larger is
+// resized by fitReply once it is built.
+func (s *Service) replyReserve(op clientproto.Op) int {
+	n := replyOverhead
+	if op == clientproto.OpFetch {
+		n += s.cfg.FetchBytes
+	}
+	return min(n, s.cfg.ReplyBytes)
+}
+
+// fitReply resizes a request's reservation from held to what its built
+// reply needs (at most the whole budget), or reports false, keeping held,
+// if there is no room for it.
+func (s *Service) fitReply(resp *clientproto.Response, held int) (int, bool) {
+	need := min(replyLength(resp), s.cfg.ReplyBytes)
+	switch {
+	case need > held:
+		if !s.replies.take(need - held) {
+			return held, false
+		}
+	case need < held:
+		s.replies.give(held - need)
+	}
+	return need, true
+}
+
+// replyLength is the length of the frame of resp (at most a few bytes
+// more).
+func replyLength(resp *clientproto.Response) int {
+	n := 4 + 6
+	if resp.Code != clientproto.CodeOK {
+		return n + len(resp.Message)
+	}
+	switch resp.Op {
+	case clientproto.OpDocument:
+		n += len(resp.Document)
+	case clientproto.OpFetch:
+		n += clientproto.FetchReplyLength(resp.Messages)
+	case clientproto.OpRedeem:
+		n += 8 + len(resp.Receipt)
+	}
+	return n
+}
+
+// replyBudget counts the bytes of replies being built or waiting to be
+// written against ReplyBytes.
+type replyBudget struct {
+	limit int
+	gauge prometheus.Gauge
+
+	mu   sync.Mutex
+	used int
+	peak int // the most ever used, for tests
+}
+
+func (b *replyBudget) take(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	b.peak = max(b.peak, b.used)
+	b.gauge.Set(float64(b.used))
+	return true
+}
+
+func (b *replyBudget) give(n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+	b.gauge.Set(float64(b.used))
 }
 
 // logGarbage logs a client's protocol violation once per client (until

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -198,6 +200,95 @@ func TestUnreadableEntriesAreSkipped(t *testing.T) {
 	}
 	if got := p.metric(t, "sotto_provider_corrupt_entries_total"); got < 4 {
 		t.Fatalf("corrupt entries counted = %v", got)
+	}
+}
+
+func TestOnlyUnreadableEntriesAreNotAnEmptyMailbox(t *testing.T) {
+	p := startProvider(t, nil)
+	c := p.dial(t)
+	good := (&clientproto.StoredMessage{Payload: []byte("good")}).AppendTo(nil)
+	// With limit 2, a Fetch scans four batches of two: eight unreadable
+	// entries, and more behind them.
+	var entries [][]byte
+	for i := range 9 {
+		entries = append(entries, []byte{9, byte(i)})
+	}
+	ids := p.deliver(t, clientproto.OwnMailbox(c.pub), append(entries, good)...)
+	_, err := c.Fetch(ctxT(t), clientproto.MailboxRef{}, 0, 2)
+	if !errors.Is(err, clientproto.ErrInternal) {
+		t.Fatalf("fetch over unreadable entries: err = %v, want ErrInternal", err)
+	}
+	if want := fmt.Sprintf("unreadable mailbox entries up to ID %d", ids[7]); !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %q, want it to say %q", err, want)
+	}
+	msgs, err := c.Fetch(ctxT(t), clientproto.MailboxRef{}, ids[7], 2)
+	if err != nil || len(msgs) != 1 || msgs[0].ID != ids[9] {
+		t.Fatalf("fetch past the ID named = %+v, %v; want ID %d", msgs, err, ids[9])
+	}
+}
+
+// pluginReplies are Mailboxes and Accounting that answer with fixed
+// responses (possibly nil, without an error).
+type pluginReplies struct {
+	interfaces.Mailboxes
+	interfaces.Accounting
+	fetch  *interfaces.FetchMailboxResponse
+	ack    *interfaces.AckMailboxResponse
+	redeem *interfaces.RedeemResponse
+}
+
+func (r *pluginReplies) FetchMailbox(context.Context, *interfaces.FetchMailboxRequest) (*interfaces.FetchMailboxResponse, error) {
+	return r.fetch, nil
+}
+
+func (r *pluginReplies) AckMailbox(context.Context, *interfaces.AckMailboxRequest) (*interfaces.AckMailboxResponse, error) {
+	return r.ack, nil
+}
+
+func (r *pluginReplies) Redeem(context.Context, *interfaces.RedeemRequest) (*interfaces.RedeemResponse, error) {
+	return r.redeem, nil
+}
+
+func TestMalformedPluginRepliesAreInternalErrors(t *testing.T) {
+	stored := (&clientproto.StoredMessage{Payload: []byte("x")}).AppendTo(nil)
+	tests := []struct {
+		name    string
+		plugins *pluginReplies
+		call    func(*testClient) error
+	}{
+		{"a nil fetch response", &pluginReplies{}, func(c *testClient) error {
+			_, err := c.Fetch(ctxT(t), clientproto.MailboxRef{}, 0, 0)
+			return err
+		}},
+		{"fetched entries that do not follow after", &pluginReplies{fetch: &interfaces.FetchMailboxResponse{
+			Entries: []interfaces.MailboxEntry{{ID: 5, Payload: stored}, {ID: 5, Payload: stored}},
+		}}, func(c *testClient) error {
+			_, err := c.Fetch(ctxT(t), clientproto.MailboxRef{}, 0, 0)
+			return err
+		}},
+		{"a nil ack response", &pluginReplies{}, func(c *testClient) error {
+			return c.Ack(ctxT(t), clientproto.MailboxRef{}, []uint64{1})
+		}},
+		{"a nil redeem response", &pluginReplies{}, func(c *testClient) error {
+			_, _, err := c.Redeem(ctxT(t), 1, 1, []byte("paid:1"))
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is an internal error", func(t *testing.T) {
+			p := startProvider(t, func(c *Config) {
+				c.Mailboxes = tt.plugins
+				c.Accounting = tt.plugins
+			})
+			c := p.dial(t)
+			if err := tt.call(c); !errors.Is(err, clientproto.ErrInternal) {
+				t.Fatalf("err = %v, want ErrInternal", err)
+			}
+			// The stream goes on.
+			if _, err := c.Document(ctxT(t), 7); err != nil {
+				t.Fatalf("a request after: %v", err)
+			}
+		})
 	}
 }
 
@@ -494,6 +585,10 @@ func TestConfigIsValidated(t *testing.T) {
 		{"a fetch limit over the protocol's is refused", func(c *Config) { c.FetchLimit = clientproto.MaxFetchLimit + 1 }},
 		{"a fetch budget over the protocol's is refused", func(c *Config) { c.FetchBytes = clientproto.MaxFetchBytes + 1 }},
 		{"a negative timeout is refused", func(c *Config) { c.IdleTimeout = -1 }},
+		{"a negative first-request timeout is refused", func(c *Config) { c.FirstRequestTimeout = -1 }},
+		{"a negative bound on streams per IP is refused", func(c *Config) { c.MaxStreamsPerIP = -1 }},
+		{"a negative bound on requests is refused", func(c *Config) { c.MaxRequests = -1 }},
+		{"a reply budget below the fetch budget is refused", func(c *Config) { c.ReplyBytes = DefaultFetchBytes - 1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

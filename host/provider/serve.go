@@ -14,8 +14,10 @@ import (
 // entry it found was unreadable.
 const fetchRounds = 4
 
-// serveRequest serves one decoded request within RequestTimeout.
-func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *clientproto.Request) *clientproto.Response {
+// serveRequest serves one decoded request within RequestTimeout. held is
+// the request's reservation of the reply budget; it returns the reply and
+// the reservation resized to it (a reply that does not fit becomes busy).
+func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *clientproto.Request, held int) (*clientproto.Response, int) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
@@ -40,16 +42,30 @@ func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *client
 	if err != nil {
 		resp = s.errorReply(c, req, err)
 	}
+	var ok bool
+	if held, ok = s.fitReply(resp, held); !ok {
+		s.log.Debug("no room for a client reply", "op", req.Op, "peer", c.client, "bytes", replyLength(resp))
+		resp = busyReply(req)
+	}
 	s.m.request(req.Op, resp.Code, time.Since(start))
-	return resp
+	return resp, held
 }
 
 // errorReply turns an operation's error into its reply. Internal errors
 // are logged here and reach the client without their details.
 func (s *Service) errorReply(c *clientStream, req *clientproto.Request, err error) *clientproto.Response {
+	var unreadable *unreadableError
+	if errors.As(err, &unreadable) {
+		// The client needs the ID to fetch past them; it reveals nothing
+		// of the provider.
+		return &clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeInternal, Message: unreadable.Error()}
+	}
 	code := clientproto.CodeOf(err)
 	switch {
 	case code != clientproto.CodeInternal:
+	case errors.Is(err, interfaces.ErrMalformedReply):
+		// A plugin bug, not a load: it wraps ErrUnavailable, but waiting
+		// does not help.
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, interfaces.ErrUnavailable):
 		code = clientproto.CodeBusy
 	case errors.Is(err, interfaces.ErrPaymentRequired):
@@ -125,18 +141,26 @@ func (s *Service) fetch(ctx context.Context, c *clientStream, req *clientproto.R
 		size  = 2 // the message count
 		bytes int
 	)
-	for round := 0; round < fetchRounds && len(msgs) == 0; round++ {
+	round := 0
+	for ; round < fetchRounds && len(msgs) == 0; round++ {
 		res, err := s.cfg.Mailboxes.FetchMailbox(ctx, &interfaces.FetchMailboxRequest{
 			Mailbox: mb, After: after, Limit: limit, MaxBytes: s.cfg.FetchBytes,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("fetching mailbox: %w", err)
 		}
+		if res == nil {
+			return nil, fmt.Errorf("fetching mailbox: %w: no response", interfaces.ErrMalformedReply)
+		}
 		if len(res.Entries) == 0 {
 			break
 		}
 		var corrupt []uint64
 		for _, e := range res.Entries {
+			if e.ID <= after {
+				// Out of order: the scan would not end, or skip messages.
+				return nil, fmt.Errorf("fetching mailbox: %w: entry %d after %d", interfaces.ErrMalformedReply, e.ID, after)
+			}
 			after = e.ID
 			sm, err := clientproto.ParseStored(e.Payload)
 			ml := clientproto.MessageLength(&sm)
@@ -164,6 +188,11 @@ func (s *Service) fetch(ctx context.Context, c *clientStream, req *clientproto.R
 			s.log.Warn("skipped unreadable mailbox entries", "count", len(corrupt), "ids", corrupt)
 		}
 	}
+	if len(msgs) == 0 && round == fetchRounds {
+		// Every batch scanned was unreadable, and more may follow: an
+		// empty reply would tell the client there is nothing left.
+		return nil, &unreadableError{last: after}
+	}
 	s.m.fetchedBytes.Add(float64(bytes))
 	s.m.entriesReturned.Add(float64(len(msgs)))
 	return msgs, nil
@@ -173,9 +202,12 @@ func (s *Service) ack(ctx context.Context, c *clientStream, req *clientproto.Req
 	if len(req.IDs) == 0 {
 		return nil
 	}
-	_, err := s.cfg.Mailboxes.AckMailbox(ctx, &interfaces.AckMailboxRequest{Mailbox: s.mailbox(c, req.Mailbox), IDs: req.IDs})
+	res, err := s.cfg.Mailboxes.AckMailbox(ctx, &interfaces.AckMailboxRequest{Mailbox: s.mailbox(c, req.Mailbox), IDs: req.IDs})
 	if err != nil {
 		return fmt.Errorf("acknowledging: %w", err)
+	}
+	if res == nil {
+		return fmt.Errorf("acknowledging: %w: no response", interfaces.ErrMalformedReply)
 	}
 	return nil
 }
@@ -195,9 +227,23 @@ func (s *Service) redeem(ctx context.Context, c *clientStream, req *clientproto.
 		}
 		return 0, nil, fmt.Errorf("redeeming: %w", err)
 	}
+	if res == nil {
+		return 0, nil, fmt.Errorf("redeeming: %w: no response", interfaces.ErrMalformedReply)
+	}
 	if len(res.Receipt) > clientproto.MaxReceiptLength {
 		return 0, nil, fmt.Errorf("accounting receipt of %d bytes", len(res.Receipt))
 	}
 	s.grant(c.client, res.Granted)
 	return res.Granted, res.Receipt, nil
+}
+
+// unreadableError is a Fetch that scanned fetchRounds storage batches and
+// found only unreadable entries. Its text is the reply's message, which
+// docs/SPEC.md ("Client protocol", Fetch) specifies.
+type unreadableError struct {
+	last uint64 // the last ID scanned
+}
+
+func (e *unreadableError) Error() string {
+	return fmt.Sprintf("unreadable mailbox entries up to ID %d", e.last)
 }

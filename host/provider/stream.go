@@ -21,13 +21,14 @@ import (
 // h.SetStreamHandler(clientproto.Protocol, svc.Handle).
 func (s *Service) Handle(st network.Stream) {
 	client := st.Conn().RemotePeer()
-	if reason := s.admit(st, client); reason != "" {
+	ip := ipKey(st.Conn().RemoteMultiaddr())
+	if reason := s.admit(st, client, ip); reason != "" {
 		s.m.streamsRefused.WithLabelValues(reason).Inc()
 		s.log.Debug("client stream refused", "peer", client, "reason", reason)
 		_ = st.Reset()
 		return
 	}
-	defer s.release(st, client)
+	defer s.release(st, client, ip)
 	c := &clientStream{svc: s, st: st, client: client}
 	c.own, c.authenticated = ownMailbox(st.Conn().RemotePublicKey())
 	c.serve()
@@ -55,29 +56,36 @@ type clientStream struct {
 	authenticated bool // the client's key is Ed25519
 
 	writeMu sync.Mutex
-	wbuf    []byte
 	broken  bool // a write failed; the stream is reset
 }
 
 // serve reads requests and serves each in its own goroutine, at most
 // MaxInFlight at a time: when that many are pending the stream is not read,
 // so a client that floods it is held back by the muxer's flow control.
+// Nor is it read while a reply is being written to it, so a client that
+// does not read its replies cannot have more requests served meanwhile.
+// A request that finds the service's MaxRequests or ReplyBytes exhausted
+// is answered busy by the reader itself, without a goroutine.
 func (c *clientStream) serve() {
-	cfg := &c.svc.cfg
-	ctx, cancel := context.WithCancel(c.svc.ctx)
+	s := c.svc
+	cfg := &s.cfg
+	ctx, cancel := context.WithCancel(s.ctx)
 	var inflight sync.WaitGroup
 	defer func() {
 		cancel()
 		inflight.Wait()
 	}()
 	slots := make(chan struct{}, cfg.MaxInFlight)
-	r := &deadlineReader{st: c.st, idle: cfg.IdleTimeout, frame: cfg.RequestTimeout}
+	r := &deadlineReader{st: c.st, idle: min(cfg.FirstRequestTimeout, cfg.IdleTimeout), frame: cfg.RequestTimeout}
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			c.reset("closed")
 			return
+		}
+		if !c.writable() {
+			return // reset by the failed write
 		}
 		r.start()
 		body, err := clientproto.ReadFrame(r, nil, clientproto.MaxRequestLength)
@@ -88,26 +96,47 @@ func (c *clientStream) serve() {
 		}
 		req := new(clientproto.Request)
 		if err := req.Decode(body); err != nil {
+			<-slots
 			if errors.Is(err, clientproto.ErrUnsupported) {
 				// A newer client: answer, and keep the stream.
-				<-slots
-				c.svc.m.request(req.Op, clientproto.CodeUnsupported, 0)
-				c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeUnsupported, Message: "unknown op"})
+				r.idle = cfg.IdleTimeout
+				s.m.request(req.Op, clientproto.CodeUnsupported, 0)
+				c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeUnsupported, Message: "unknown op"}, 0)
 				continue
 			}
-			<-slots
-			c.svc.logGarbage(c.client, err)
+			s.logGarbage(c.client, err)
 			c.reset("malformed")
 			return
+		}
+		r.idle = cfg.IdleTimeout
+		reserved, ok := s.startRequest(req.Op)
+		if !ok {
+			<-slots
+			s.m.request(req.Op, clientproto.CodeBusy, 0)
+			c.reply(busyReply(req), 0)
+			continue
 		}
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			defer func() { <-slots }()
-			resp := c.svc.serveRequest(ctx, c, req)
-			c.reply(resp)
+			defer s.endRequest()
+			resp, held := s.serveRequest(ctx, c, req, reserved)
+			c.reply(resp, held)
 		}()
 	}
+}
+
+func busyReply(req *clientproto.Request) *clientproto.Response {
+	return &clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeBusy, Message: "busy"}
+}
+
+// writable waits until no reply is being written to the stream, and
+// reports whether the stream still works.
+func (c *clientStream) writable() bool {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	return !c.broken
 }
 
 // readFailed ends the stream after a read error: cleanly after the client
@@ -134,36 +163,44 @@ func (c *clientStream) reset(reason string) {
 	_ = c.st.Reset()
 }
 
-// reply writes one response; replies of concurrent requests are written
-// whole, one at a time. A write that fails or times out resets the stream.
-func (c *clientStream) reply(resp *clientproto.Response) {
+// reply writes one response and then gives back the held bytes of the
+// reply budget; replies of concurrent requests are written whole, one at
+// a time. The reply is encoded before waiting for the stream, so what
+// waits is its frame alone. A write that fails or times out resets the
+// stream.
+func (c *clientStream) reply(resp *clientproto.Response, held int) {
+	s := c.svc
+	b, err := resp.AppendFrame(make([]byte, 0, replyLength(resp)))
+	if err != nil {
+		s.log.Error("cannot encode a reply", "op", resp.Op, "err", err)
+		resp = &clientproto.Response{ID: resp.ID, Op: resp.Op, Code: clientproto.CodeInternal, Message: "reply too large"}
+		if b, err = resp.AppendFrame(nil); err != nil {
+			s.replies.give(held)
+			return
+		}
+	}
+	if len(b) < held {
+		s.replies.give(held - len(b))
+		held = len(b)
+	}
+	defer s.replies.give(held)
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.broken {
 		return
 	}
-	b, err := resp.AppendFrame(c.wbuf[:0])
-	if err != nil {
-		c.svc.log.Error("cannot encode a reply", "op", resp.Op, "err", err)
-		resp = &clientproto.Response{ID: resp.ID, Op: resp.Op, Code: clientproto.CodeInternal, Message: "reply too large"}
-		if b, err = resp.AppendFrame(c.wbuf[:0]); err != nil {
-			return
-		}
-	}
-	if cap(b) <= 64<<10 {
-		c.wbuf = b // keep small buffers; a document reply's goes
-	}
-	_ = c.st.SetWriteDeadline(time.Now().Add(c.svc.cfg.RequestTimeout))
+	_ = c.st.SetWriteDeadline(time.Now().Add(s.cfg.RequestTimeout))
 	if _, err := c.st.Write(b); err != nil {
 		c.broken = true
-		c.svc.log.Debug("writing to client failed", "peer", c.client, "err", err)
+		s.log.Debug("writing to client failed", "peer", c.client, "err", err)
 		c.reset("write")
 	}
 }
 
-// deadlineReader gives a stream two read deadlines: IdleTimeout until a
-// frame's first byte, then RequestTimeout for the rest of it, so a client
-// may be quiet for long but cannot trickle a frame.
+// deadlineReader gives a stream two read deadlines: idle until a frame's
+// first byte (FirstRequestTimeout before the stream's first request,
+// IdleTimeout after it), then RequestTimeout for the rest of it, so a
+// client may be quiet for long but cannot trickle a frame.
 type deadlineReader struct {
 	st          network.Stream
 	idle, frame time.Duration

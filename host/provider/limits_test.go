@@ -1,0 +1,216 @@
+package provider
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/sottonet/sotto/core/clientproto"
+)
+
+// waitFor polls cond until it holds, or fails the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The attack of the review: a SURB mailbox (a bearer capability) filled
+// to the fetch budget, fetched over and over on many streams of free
+// identities that never read their replies. What the provider holds for
+// them stays within ReplyBytes, blocked streams are not read further, the
+// overflow is answered busy, and a well-behaved client is served once the
+// blocked streams are gone.
+func TestUnreadRepliesStayWithinTheReplyBudget(t *testing.T) {
+	const (
+		fetchBytes = 32 << 10
+		budget     = 16 * (fetchBytes + replyOverhead) // 16 Fetches' replies
+		hostile    = 8                                 // with 4 Fetches each at most
+	)
+	p := startProvider(t, func(c *Config) {
+		c.FetchBytes = fetchBytes
+		c.ReplyBytes = budget
+		c.MaxInFlight = 4 // fewer busy replies to fill the clients' windows with
+		// The blocked writes must outlast the test, however slow the
+		// machine; the hostile streams are reset at the end.
+		c.RequestTimeout = time.Minute
+	})
+	capability := [16]byte{7, 7, 7}
+	ref := clientproto.MailboxRef{SURB: true, Capability: capability}
+	msg := (&clientproto.StoredMessage{Payload: make([]byte, 4<<10)}).AppendTo(nil)
+	var msgs [][]byte
+	for range 8 {
+		msgs = append(msgs, msg)
+	}
+	p.deliver(t, clientproto.SURBMailbox(capability), msgs...)
+
+	var batch []byte
+	for i := range 100 {
+		var err error
+		req := clientproto.Request{ID: uint32(i), Op: clientproto.OpFetch, Mailbox: ref}
+		if batch, err = req.AppendFrame(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each hostile client sends fetches for as long as the provider reads
+	// them, and reads nothing.
+	var (
+		streams []network.Stream
+		writers sync.WaitGroup
+	)
+	for range hostile {
+		st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+		streams = append(streams, st)
+		writers.Go(func() {
+			for {
+				if _, err := st.Write(batch); err != nil {
+					return
+				}
+			}
+		})
+	}
+	defer writers.Wait()
+	defer func() {
+		for _, st := range streams {
+			_ = st.Reset()
+		}
+	}()
+
+	fetches := func() float64 { return p.metric(t, "sotto_provider_requests_total", "op", "fetch") }
+	held := func() float64 { return p.metric(t, "sotto_provider_reply_bytes") }
+	// The streams' writers block once the clients' receive windows are
+	// full; the provider then stops reading them, though fetches keep
+	// coming, and the replies waiting behind them fill the budget.
+	last := -1.0
+	waitFor(t, "the provider stops reading the hostile streams", func() bool {
+		n := fetches()
+		stable := n == last
+		last = n
+		if !stable {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return stable
+	})
+	if h := held(); h <= budget-(fetchBytes+replyOverhead) {
+		t.Fatalf("%v reply bytes held, want the budget (%d) full", h, budget)
+	}
+	if busy := p.metric(t, "sotto_provider_requests_total", "op", "fetch", "result", "busy"); busy == 0 {
+		t.Fatal("no fetch was answered busy")
+	}
+
+	good := p.dial(t)
+	if _, err := good.Fetch(ctxT(t), ref, 0, 0); !errors.Is(err, clientproto.ErrBusy) {
+		t.Fatalf("a fetch while the budget is full: err = %v, want ErrBusy", err)
+	}
+
+	for _, st := range streams {
+		_ = st.Reset()
+	}
+	waitFor(t, "the hostile streams' replies are given back", func() bool { return held() == 0 })
+	got, err := good.Fetch(ctxT(t), ref, 0, 0)
+	if err != nil || len(got) != 7 {
+		t.Fatalf("a fetch after the flood = %d messages, %v; want 7", len(got), err)
+	}
+	p.svc.replies.mu.Lock()
+	peak := p.svc.replies.peak
+	p.svc.replies.mu.Unlock()
+	if peak > budget {
+		t.Fatalf("replies held %d bytes at most, over the budget of %d", peak, budget)
+	}
+	t.Logf("served %v hostile fetches before all their streams blocked; at most %d reply bytes held (budget %d)", last, peak, budget)
+}
+
+func TestRequestsBeyondTheServiceBoundAreBusy(t *testing.T) {
+	block := make(chan struct{})
+	p := startProvider(t, func(c *Config) { c.MaxRequests = 2 })
+	p.backend.block = block
+	slow, other := p.dial(t), p.dial(t)
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := slow.Document(ctxT(t), 7)
+			done <- err
+		}()
+	}
+	waitFor(t, "two documents are being served", func() bool { return p.backend.waits.Load() == 2 })
+	if err := other.Send(ctxT(t), p.backend.id, packet(1)); !errors.Is(err, clientproto.ErrBusy) {
+		t.Fatalf("a request beyond MaxRequests: err = %v, want ErrBusy", err)
+	}
+	close(block)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Send(ctxT(t), p.backend.id, packet(1)); err != nil {
+		t.Fatalf("once the slow requests are done: %v", err)
+	}
+}
+
+func TestStreamsPerIPAreLimited(t *testing.T) {
+	p := startProvider(t, func(c *Config) { c.MaxStreamsPerIP = 3 })
+	var open []network.Stream
+	for i := range 3 {
+		// Each stream is another identity: only the address is shared.
+		st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+		if resp := roundTrip(t, st, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+			t.Fatalf("stream %d: %v", i, resp.Err())
+		}
+		open = append(open, st)
+	}
+	st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, network.ErrReset) {
+		t.Fatalf("a fourth stream from the address: %v, want a reset", err)
+	}
+	if got := p.metric(t, "sotto_provider_client_streams_refused_total", "reason", "max_streams_per_ip"); got != 1 {
+		t.Fatalf("streams refused for their address = %v, want 1", got)
+	}
+	_ = open[0].Reset()
+	waitFor(t, "the reset stream is released", func() bool { return p.metric(t, "sotto_provider_client_streams") == 2 })
+	st = p.rawStream(t, rawClient(t, crypto.Ed25519))
+	if resp := roundTrip(t, st, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+		t.Fatalf("a stream once another closed: %v", resp.Err())
+	}
+}
+
+func TestStreamsThatNeverAskAreCutSooner(t *testing.T) {
+	p := startProvider(t, func(c *Config) {
+		c.FirstRequestTimeout = 300 * time.Millisecond
+		c.IdleTimeout = 10 * time.Second
+	})
+	t.Run("a stream without a request is cut after the first-request timeout", func(t *testing.T) {
+		st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+		_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		if _, err := st.Read(make([]byte, 1)); !errors.Is(err, network.ErrReset) {
+			t.Fatalf("read err = %v, want a reset", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("cut after %v", d)
+		}
+	})
+	t.Run("a stream that asked is kept for the idle timeout", func(t *testing.T) {
+		st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+		if resp := roundTrip(t, st, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+			t.Fatal(resp.Err())
+		}
+		_ = st.SetReadDeadline(time.Now().Add(time.Second))
+		var timeout interface{ Timeout() bool }
+		if _, err := st.Read(make([]byte, 1)); !errors.As(err, &timeout) || !timeout.Timeout() {
+			t.Fatalf("read err = %v, want our own deadline (the stream kept)", err)
+		}
+		if resp := roundTrip(t, st, &clientproto.Request{ID: 2, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+			t.Fatal(resp.Err())
+		}
+	})
+}
