@@ -172,3 +172,37 @@ func TestStratifiedOrderAndDelayCap(t *testing.T) {
 		})
 	}
 }
+
+// TestNextEpochKeyIsAccepted: a packet built for the next epoch (a sender
+// whose clock is ahead, or one that switched at the boundary before this
+// node's refresh) is unwrapped with the next epoch's key and delivered.
+func TestNextEpochKeyIsAccepted(t *testing.T) {
+	tn := newTestNet(t, netSpec{mixes: 2, providers: 1, layers: 2, mu: 200})
+	var er1 *epochRoutes
+	waitFor(t, 10*time.Second, "the next epoch's document", func() bool {
+		rt := tn.nodes[0].n.routes.Load()
+		er1 = rt.epochs[rt.current+1]
+		return er1 != nil && len(er1.byID) == len(tn.nodes)
+	})
+	p := er1.providers[0]
+	pn := tn.nodeByID(p.id)
+	g := pn.n.geo
+	var mailbox [32]byte
+	rand.Read(mailbox[:])
+	payload, _ := clientproto.PackForward(g, nil, []byte("from the future"))
+	path := []sphinx.PathHop{pathHop(t, p, er1.epoch, &sphinx.NodeDelay{})}
+	for _, layer := range er1.layers {
+		path = append(path, pathHop(t, layer[0], er1.epoch, &sphinx.NodeDelay{}))
+	}
+	path = append(path, pathHop(t, p, er1.epoch, &sphinx.Recipient{ID: mailbox}))
+	pkt, err := sphinx.NewPacket(rand.Reader, g, path, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pn.n.Inject(pkt); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "delivery of a next-epoch packet", func() bool {
+		return len(fetchAll(t, pn.store, mailbox)) == 1
+	})
+}

@@ -176,7 +176,12 @@ func (n *Node) refreshInterval() time.Duration {
 
 // pkiLoop keeps keys, descriptors and documents current until ctx ends.
 func (n *Node) pkiLoop(ctx context.Context) {
-	t := time.NewTicker(n.refreshInterval())
+	// Refresh every interval, and just after every epoch boundary, so that
+	// keys and documents turn over with the epoch.
+	next := func() time.Duration {
+		return min(n.refreshInterval(), n.clk.UntilNext(time.Now())+10*time.Millisecond)
+	}
+	t := time.NewTimer(next())
 	defer t.Stop()
 	for {
 		select {
@@ -186,6 +191,7 @@ func (n *Node) pkiLoop(ctx context.Context) {
 			if err := n.refresh(ctx); err != nil && ctx.Err() == nil {
 				n.logLimited("pki", "PKI refresh", "err", err)
 			}
+			t.Reset(next())
 		}
 	}
 }
@@ -245,7 +251,7 @@ func (n *Node) rotate(ctx context.Context, now time.Time) error {
 	valid := n.clk.ValidKeys(now)
 	if st.hasRot && st.rotated == cur {
 		// Between boundaries only the grace period of the previous key can end.
-		if ks := n.keys.Load(); ks != nil && len(ks.epochs) == len(valid) {
+		if ks := n.keys.Load(); ks != nil && len(ks.epochs) == len(valid)+1 {
 			return nil
 		}
 	}
@@ -257,12 +263,17 @@ func (n *Node) rotate(ctx context.Context, now time.Time) error {
 	n.m.epochGauge.Set(float64(cur))
 	ks := &keySet{gen: st.keyGen + 1}
 	st.keyGen++
+	// The current epoch's key first, then the previous one during its
+	// grace period, then the next one: a sender whose clock is a little
+	// ahead, or a packet built in the instant after the boundary before this
+	// node's next refresh, still unwraps.
 	order := []epoch.Epoch{cur}
 	for _, e := range valid {
 		if e != cur {
 			order = append(order, e)
 		}
 	}
+	order = append(order, cur+1)
 	for _, e := range order {
 		if k, ok := n.opts.Keys.Sphinx(e); ok {
 			ks.epochs = append(ks.epochs, e)
