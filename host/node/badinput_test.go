@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -24,11 +23,8 @@ import (
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/host/config"
-	"github.com/sottonet/sotto/host/keystore"
 	"github.com/sottonet/sotto/host/link"
 	"github.com/sottonet/sotto/interfaces"
-	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
-	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
 )
 
 // logLines is a log sink the tests read back: every refusal must leave a
@@ -65,66 +61,12 @@ func (l *logLines) count(parts ...string) int {
 // each line tagged node=<index in tn.nodes>.
 func newLoggedNet(t *testing.T, spec netSpec) (*testNet, *logLines) {
 	t.Helper()
-	if spec.period == 0 {
-		spec.period = time.Minute
-	}
 	logs := &logLines{}
-	root := t.TempDir()
-	tn := &testNet{t: t, network: "nodetest", period: spec.period, root: root,
-		genesis: time.Now().Add(-time.Second).Truncate(time.Millisecond)}
-	tn.params = newTestParams(spec)
-	ctx, cancel := context.WithCancel(context.Background())
-	tn.cancel = cancel
-	m, err := pkigossip.New(ctx, pkigossip.Config{
-		Network: tn.network, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Genesis: tn.genesis,
-		EpochPeriod: spec.period, Grace: spec.period / 10, Params: tn.params,
-	}, pkigossip.WithLogger(testLogger(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tn.pki = m
-	t.Cleanup(tn.close)
-	var w io.Writer = logs
+	spec.logTo = logs
 	if os.Getenv("SOTTO_TEST_LOG") != "" {
-		w = io.MultiWriter(logs, os.Stderr)
+		spec.logTo = io.MultiWriter(logs, os.Stderr)
 	}
-	add := func(role string, layer int) {
-		dir, err := os.MkdirTemp(tn.root, "node")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := tn.nodeConfig(role, layer, dir)
-		if spec.tweak != nil {
-			spec.tweak(cfg)
-		}
-		ks, _, err := keystore.Init(dir, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := storagebadger.Open(storagebadger.DefaultConfig(dir + "/badger"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tnode := &testNode{cfg: cfg, store: st, keys: ks, errc: make(chan error, 1)}
-		log := slog.New(slog.NewTextHandler(w, nil)).With("node", len(tn.nodes))
-		n, err := New(Options{Config: cfg, Keys: ks, Storage: st, PKI: tn.pki, Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tnode.n = n
-		nctx, stop := context.WithCancel(context.Background())
-		tnode.stop = stop
-		tn.wg.Go(func() { tnode.errc <- n.Run(nctx) })
-		tn.nodes = append(tn.nodes, tnode)
-	}
-	for i := range spec.mixes {
-		add(config.RoleMix, i%spec.layers+1)
-	}
-	for range spec.providers {
-		add(config.RoleProvider, 0)
-	}
-	tn.waitReady()
-	return tn, logs
+	return newTestNet(t, spec), logs
 }
 
 // newTestParams are newTestNet's network parameters for spec.

@@ -29,6 +29,7 @@ type testNet struct {
 	t       testing.TB
 	network string
 	root    string
+	logTo   io.Writer
 	genesis time.Time
 	period  time.Duration
 	params  interfaces.NetworkParams
@@ -53,6 +54,9 @@ type netSpec struct {
 	mu, lambdaM      float64
 	period           time.Duration
 	tweak            func(*config.Config)
+	// logTo, if set, receives every node's log, each line tagged
+	// node=<index in tn.nodes>.
+	logTo io.Writer
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -70,10 +74,7 @@ func newTestNet(t testing.TB, spec netSpec) *testNet {
 	root := t.TempDir() // made before Cleanup(tn.close), so removed after it
 	tn := &testNet{t: t, network: "nodetest", period: spec.period, root: root,
 		genesis: time.Now().Add(-time.Second).Truncate(time.Millisecond)}
-	tn.params = interfaces.NetworkParams{
-		Hops: uint8(spec.layers), PayloadLen: 2048, Layers: uint8(spec.layers),
-		Mu: spec.mu, LambdaP: 1, LambdaL: 1, LambdaD: 1, LambdaM: spec.lambdaM, EpochPeriod: spec.period,
-	}
+	tn.params = newTestParams(spec)
 	ctx, cancel := context.WithCancel(context.Background())
 	tn.cancel = cancel
 	m, err := pkigossip.New(ctx, pkigossip.Config{
@@ -85,6 +86,7 @@ func newTestNet(t testing.TB, spec netSpec) *testNet {
 	}
 	tn.pki = m
 	t.Cleanup(tn.close)
+	tn.logTo = spec.logTo
 	for i := range spec.mixes {
 		tn.add(config.RoleMix, i%spec.layers+1, spec.tweak)
 	}
@@ -134,7 +136,11 @@ func (tn *testNet) add(role string, layer int, tweak func(*config.Config)) *test
 }
 
 func (tnode *testNode) start(t testing.TB, tn *testNet) {
-	n, err := New(Options{Config: tnode.cfg, Keys: tnode.keys, Storage: tnode.store, PKI: tn.pki, Logger: testLogger(t)})
+	log := testLogger(t)
+	if tn.logTo != nil {
+		log = slog.New(slog.NewTextHandler(tn.logTo, nil)).With("node", len(tn.nodes))
+	}
+	n, err := New(Options{Config: tnode.cfg, Keys: tnode.keys, Storage: tnode.store, PKI: tn.pki, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
