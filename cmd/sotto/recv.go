@@ -170,6 +170,24 @@ func (f *clientFlags) resolve(fs *pflag.FlagSet, st *cliState) error {
 	return nil
 }
 
+// open loads the state the flags name, fills it from the flags, and starts
+// the client: what send and recv both do first.
+func (f *clientFlags) open(ctx context.Context, cmd *cobra.Command) (*cliState, *slog.Logger, *runningClient, error) {
+	st, err := loadCLIState(f.state)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := f.resolve(cmd.Flags(), st); err != nil {
+		return nil, nil, nil, err
+	}
+	log := f.logger(cmd.ErrOrStderr())
+	rc, err := startClient(ctx, st, log, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return st, log, rc, nil
+}
+
 func (f *clientFlags) logger(w io.Writer) *slog.Logger {
 	lvl := slog.LevelWarn
 	if f.verbose {
@@ -280,15 +298,7 @@ on exit. Logs go to stderr.`,
 				ctx, cancel = context.WithTimeout(ctx, wait)
 				defer cancel()
 			}
-			st, err := loadCLIState(f.state)
-			if err != nil {
-				return err
-			}
-			if err := f.resolve(cmd.Flags(), st); err != nil {
-				return err
-			}
-			log := f.logger(cmd.ErrOrStderr())
-			rc, err := startClient(ctx, st, log, nil)
+			st, log, rc, err := f.open(ctx, cmd)
 			if err != nil {
 				return err
 			}

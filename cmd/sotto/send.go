@@ -55,15 +55,7 @@ SURBs it spends are remembered. The epoch clock (--genesis, --epoch-period,
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			st, err := loadCLIState(f.state)
-			if err != nil {
-				return err
-			}
-			if err := f.resolve(cmd.Flags(), st); err != nil {
-				return err
-			}
-			log := f.logger(cmd.ErrOrStderr())
-			rc, err := startClient(ctx, st, log, nil)
+			st, log, rc, err := f.open(ctx, cmd)
 			if err != nil {
 				return err
 			}
