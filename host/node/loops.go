@@ -50,6 +50,13 @@ func (l *loops) run(ctx context.Context) {
 			t.Reset(time.Second)
 			continue
 		}
+		// A document that just changed may not have reached the other
+		// nodes yet: a loop built on it would be lost to their older view
+		// (no route, or a layer order they do not share), not to an attack.
+		if settle := 3 * l.n.refreshInterval(); time.Since(time.Unix(0, l.n.docChanged.Load())) < settle {
+			t.Reset(settle)
+			continue
+		}
 		if err := l.send(er); err != nil {
 			l.n.logLimited("loop", "cannot send a loop", "err", err)
 		}

@@ -124,6 +124,9 @@ type Node struct {
 	// maxDelayMeans/μ of the current document if that is shorter, so that
 	// senders cannot fill the scheduler with packets held for minutes.
 	maxDelay atomic.Int64
+	// docChanged is when the current epoch's document last changed
+	// (UnixNano); mix loops wait until views have had time to agree.
+	docChanged atomic.Int64
 
 	metricsSrv *http.Server
 	metricsLn  net.Listener

@@ -480,6 +480,10 @@ func (n *Node) installRoutes(rt *routeTable) {
 	}
 	n.maxDelay.Store(int64(md))
 	n.m.peers.Set(float64(len(peers)))
+	old := n.routes.Load()
+	if old == nil || old.epochs[old.current] != rt.epochs[rt.current] {
+		n.docChanged.Store(time.Now().UnixNano())
+	}
 	n.routes.Store(rt)
 	if n.links != nil {
 		n.links.prune(peers)
