@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -172,6 +173,12 @@ func (n *Node) refused(from peer.ID, err error) {
 		reason = "frame"
 	}
 	n.m.refused.WithLabelValues(reason).Inc()
+	if reason == "read" && !errors.Is(err, io.ErrUnexpectedEOF) {
+		// A peer closing its connection (a restart, a shutdown) is normal;
+		// a stream that stops inside a frame is not.
+		n.log.Debug("mix stream ended", "peer", from, "err", err)
+		return
+	}
 	n.logLimited("stream refused:"+reason, "mix stream cut", "peer", from, "reason", reason, "err", err)
 }
 
