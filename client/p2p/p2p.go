@@ -416,6 +416,13 @@ func (s *session) roundTrip(ctx context.Context, id uint32, req *clientproto.Req
 
 	select {
 	case resp := <-ch:
+		if resp.Op != req.Op {
+			// A reply of another shape would be read as, say, an empty
+			// mailbox: the provider is broken or lying.
+			err := fmt.Errorf("%w: %v reply to a %v request", clientproto.ErrMalformed, resp.Op, req.Op)
+			s.fail(err)
+			return nil, true, err
+		}
 		return resp, true, nil
 	case <-ctx.Done():
 		forget()

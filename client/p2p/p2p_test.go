@@ -92,7 +92,10 @@ func (f *fakeProvider) handle(st network.Stream) {
 		if resp == nil {
 			continue
 		}
-		resp.ID, resp.Op = req.ID, req.Op
+		resp.ID = req.ID
+		if resp.Op == 0 { // a test may answer with another op on purpose
+			resp.Op = req.Op
+		}
 		frame, err := resp.AppendFrame(nil)
 		if err != nil {
 			st.Reset()
@@ -405,5 +408,18 @@ func TestDialRefusesBadOptions(t *testing.T) {
 				t.Fatal("dialled")
 			}
 		})
+	}
+}
+
+// A reply of another op than its request's is refused, not read as, say, an
+// empty mailbox.
+func TestAReplyOfAnotherOpIsRefused(t *testing.T) {
+	f := startFake(t, func(int32, *clientproto.Request) (*clientproto.Response, bool) {
+		return &clientproto.Response{Op: clientproto.OpSend}, false
+	})
+	c := dial(t, f, "")
+	_, err := c.Fetch(ctxT(t), clientproto.MailboxRef{}, 0, 0)
+	if !errors.Is(err, clientproto.ErrMalformed) {
+		t.Fatalf("Fetch answered by a Send reply: err = %v, want ErrMalformed", err)
 	}
 }
