@@ -115,6 +115,22 @@ type Provider struct {
 	MailboxLifetime time.Duration `koanf:"mailbox_lifetime"`
 	// ClientProtocol is the libp2p protocol ID clients speak to their provider.
 	ClientProtocol string `koanf:"client_protocol"`
+	// Clients bounds what clients may hold of the provider (see
+	// host/provider.Config); zero values take the service's defaults.
+	Clients ClientLimits `koanf:"clients"`
+}
+
+// ClientLimits are the provider's client-service limits. Zero means the
+// default of host/provider.
+type ClientLimits struct {
+	MaxStreams          int           `koanf:"max_streams"`            // all client streams; default 4096
+	MaxStreamsPerClient int           `koanf:"max_streams_per_client"` // default 4
+	MaxStreamsPerIP     int           `koanf:"max_streams_per_ip"`     // per IPv4 address or IPv6 /64; default 64
+	MaxInFlight         int           `koanf:"max_in_flight"`          // requests served at once per stream; default 16
+	MaxRequests         int           `koanf:"max_requests"`           // requests served at once in all; default 1024
+	ReplyMB             int           `koanf:"reply_mb"`               // reply bytes held at once, MiB; default 64
+	FirstRequestTimeout time.Duration `koanf:"first_request_timeout"`  // default 10s
+	IdleTimeout         time.Duration `koanf:"idle_timeout"`           // default 5m
 }
 
 // DefaultClientProtocol is the provider's client protocol ID.

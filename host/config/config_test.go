@@ -207,6 +207,10 @@ func TestValidate(t *testing.T) {
 		{"a provider without a mailbox lifetime is refused", func(c *Config) {
 			c.Role, c.Mix.Layer, c.Provider.MailboxLifetime = RoleProvider, 0, 0
 		}, []string{"provider.mailbox_lifetime"}},
+		{"negative client limits are refused", func(c *Config) {
+			c.Role, c.Mix.Layer = RoleProvider, 0
+			c.Provider.Clients.MaxStreamsPerIP, c.Provider.Clients.IdleTimeout = -1, -time.Second
+		}, []string{"provider.clients.max_streams_per_ip", "provider.clients.idle_timeout"}},
 		{"every problem is reported at once", func(c *Config) {
 			c.Role, c.Network, c.Mixing.QueueCapacity, c.Plugins.PKI = "", "", -1, PluginSlot{}
 		}, []string{"role", "network", "mixing.queue_capacity", "plugins.pki"}},

@@ -112,6 +112,20 @@ func (c *Config) Validate() error {
 		if c.Provider.MailboxLifetime <= 0 {
 			add(problem("provider.mailbox_lifetime", "must be positive, got %v", c.Provider.MailboxLifetime))
 		}
+		cl := c.Provider.Clients
+		for _, f := range []struct {
+			key string
+			v   int64
+		}{
+			{"max_streams", int64(cl.MaxStreams)}, {"max_streams_per_client", int64(cl.MaxStreamsPerClient)},
+			{"max_streams_per_ip", int64(cl.MaxStreamsPerIP)}, {"max_in_flight", int64(cl.MaxInFlight)},
+			{"max_requests", int64(cl.MaxRequests)}, {"reply_mb", int64(cl.ReplyMB)},
+			{"first_request_timeout", int64(cl.FirstRequestTimeout)}, {"idle_timeout", int64(cl.IdleTimeout)},
+		} {
+			if f.v < 0 {
+				add(problem("provider.clients."+f.key, "must not be negative (0 takes the default)"))
+			}
+		}
 		if !strings.HasPrefix(c.Provider.ClientProtocol, "/") {
 			add(problem("provider.client_protocol", "must be a libp2p protocol ID starting with /, got %q", c.Provider.ClientProtocol))
 		}

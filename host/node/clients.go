@@ -20,6 +20,7 @@ func (n *Node) newClientService() error {
 	if n.role != interfaces.RoleProvider {
 		return nil
 	}
+	cl := n.cfg.Provider.Clients
 	svc, err := provider.New(provider.Config{
 		Backend:      n,
 		Mailboxes:    n.opts.Storage,
@@ -27,6 +28,15 @@ func (n *Node) newClientService() error {
 		PacketLength: n.geo.PacketLength,
 		Logger:       n.log.With("service", "client"),
 		Registerer:   n.reg,
+
+		MaxStreams:          cl.MaxStreams,
+		MaxStreamsPerClient: cl.MaxStreamsPerClient,
+		MaxStreamsPerIP:     cl.MaxStreamsPerIP,
+		MaxInFlight:         cl.MaxInFlight,
+		MaxRequests:         cl.MaxRequests,
+		ReplyBytes:          cl.ReplyMB << 20,
+		FirstRequestTimeout: cl.FirstRequestTimeout,
+		IdleTimeout:         cl.IdleTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("node: provider service: %w", err)
