@@ -178,6 +178,10 @@ type loopProbe struct {
 type mixHealth struct {
 	loopsLost        int
 	lastLost, lastOK time.Time
+	// lostStreak counts losses through the mix since the last success
+	// through it: a dead mix's grows without end, while an honest mix that
+	// only shared lost loops with it is reset by its own successes.
+	lostStreak int
 }
 
 // New checks cfg and builds a client. It does no I/O: Run starts it.

@@ -219,11 +219,35 @@ func (c *Client) pickMixes(v *view, avoid bool, now time.Time) []node {
 					ok = append(ok, n)
 				}
 			}
-			if len(ok) > 0 {
-				cands = ok
+			if len(ok) == 0 {
+				// Every mix of the layer is a suspect (a lost loop marks
+				// every mix on it): prefer those with the shortest run of
+				// losses since their last success.
+				ok = c.leastLost(layer)
 			}
+			cands = ok
 		}
 		out[i] = cands[c.rnd.IntN(len(cands))]
+	}
+	return out
+}
+
+// leastLost returns the mixes of layer with the fewest losses since their
+// last success.
+func (c *Client) leastLost(layer []node) []node {
+	var out []node
+	best := -1
+	for _, n := range layer {
+		streak := 0
+		if h, ok := c.health[n.id]; ok {
+			streak = h.lostStreak
+		}
+		switch {
+		case best < 0 || streak < best:
+			best, out = streak, append(out[:0], n)
+		case streak == best:
+			out = append(out, n)
+		}
 	}
 	return out
 }

@@ -294,6 +294,7 @@ func (c *Client) markLost(mixes [][32]byte, now time.Time, loop bool) {
 	for _, id := range mixes {
 		h := c.healthOf(id)
 		h.lastLost = now
+		h.lostStreak++
 		if loop {
 			h.loopsLost++
 		}
@@ -302,7 +303,8 @@ func (c *Client) markLost(mixes [][32]byte, now time.Time, loop bool) {
 
 func (c *Client) markOK(mixes [][32]byte, now time.Time) {
 	for _, id := range mixes {
-		c.healthOf(id).lastOK = now
+		h := c.healthOf(id)
+		h.lastOK, h.lostStreak = now, 0
 	}
 }
 

@@ -1,0 +1,28 @@
+package client
+
+import (
+	"testing"
+	"time"
+)
+
+// When every mix of a layer is a suspect, paths prefer the mixes whose
+// losses a success has since interrupted: a dead mix's run of losses only
+// grows, so it is the one left out.
+func TestAllSuspectLayerPrefersTheShortestLossStreak(t *testing.T) {
+	c := &Client{health: map[[32]byte]*mixHealth{}}
+	dead, honest := node{id: [32]byte{1}}, node{id: [32]byte{2}}
+	now := time.Unix(1000, 0)
+	for i := range 5 {
+		at := now.Add(time.Duration(i) * time.Second)
+		c.markLost([][32]byte{dead.id, honest.id}, at, true) // loops through both are lost
+		c.markOK([][32]byte{honest.id}, at.Add(-time.Millisecond))
+	}
+	c.markLost([][32]byte{honest.id}, now.Add(10*time.Second), true)
+	got := c.leastLost([]node{dead, honest})
+	if len(got) != 1 || got[0].id != honest.id {
+		t.Fatalf("leastLost = %v, want only the mix whose losses successes interrupted", got)
+	}
+	if all := c.leastLost([]node{{id: [32]byte{7}}, {id: [32]byte{8}}}); len(all) != 2 {
+		t.Fatalf("mixes never seen: leastLost = %d of 2", len(all))
+	}
+}
