@@ -59,11 +59,15 @@ type Client struct {
 	after         map[clientproto.MailboxRef]uint64
 	loops         map[[16]byte]*loopProbe
 	health        map[[32]byte]*mixHealth
-	inbox         map[MessageID]*reassembly
-	inboxBytes    int
-	done          map[MessageID]time.Time
-	usedSURBs     map[[32]byte]time.Time // fingerprints of contact SURBs this client spent
-	stats         Stats
+	// unread are complete messages not handed to the application yet
+	// (see MarshalState); Run hands them over first.
+	unread     []Message
+	exited     atomic.Bool // Run has returned and closed messages
+	inbox      map[MessageID]*reassembly
+	inboxBytes int
+	done       map[MessageID]time.Time
+	usedSURBs  map[[32]byte]time.Time // fingerprints of contact SURBs this client spent
+	stats      Stats
 }
 
 // MessageState is where an outgoing message is.
@@ -252,7 +256,13 @@ func (c *Client) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return errors.New("client: Run called twice")
 	}
-	defer close(c.messages)
+	defer func() {
+		close(c.messages)
+		c.exited.Store(true)
+	}()
+	if !c.handOverUnread(ctx) {
+		return ctx.Err()
+	}
 	retry := min(c.cfg.Clock.Period()/16, 5*time.Second)
 	for {
 		e := c.cfg.Clock.Now()
@@ -275,6 +285,27 @@ func (c *Client) Run(ctx context.Context) error {
 	c.sendLoop(ctx)
 	wg.Wait()
 	return ctx.Err()
+}
+
+// handOverUnread gives the application the messages a previous run
+// completed but could not hand over. It reports false if ctx ended first
+// (what is left stays unread).
+func (c *Client) handOverUnread(ctx context.Context) bool {
+	c.mu.Lock()
+	unread := c.unread
+	c.unread = nil
+	c.mu.Unlock()
+	for i, m := range unread {
+		select {
+		case c.messages <- m:
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.unread = append(unread[i:], c.unread...)
+			c.mu.Unlock()
+			return false
+		}
+	}
+	return true
 }
 
 // Send queues body for to and returns its message ID. The message leaves in
@@ -520,10 +551,15 @@ func (c *Client) fetchMailbox(ctx context.Context, ref clientproto.MailboxRef) {
 		}
 		c.mu.Unlock()
 		c.report(finished)
-		for _, m := range complete {
+		for i, m := range complete {
 			select {
 			case c.messages <- m:
 			case <-ctx.Done():
+				// Already marked delivered: keep the rest for the next
+				// Run (MarshalState saves them), never drop them.
+				c.mu.Lock()
+				c.unread = append(c.unread, complete[i:]...)
+				c.mu.Unlock()
 				return
 			}
 		}

@@ -491,3 +491,74 @@ func TestMessagesCrossAnEpochBoundary(t *testing.T) {
 		}
 	})
 }
+
+// Messages a client completed but nobody read before it stopped (buffered
+// in Messages, or cut off by the end of Run) are saved by MarshalState and
+// handed over by the next run: a stop never loses a delivered message.
+func TestUnreadMessagesSurviveARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		a, _ := net.newClient(t, 0, 21, nil)
+		b, pb := net.newClient(t, 1, 22, func(c *Config) { c.MessageBuffer = 1 })
+		stopA, stopB := start(t, a), start(t, b)
+		waitReady(t, a, b)
+		toB, err := b.NewContact(t.Context(), ContactOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[MessageID]string{}
+		for i := range 3 {
+			msg := fmt.Sprintf("unread %d", i)
+			id, err := a.Send(t.Context(), toB, []byte(msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[id] = msg
+		}
+		// Nobody reads b's messages while they arrive.
+		deadline := time.Now().Add(2 * time.Minute)
+		for b.Stats().MessagesDelivered < 3 && time.Now().Before(deadline) {
+			time.Sleep(time.Second)
+		}
+		stopB()
+		state, err := b.MarshalState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
+			Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b2.LoadState(state); err != nil {
+			t.Fatal(err)
+		}
+		stopB2 := start(t, b2)
+		for _, m := range receive(t, b2, 3, time.Minute) {
+			if want[m.ID] != string(m.Body) {
+				t.Fatalf("after restart got %v %q", m.ID, m.Body)
+			}
+			delete(want, m.ID)
+		}
+		if len(want) != 0 {
+			t.Fatalf("%d messages lost across the restart", len(want))
+		}
+		noMore(t, b2, 10*time.Second)
+		stopA()
+		stopB2()
+		net.close()
+	})
+}
+
+// A document in which the client's provider is not a provider (a provider
+// that signs itself in as a mix) is refused, not used to build paths.
+func TestOwnProviderMustBeAProvider(t *testing.T) {
+	net := newSimNet(t, 2, testParams())
+	defer net.close()
+	if _, err := newView(net.doc, net.network, net.layers[0][0]); !errors.Is(err, ErrUnknownProvider) {
+		t.Fatalf("a mix as the own provider: err = %v, want ErrUnknownProvider", err)
+	}
+	if _, err := newView(net.doc, net.network, net.provs[0]); err != nil {
+		t.Fatalf("the real provider: %v", err)
+	}
+}

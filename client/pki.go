@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
@@ -88,8 +89,8 @@ func newView(doc *pkidoc.Document, network string, provider [32]byte) (*view, er
 		}
 		v.providers = append(v.providers, n)
 	}
-	if _, ok := v.byID[provider]; !ok {
-		return nil, fmt.Errorf("%w: own provider %x not in the document of epoch %d", ErrUnknownProvider, provider[:8], doc.Epoch)
+	if !slices.ContainsFunc(v.providers, func(n node) bool { return n.id == provider }) {
+		return nil, fmt.Errorf("%w: own provider %x is not a provider of the document of epoch %d", ErrUnknownProvider, provider[:8], doc.Epoch)
 	}
 	return v, nil
 }

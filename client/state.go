@@ -21,6 +21,7 @@ type stateFile struct {
 	SURBs     []stateSURB    `json:"contact_surbs,omitempty"`
 	Mailboxes []stateMailbox `json:"surb_mailboxes,omitempty"`
 	Pending   []statePending `json:"pending,omitempty"`
+	Unread    []stateUnread  `json:"unread,omitempty"`
 	Done      []stateExpiry  `json:"done,omitempty"`
 	UsedSURBs []stateExpiry  `json:"used_surbs,omitempty"`
 }
@@ -37,6 +38,14 @@ type stateSURB struct {
 type stateMailbox struct {
 	Capability []byte    `json:"capability"`
 	Expires    time.Time `json:"expires"`
+}
+
+// stateUnread is a complete message not yet handed to the application.
+type stateUnread struct {
+	ID       []byte    `json:"id"`
+	Body     []byte    `json:"body"`
+	Received time.Time `json:"received"`
+	ViaSURB  bool      `json:"via_surb,omitempty"`
 }
 
 type statePending struct {
@@ -61,12 +70,19 @@ type stateExpiry struct {
 // the keys of the SURBs in its receiver-anonymous contacts, its SURB
 // mailboxes, partly reassembled messages, the IDs of recently delivered
 // messages (so that a late duplicate is not delivered twice) and the
-// contact SURBs it has spent. Outgoing messages in flight are not kept: a
-// restart forgets them (their ACKs then count as UnknownSURBs).
+// contact SURBs it has spent, and the complete messages the application has
+// not taken yet (still buffered in Messages once Run has returned, or cut
+// off by its end): they are handed over first by the next Run. Outgoing
+// messages in flight are not kept: a restart forgets them (their ACKs then
+// count as UnknownSURBs).
 func (c *Client) MarshalState() ([]byte, error) {
+	c.takeBuffered()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := stateFile{Version: stateVersion, Network: c.network}
+	for _, m := range c.unread {
+		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB})
+	}
 	for id, e := range c.surbs {
 		if e.kind != surbContact {
 			continue
@@ -162,6 +178,20 @@ func (c *Client) LoadState(b []byte) error {
 	if total > maxPendingBytes {
 		return bad("%d pending bytes", total)
 	}
+	if len(st.Unread) > maxPendingMessages {
+		return bad("%d unread messages", len(st.Unread))
+	}
+	var unread []Message
+	for _, u := range st.Unread {
+		if len(u.ID) != 16 {
+			return bad("unread message ID of %d bytes", len(u.ID))
+		}
+		total += len(u.Body)
+		unread = append(unread, Message{ID: MessageID(u.ID), Body: u.Body, Received: u.Received, ViaSURB: u.ViaSURB})
+	}
+	if total > maxPendingBytes {
+		return bad("%d pending and unread bytes", total)
+	}
 	done := map[MessageID]time.Time{}
 	for _, d := range st.Done {
 		if len(d.ID) != 16 {
@@ -206,5 +236,20 @@ func (c *Client) LoadState(b []byte) error {
 	for fp, exp := range used {
 		c.usedSURBs[fp] = exp
 	}
+	c.unread = append(c.unread, unread...)
 	return nil
+}
+
+// takeBuffered moves the messages still buffered in Messages into unread,
+// once Run has returned (and closed the channel): nobody will read them
+// there any more.
+func (c *Client) takeBuffered() {
+	if !c.exited.Load() {
+		return
+	}
+	for m := range c.messages {
+		c.mu.Lock()
+		c.unread = append(c.unread, m)
+		c.mu.Unlock()
+	}
 }
