@@ -251,6 +251,9 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 	if sum != nil {
 		sum.Elapsed = time.Since(r.started)
 		sum.Interrupted = ctx.Err() != nil
+		if err != nil && !sum.Interrupted {
+			sum.RunErr = err
+		}
 	}
 	return sum, err
 }

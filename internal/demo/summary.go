@@ -183,6 +183,9 @@ type Summary struct {
 	// Interrupted: the run ended (Ctrl-C) before its plan did, so messages
 	// in flight count as lost.
 	Interrupted bool
+	// RunErr is why the plan stopped before its end (a step that failed),
+	// if it did: the verdict is then a failure whatever was delivered.
+	RunErr error
 
 	Messages []Record
 	// Unexpected counts messages received that no client sent.
@@ -241,6 +244,9 @@ func (s *Summary) Err() error {
 	}
 	if len(s.Messages) == 0 {
 		bad = append(bad, "no message was sent")
+	}
+	if s.RunErr != nil {
+		bad = append(bad, fmt.Sprintf("the plan stopped before its end: %v", s.RunErr))
 	}
 	if len(bad) == 0 {
 		return nil
@@ -340,7 +346,7 @@ func (s *Summary) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  killed       %s mid-run; %s; suspects at the end: %s\n", s.Killed, noticed, orNone(s.Suspects))
 	}
-	if err := s.Err(); err != nil && s.Interrupted {
+	if err := s.Err(); s.Interrupted {
 		fmt.Fprintf(w, "  verdict      INTERRUPTED before the plan finished: %d of %d messages delivered so far\n", s.Delivered(), s.Sent())
 	} else if err != nil {
 		fmt.Fprintf(w, "  verdict      FAIL: %v\n", err)

@@ -88,6 +88,23 @@ func TestARunThatSentNothingFails(t *testing.T) {
 	}
 }
 
+// A plan that stopped early fails the verdict even when everything sent so
+// far arrived, and the summary does not print OK.
+func TestAPlanThatStoppedEarlyFails(t *testing.T) {
+	tr := newTracker()
+	deliver(t, tr, 1, []byte("hi"), received{"bob", []byte("hi")})
+	s := &Summary{RunErr: errors.New("bob could not restart")}
+	s.Messages, s.Unexpected = tr.snapshot()
+	if err := s.Err(); !errors.Is(err, ErrLost) {
+		t.Fatalf("verdict %v, want ErrLost", err)
+	}
+	var out strings.Builder
+	s.Write(&out)
+	if strings.Contains(out.String(), "verdict      OK") || !strings.Contains(out.String(), "bob could not restart") {
+		t.Fatalf("summary says:\n%s", out.String())
+	}
+}
+
 // A message received before its Send returned (the tracker has no record
 // yet) is matched when the record arrives.
 func TestADeliveryBeforeTheRecordIsMatched(t *testing.T) {
