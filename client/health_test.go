@@ -26,3 +26,27 @@ func TestAllSuspectLayerPrefersTheShortestLossStreak(t *testing.T) {
 		t.Fatalf("mixes never seen: leastLost = %d of 2", len(all))
 	}
 }
+
+// Reassembly stays within its byte bound however the fragments arrive:
+// fragments added to messages already started count too.
+func TestReassemblyBytesAreBounded(t *testing.T) {
+	c := &Client{inbox: map[MessageID]*reassembly{}, done: map[MessageID]time.Time{}}
+	frag := make([]byte, 1<<16)
+	for m := range 4 {
+		id := MessageID{byte(m + 1)}
+		c.inbox[id] = &reassembly{count: MaxFragments, frags: map[int][]byte{}, first: time.Unix(int64(m), 0)}
+		for i := range maxPendingBytes / len(frag) / 2 {
+			if !c.makeRoom(id, false, len(frag)) {
+				t.Fatal("no room made for a fragment of a started message")
+			}
+			c.inbox[id].frags[i] = frag
+			c.inboxBytes += len(frag)
+			if c.inboxBytes > maxPendingBytes {
+				t.Fatalf("reassembly holds %d bytes, bound %d", c.inboxBytes, maxPendingBytes)
+			}
+		}
+	}
+	if c.stats.ReassemblyEvicted == 0 {
+		t.Fatal("nothing evicted although four half-bound messages were fed")
+	}
+}

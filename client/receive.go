@@ -94,18 +94,25 @@ func (c *Client) receiveBody(key hpke.PrivateKey, body []byte, now time.Time, vi
 		return nil
 	}
 	r, ok := c.inbox[f.id]
-	if !ok {
-		c.makeRoom(now)
-		r = &reassembly{count: f.count, frags: map[int][]byte{}, first: now}
-		c.inbox[f.id] = r
-	}
-	if r.count != f.count {
+	if ok && r.count != f.count {
 		c.stats.Malformed++
 		return nil
 	}
-	if _, dup := r.frags[f.index]; dup {
-		c.stats.Duplicates++
+	if ok {
+		if _, dup := r.frags[f.index]; dup {
+			c.stats.Duplicates++
+			return nil
+		}
+	}
+	// Bound reassembly by messages and by bytes, counting this fragment,
+	// evicting the oldest other messages first.
+	if !c.makeRoom(f.id, !ok, len(f.data)) {
+		c.stats.ReassemblyEvicted++
 		return nil
+	}
+	if !ok {
+		r = &reassembly{count: f.count, frags: map[int][]byte{}, first: now}
+		c.inbox[f.id] = r
 	}
 	r.frags[f.index] = bytes.Clone(f.data)
 	c.inboxBytes += len(f.data)
@@ -126,19 +133,26 @@ func (c *Client) receiveBody(key hpke.PrivateKey, body []byte, now time.Time, vi
 	return msg
 }
 
-// makeRoom evicts the oldest partial messages while the inbox is full.
-func (c *Client) makeRoom(now time.Time) {
-	for len(c.inbox) >= maxPendingMessages || c.inboxBytes >= maxPendingBytes {
+// makeRoom evicts the oldest reassemblies other than keep until a fragment
+// of need bytes (of a new message when isNew) fits the bounds. It reports
+// false when it cannot (keep alone is over the byte bound).
+func (c *Client) makeRoom(keep MessageID, isNew bool, need int) bool {
+	for (isNew && len(c.inbox) >= maxPendingMessages) || c.inboxBytes+need > maxPendingBytes {
 		var oldest MessageID
 		var t time.Time
+		found := false
 		for id, r := range c.inbox {
-			if t.IsZero() || r.first.Before(t) {
-				oldest, t = id, r.first
+			if id != keep && (!found || r.first.Before(t)) {
+				oldest, t, found = id, r.first, true
 			}
+		}
+		if !found {
+			return false
 		}
 		c.dropReassembly(oldest)
 		c.stats.ReassemblyEvicted++
 	}
+	return true
 }
 
 func (c *Client) dropReassembly(id MessageID) {

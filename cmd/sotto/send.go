@@ -47,8 +47,12 @@ SURBs it spends are remembered. The epoch clock (--genesis, --epoch-period,
 			}
 			body := []byte(args[0])
 			if args[0] == "-" {
-				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), 4<<20)); err != nil {
+				const maxStdin = 4 << 20
+				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdin+1)); err != nil {
 					return fmt.Errorf("reading the message from stdin: %w", err)
+				}
+				if len(body) > maxStdin {
+					return fmt.Errorf("the message on stdin is longer than %d bytes", maxStdin)
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
