@@ -235,14 +235,7 @@ func TestSURBContactDeliversIntoASURBMailboxAndSurvivesARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Second)
-		b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
-			Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b2.LoadState(state); err != nil {
-			t.Fatal(err)
-		}
+		b2 := restarted(t, net, b, pb, state)
 		stopB2 := start(t, b2)
 		m = receive(t, b2, 1, time.Minute)[0]
 		if m.ID != id2 || !bytes.Equal(m.Body, second) {
@@ -525,14 +518,7 @@ func TestUnreadMessagesSurviveARestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
-			Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b2.LoadState(state); err != nil {
-			t.Fatal(err)
-		}
+		b2 := restarted(t, net, b, pb, state)
 		stopB2 := start(t, b2)
 		for _, m := range receive(t, b2, 3, time.Minute) {
 			if want[m.ID] != string(m.Body) {
@@ -561,4 +547,19 @@ func TestOwnProviderMustBeAProvider(t *testing.T) {
 	if _, err := newView(net.doc, net.network, net.provs[0]); err != nil {
 		t.Fatalf("the real provider: %v", err)
 	}
+}
+
+// restarted is a new Client with b's identity and provider, loaded with
+// state, as a CLI client restarting from its state file.
+func restarted(t *testing.T, net *simNet, b *Client, pb *simProvider, state []byte) *Client {
+	t.Helper()
+	b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
+		Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.LoadState(state); err != nil {
+		t.Fatal(err)
+	}
+	return b2
 }
