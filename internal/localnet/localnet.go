@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -398,7 +399,8 @@ func (ln *Net) Wait(ctx context.Context) error {
 		ready := 0
 		for _, n := range ln.Nodes {
 			if !n.Running() {
-				return fmt.Errorf("localnet: %s exited; see %s", n.Name, n.log)
+				tail, _ := os.ReadFile(n.log)
+				return fmt.Errorf("localnet: %s exited; its log %s ends:\n%s", n.Name, n.log, tail[max(0, len(tail)-800):])
 			}
 			mf, err := n.Scrape(ctx)
 			if err == nil && Value(mf, "sotto_admitted_peers") == want {
@@ -448,12 +450,20 @@ func (ln *Net) Stop(timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
+// freePort picks a free TCP port on 127.0.0.1 below the kernel's ephemeral
+// range (32768–60999 by default on Linux). A port the kernel hands out for
+// :0 could be taken again, by an outgoing connection's local end or another
+// test's listener, between this check and the node's bind; ports below the
+// range are only ever taken by someone who asks for them by number.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 200 {
+		port := 20000 + mathrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("localnet: no free port found in 20000-31999")
 }
