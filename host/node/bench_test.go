@@ -211,7 +211,8 @@ func BenchmarkNodeQueuedPacketMemory(b *testing.B) {
 	var perInuse, perAlloc float64
 	var plen int
 	for b.Loop() {
-		bn := newBenchNet(b, func(c *config.Config) { c.Mixing.QueueCapacity = 32768 })
+		// μ 0.5/s: the mix accepts NodeDelays up to 50 s (25 means).
+		bn := newBenchNetMu(b, 0.5, func(c *config.Config) { c.Mixing.QueueCapacity = 32768 })
 		plen = bn.g.PacketLength
 		bn.sendClosedLoop(b, buildPackets(b, bn.g, bn.path(0), 1000))
 		pkts := buildPackets(b, bn.g, bn.path(50*time.Second), n)
@@ -221,6 +222,9 @@ func BenchmarkNodeQueuedPacketMemory(b *testing.B) {
 		for i, p := range pkts {
 			// Stay well inside the input queue (4096): the mix would drop.
 			for i-bn.mix.n.sched.Len() > 1024 {
+				if d := bn.drops(b); d != 0 {
+					b.Fatalf("the mix dropped %v packets while the scheduler filled", d)
+				}
 				time.Sleep(time.Millisecond)
 			}
 			if err := fw.WriteFrame(p); err != nil {

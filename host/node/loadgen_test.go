@@ -41,8 +41,14 @@ type benchNet struct {
 }
 
 func newBenchNet(b *testing.B, tweak func(*config.Config)) *benchNet {
+	return newBenchNetMu(b, 200, tweak)
+}
+
+// newBenchNetMu is newBenchNet with the document's μ (per second): a node
+// refuses NodeDelays over 25/μ, so long holds need a small μ.
+func newBenchNetMu(b *testing.B, mu float64, tweak func(*config.Config)) *benchNet {
 	b.Helper()
-	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: 200, period: 10 * time.Minute,
+	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: mu, period: 10 * time.Minute,
 		tweak: func(c *config.Config) {
 			c.Mixing.UnwrapWorkers = runtime.GOMAXPROCS(0)
 			if tweak != nil {
