@@ -58,7 +58,8 @@ type ReplayTags interface {
 	// durable commit and reports, per tag and in request order, whether it
 	// was already present (Seen[i] = true means the packet is a replay).
 	// A tag repeated inside one batch is reported seen from its second
-	// occurrence on.
+	// occurrence on. Calls may run concurrently; a tag in two concurrent
+	// batches is reported new by exactly one of them.
 	InsertReplayTags(ctx context.Context, req *InsertReplayTagsRequest) (*InsertReplayTagsResponse, error)
 	// DropReplayEpoch forgets every tag of one epoch, once that epoch's
 	// Sphinx key is gone. Idempotent.

@@ -63,6 +63,7 @@ var cases = []struct {
 	{"concurrent appends get unique IDs", appendConcurrent},
 	{"replay tags report replays, also inside a batch", replaySeen},
 	{"replay epochs are separate and drop alone", replayEpochs},
+	{"concurrent replay batches report each tag new exactly once", replayConcurrent},
 	{"kv put and get round trip, missing keys are not errors", kvRoundTrip},
 	{"kv IfAbsent writes only new keys", kvIfAbsent},
 	{"kv namespaces are isolated and validated", kvNamespaces},
@@ -397,6 +398,58 @@ func replaySeen(t *testing.T, s interfaces.Storage) {
 	for _, seen := range insert(t, s, 1, big...) {
 		if !seen {
 			t.Fatal("a replayed tag in a batch of 100 was reported fresh")
+		}
+	}
+}
+
+// replayConcurrent sends overlapping batches from several goroutines at
+// once, as a node with several group commits in flight does: each tag must
+// be reported new by exactly one call.
+func replayConcurrent(t *testing.T, s interfaces.Storage) {
+	const workers, rounds, shared = 6, 10, 4
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		fresh = map[interfaces.ReplayTag]int{}
+		errs  = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				// shared tags every worker sends in round r, and one of its own.
+				tags := []interfaces.ReplayTag{tag(7, 1000+w*rounds+r)}
+				for i := range shared {
+					tags = append(tags, tag(7, r*shared+i))
+				}
+				resp, err := s.InsertReplayTags(ctx(t), &interfaces.InsertReplayTagsRequest{Epoch: 7, Tags: tags})
+				if err == nil && len(resp.Seen) != len(tags) {
+					err = fmt.Errorf("%d flags for %d tags", len(resp.Seen), len(tags))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				for i, seen := range resp.Seen {
+					if !seen {
+						fresh[tags[i]]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("InsertReplayTags: %v", err)
+	}
+	if want := workers*rounds + rounds*shared; len(fresh) != want {
+		t.Errorf("%d distinct tags reported new, want %d", len(fresh), want)
+	}
+	for tg, n := range fresh {
+		if n != 1 {
+			t.Errorf("tag %x reported new %d times", tg[:4], n)
 		}
 	}
 }
