@@ -72,14 +72,15 @@ type tracker struct {
 	mu         sync.Mutex
 	recs       []*Record
 	byID       map[client.MessageID]*Record
-	early      map[client.MessageID][]client.Message // received before Send returned
+	early      map[client.MessageID][]client.Message     // received before Send returned
+	earlyState map[client.MessageID]client.MessageStatus // final before Send returned
 	unexpected int
 	changed    chan struct{} // closed and replaced on every delivery
 }
 
 func newTracker() *tracker {
 	return &tracker{byID: map[client.MessageID]*Record{}, early: map[client.MessageID][]client.Message{},
-		changed: make(chan struct{})}
+		earlyState: map[client.MessageID]client.MessageStatus{}, changed: make(chan struct{})}
 }
 
 // sent registers a message Send accepted.
@@ -94,6 +95,10 @@ func (t *tracker) sent(r *Record, body []byte) {
 		t.deliverLocked(r.To, m)
 	}
 	delete(t.early, r.ID)
+	if st, ok := t.earlyState[r.ID]; ok {
+		r.State, r.Err = st.State, st.Err
+		delete(t.earlyState, r.ID)
+	}
 }
 
 // received files a message a client got.
@@ -132,6 +137,10 @@ func (t *tracker) status(st client.MessageStatus) {
 	defer t.mu.Unlock()
 	if r, ok := t.byID[st.ID]; ok {
 		r.State, r.Err = st.State, st.Err
+	} else if len(t.earlyState) < 1024 {
+		// Send has not returned yet (a message for an anonymous contact
+		// can be final as soon as its fragments are out): keep it for sent.
+		t.earlyState[st.ID] = st
 	}
 	close(t.changed)
 	t.changed = make(chan struct{})

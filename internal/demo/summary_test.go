@@ -122,6 +122,17 @@ func TestADeliveryBeforeTheRecordIsMatched(t *testing.T) {
 	}
 }
 
+// A final status filed before Send returned is kept for the record.
+func TestAStatusBeforeTheRecordIsKept(t *testing.T) {
+	tr := newTracker()
+	id := client.MessageID{4}
+	tr.status(client.MessageStatus{ID: id, State: client.StateSent})
+	tr.sent(&Record{From: "alice", To: "bob", ID: id, Sent: time.Unix(4, 0)}, []byte("x"))
+	if st, ok := tr.final(id); !ok || st != client.StateSent {
+		t.Errorf("final state %v (%v), want %v", st, ok, client.StateSent)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
 		var out []time.Duration
