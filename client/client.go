@@ -311,14 +311,26 @@ func (c *Client) handOverUnread(ctx context.Context) bool {
 // Send queues body for to and returns its message ID. The message leaves in
 // payload slots, one fragment per slot; its progress shows in Status and,
 // at its end, in Config.OnStatus. Send waits (until ctx ends) for the first
-// PKI document, which fixes the fragment size.
+// PKI document, which fixes the fragment size. A contact whose provider is
+// not in the document held makes it fetch the current document once more
+// before it gives up (ErrUnknownProvider).
 func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID, error) {
-	var id MessageID
 	select {
 	case <-c.ready:
 	case <-ctx.Done():
-		return id, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		return MessageID{}, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
+	id, err := c.send(to, body)
+	if errors.Is(err, ErrUnknownProvider) {
+		if _, ferr := c.fetchDocument(ctx, c.cfg.Clock.At(time.Now())); ferr == nil {
+			id, err = c.send(to, body)
+		}
+	}
+	return id, err
+}
+
+func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
+	var id MessageID
 	if err := to.validate(); err != nil {
 		return id, err
 	}

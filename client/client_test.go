@@ -536,6 +536,75 @@ func TestUnreadMessagesSurviveARestart(t *testing.T) {
 	})
 }
 
+// A client that got its first document before the recipient's provider was
+// in it still sends to that provider once the document has it: Send fetches
+// the document again, and so does the client every docRefresh.
+func TestALateProviderIsFoundInAFreshDocument(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := newSimNet(t, 2, testParams())
+		e := net.clock.At(time.Now())
+		b, _ := net.newClient(t, 1, 2, nil)
+		stopB := start(t, b)
+		waitReady(t, b)
+		toB, err := b.NewContact(t.Context(), ContactOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := net.withhold(e, net.provs[1])
+		a, _ := net.newClient(t, 0, 1, nil)
+		stopA := start(t, a)
+		waitReady(t, a)
+		has := func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			_, ok := a.docs[e].byID[net.provs[1]]
+			return ok
+		}
+		if has() {
+			t.Fatal("the withheld provider is in the client's first document")
+		}
+		if _, err := a.send(toB, []byte("too early")); !errors.Is(err, ErrUnknownProvider) {
+			t.Fatalf("send without refetching: err = %v, want ErrUnknownProvider", err)
+		}
+		if _, err := a.Send(t.Context(), toB, []byte("too early")); !errors.Is(err, ErrUnknownProvider) {
+			t.Fatalf("Send while the provider is still missing: err = %v, want ErrUnknownProvider", err)
+		}
+		restore()
+		id, err := a.Send(t.Context(), toB, []byte("found"))
+		if err != nil {
+			t.Fatalf("Send once the document has the provider: %v", err)
+		}
+		if got := receive(t, b, 1, time.Minute); string(got[0].Body) != "found" || got[0].ID != id {
+			t.Fatalf("b got %q", got[0].Body)
+		}
+
+		// Without a Send, the refresh alone picks up a change.
+		restore = net.withhold(e, net.layers[0][0])
+		a.mu.Lock()
+		delete(a.docs, e)
+		a.mu.Unlock()
+		if _, err := a.fetchDocument(t.Context(), e); err != nil {
+			t.Fatal(err)
+		}
+		restore()
+		inView := func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			_, ok := a.docs[e].byID[net.layers[0][0]]
+			return ok
+		}
+		if inView() {
+			t.Fatal("the withheld mix is in the client's document")
+		}
+		time.Sleep(docRefresh(net.clock.Period()) + time.Second)
+		if !inView() {
+			t.Errorf("the mix is not in the client's document %v after it was published", docRefresh(net.clock.Period()))
+		}
+		stopA()
+		stopB()
+	})
+}
+
 // A document in which the client's provider is not a provider (a provider
 // that signs itself in as a mix) is refused, not used to build paths.
 func TestOwnProviderMustBeAProvider(t *testing.T) {

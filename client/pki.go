@@ -24,6 +24,7 @@ type view struct {
 	byID      map[[32]byte]node
 	rates     cover.Rates
 	keys      map[keyRef]*sphinx.PublicKey // filled lazily, under Client.mu
+	fetched   time.Time                    // when the provider sent it
 }
 
 type node struct {
@@ -133,6 +134,7 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.fetched = time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.network == "" {
@@ -147,11 +149,19 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 	return v, nil
 }
 
-// docLoop keeps the documents of the current epoch and, in the last
-// eighth of an epoch, the next one.
+// docRefresh is how often the client fetches the current epoch's document
+// again. A document grows while descriptors gossip in (a node that started
+// late, a descriptor the provider got after the client's first fetch), and
+// a client that kept its first copy for the whole epoch could neither reach
+// a late provider nor route over a late mix.
+func docRefresh(period time.Duration) time.Duration { return min(period/8, time.Minute) }
+
+// docLoop keeps the documents of the current epoch, fetched again every
+// docRefresh, and, in the last eighth of an epoch, the next one.
 func (c *Client) docLoop(ctx context.Context) {
 	clock := c.cfg.Clock
 	retry := min(clock.Period()/16, 5*time.Second)
+	refresh := docRefresh(clock.Period())
 	for {
 		now := time.Now()
 		e := clock.At(now)
@@ -162,20 +172,25 @@ func (c *Client) docLoop(ctx context.Context) {
 		missing := false
 		for _, w := range want {
 			c.mu.Lock()
-			_, have := c.docs[w]
+			v, have := c.docs[w]
 			c.mu.Unlock()
-			if have {
+			if have && (w != e || now.Sub(v.fetched) < refresh) {
 				continue
 			}
 			if _, err := c.fetchDocument(ctx, w); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				missing = true
 				lvl := c.log.Warn
 				if errors.Is(err, clientproto.ErrNoDocument) {
 					lvl = c.log.Debug
 				}
+				if have {
+					// The copy held stays in use.
+					lvl("PKI document not refreshed", "epoch", w, "err", err)
+					continue
+				}
+				missing = true
 				lvl("PKI document not available", "epoch", w, "err", err)
 			}
 		}
@@ -186,6 +201,11 @@ func (c *Client) docLoop(ctx context.Context) {
 			if until > clock.Period()/8 {
 				wait = until - clock.Period()/8
 			}
+			c.mu.Lock()
+			if v, ok := c.docs[e]; ok {
+				wait = min(wait, time.Until(v.fetched.Add(refresh)))
+			}
+			c.mu.Unlock()
 		}
 		if !sleep(ctx, max(wait, time.Millisecond)) {
 			return

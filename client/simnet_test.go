@@ -150,6 +150,40 @@ func newSimNet(t testing.TB, mixesPerLayer int, params pkidoc.NetworkParams) *si
 	return n
 }
 
+// withhold makes the providers serve, for epoch e, a document without the
+// node id (as a member does before id's descriptor has gossiped in), and
+// returns the func that serves the whole document again.
+func (n *simNet) withhold(e uint64, id [32]byte) (restore func()) {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	full := n.docs[e]
+	doc, err := pkidoc.ParseDocument(full)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var rest []*pkidoc.SignedDescriptor
+	for _, sd := range doc.Nodes {
+		if [32]byte(sd.Descriptor.Identity) != id {
+			rest = append(rest, sd)
+		}
+	}
+	partial, err := pkidoc.NewDocument(doc.Network, e, doc.Params, rest)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	raw, err := partial.Encode()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.docs[e] = raw
+	return func() {
+		n.mu.Lock()
+		n.docs[e] = full
+		n.mu.Unlock()
+	}
+}
+
 // dropAll makes a node silently discard every packet it receives.
 func (n *simNet) dropAll(id [32]byte) {
 	n.mu.Lock()
@@ -320,7 +354,9 @@ type sentPacket struct {
 }
 
 func (p *simProvider) Document(ctx context.Context, e uint64) ([]byte, error) {
+	p.net.mu.Lock()
 	raw, ok := p.net.docs[e]
+	p.net.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("sim: epoch %d: %w", e, clientproto.ErrNoDocument)
 	}
