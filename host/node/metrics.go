@@ -40,6 +40,7 @@ type metrics struct {
 	mailboxSize prometheus.Histogram
 	epochGauge  prometheus.Gauge
 	peers       prometheus.Gauge
+	docNodes    prometheus.Gauge
 
 	// Pre-resolved children, so the hot path does no label lookups.
 	inPeer, inClient                        prometheus.Counter
@@ -84,6 +85,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		}),
 		epochGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_epoch", Help: "The current epoch."}),
 		peers:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_admitted_peers", Help: "Peers admitted to the mix protocol (nodes of the current documents)."}),
+		docNodes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_document_nodes", Help: "Nodes (this one included) in the node's PKI document for the current epoch; 0 without one."}),
 	}
 	m.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sotto_queue_depth", Help: "Packets held by the Poisson scheduler.",
@@ -98,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.in, m.out, m.dropped, m.replayHits, m.queueDepth, m.unwrap,
-			m.pluginCall, m.refused, m.loopsSent, m.loopsBack, m.loopsLost, m.mailboxMsgs, m.mailboxSize, m.epochGauge, m.peers} {
+			m.pluginCall, m.refused, m.loopsSent, m.loopsBack, m.loopsLost, m.mailboxMsgs, m.mailboxSize, m.epochGauge, m.peers, m.docNodes} {
 			reg.MustRegister(c)
 		}
 	}

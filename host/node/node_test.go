@@ -16,6 +16,11 @@ import (
 // the gateway, and the same packet sent again is dropped as a replay.
 func TestDeliveryExactlyOnce(t *testing.T) {
 	tn := newTestNet(t, netSpec{mixes: 2, providers: 2, layers: 2, mu: 200})
+	for i, tnode := range tn.nodes {
+		if got := value(t, tnode.n.m.docNodes); got != 4 {
+			t.Errorf("node %d: sotto_document_nodes = %v, want 4", i, got)
+		}
+	}
 	er := tn.route()
 	gw, dst := er.providers[0], er.providers[1]
 	gwNode, dstNode := tn.nodeByID(gw.id), tn.nodeByID(dst.id)

@@ -480,6 +480,11 @@ func (n *Node) installRoutes(rt *routeTable) {
 	}
 	n.maxDelay.Store(int64(md))
 	n.m.peers.Set(float64(len(peers)))
+	docNodes := 0
+	if er := rt.epochs[rt.current]; er != nil {
+		docNodes = len(er.byID)
+	}
+	n.m.docNodes.Set(float64(docNodes))
 	old := n.routes.Load()
 	if old == nil || old.epochs[old.current] != rt.epochs[rt.current] {
 		n.docChanged.Store(time.Now().UnixNano())

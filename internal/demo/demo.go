@@ -278,7 +278,7 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: waiting for the network to route: %w", err)
 	}
-	r.pr.phase("network routing: %d nodes hold the same PKI document", len(r.ln.Nodes))
+	r.pr.phase("network routing: each of the %d nodes holds a document listing all of them", len(r.ln.Nodes))
 
 	provs := r.ln.Providers()
 	newCfg := func(*peer) client.Config {

@@ -389,8 +389,10 @@ next:
 	return sum
 }
 
-// Wait returns once every node admits all the others (they hold a document
-// listing the whole network), or ctx ends, or a node exits.
+// Wait returns once every node admits all the others and its document for
+// the current epoch lists the whole network (documents grow as descriptors
+// gossip in: a node can admit everyone through the next epoch's document
+// while the current one still lacks a node), or ctx ends, or a node exits.
 func (ln *Net) Wait(ctx context.Context) error {
 	want := float64(len(ln.Nodes) - 1)
 	t := time.NewTicker(200 * time.Millisecond)
@@ -403,7 +405,8 @@ func (ln *Net) Wait(ctx context.Context) error {
 				return fmt.Errorf("localnet: %s exited; its log %s ends:\n%s", n.Name, n.log, tail[max(0, len(tail)-800):])
 			}
 			mf, err := n.Scrape(ctx)
-			if err == nil && Value(mf, "sotto_admitted_peers") == want {
+			if err == nil && Value(mf, "sotto_admitted_peers") == want &&
+				Value(mf, "sotto_document_nodes") == float64(len(ln.Nodes)) {
 				ready++
 			}
 		}
