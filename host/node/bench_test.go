@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"math"
 	"runtime"
+	rtm "runtime/metrics"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -38,8 +40,21 @@ import (
 //     and when the sink has read the forwarded frame. That includes two
 //     loopback libp2p hops (Noise + yamux + TCP, in and out), so it is an
 //     upper bound on the mix's own share.
-func BenchmarkNodePipeline(b *testing.B) {
-	bn := newBenchNet(b, nil)
+//
+// Beside p50_us..max_us it reports node_p50_us, node_p99_us and
+// node_p999_us: the same packets' delay as the mix itself measured it
+// (sotto_added_delay_seconds: from its read of the frame to its flush to
+// the next hop), which leaves the two hops out.
+func BenchmarkNodePipeline(b *testing.B) { benchPipeline(b, false) }
+
+// BenchmarkNodePipelineNoFsync is BenchmarkNodePipeline with Badger's
+// SyncWrites off (storage-badger's sync_writes: false): the replay tags'
+// commit then survives a crash of the node, not a power loss of its
+// machine, and costs a write instead of a write and an fsync.
+func BenchmarkNodePipelineNoFsync(b *testing.B) { benchPipeline(b, true) }
+
+func benchPipeline(b *testing.B, noFsync bool) {
+	bn := newBenchNetSpec(b, 200, noFsync, nil)
 	key := bn.mixKey(b)
 	const nThroughput = 20000
 	var pps, bare, share float64
@@ -68,8 +83,9 @@ func BenchmarkNodePipeline(b *testing.B) {
 	lat.report(b, "")
 	hop.report(b, "hop_")
 	bn.logStages(b)
-	b.Logf("GOMAXPROCS %d, packet %d B: mix %.0f pkts/s, bare Unwrap %.0f pkts/s, share %.2f; at %.0f pkts/s added delay p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets); one bare hop p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs",
-		runtime.GOMAXPROCS(0), bn.g.PacketLength, pps, bare, share, pps/2, lat.p50, lat.p99, lat.p999, lat.max, lat.n, hop.p50, hop.p99, hop.p999, hop.max)
+	b.Logf("GOMAXPROCS %d, packet %d B, fsync %v: mix %.0f pkts/s, bare Unwrap %.0f pkts/s, share %.2f; at %.0f pkts/s added delay end to end p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets), in the mix p50 ≤ %.0f µs p99 ≤ %.0f µs p99.9 ≤ %.0f µs; one bare hop p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs",
+		runtime.GOMAXPROCS(0), bn.g.PacketLength, !noFsync, pps, bare, share, pps/2, lat.p50, lat.p99, lat.p999, lat.max, lat.n, lat.node.p50, lat.node.p99, lat.node.p999, hop.p50, hop.p99, hop.p999, hop.max)
+	b.Logf("during the latency run the test process used %.2f cores; Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs", lat.cores, lat.sched99, lat.sched999)
 }
 
 // BenchmarkNodeDelayedLatency is BenchmarkNodePipeline's latency run with a
@@ -87,8 +103,8 @@ func BenchmarkNodeDelayedLatency(b *testing.B) {
 	}
 	lat.report(b, "")
 	bn.logStages(b)
-	b.Logf("NodeDelay 5 ms at 5000 pkts/s: added delay p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets)",
-		lat.p50, lat.p99, lat.p999, lat.max, lat.n)
+	b.Logf("NodeDelay 5 ms at 5000 pkts/s: added delay end to end p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets), in the mix p50 ≤ %.0f µs p99 ≤ %.0f µs p99.9 ≤ %.0f µs; the test process used %.2f cores, Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs",
+		lat.p50, lat.p99, lat.p999, lat.max, lat.n, lat.node.p50, lat.node.p99, lat.node.p999, lat.cores, lat.sched99, lat.sched999)
 }
 
 // logStages logs the mix's own histograms of its stages over the whole
@@ -104,10 +120,18 @@ func (bn *benchNet) logStages(b *testing.B) {
 		umean*1e6, u50*1e6, u99*1e6, un, cmean*1e6, c50*1e6, c99*1e6, cn, float64(un)/float64(max(cn, 1)))
 }
 
-// latencies are added delays in µs.
+// latencies are added delays in µs: measured end to end (load generator
+// to sink), and node is the mix's own sotto_added_delay_seconds over the
+// same packets (upper bounds of its buckets).
 type latencies struct {
 	n                   int
 	p50, p99, p999, max float64
+	node                struct{ p50, p99, p999 float64 }
+	// What the test process (mix, load generator, sink, idle nodes) did
+	// meanwhile: CPU cores it used, and the Go scheduler's latency (time
+	// runnable goroutines waited for a P; runtime/metrics), p99 and p99.9
+	// in µs.
+	cores, sched99, sched999 float64
 }
 
 func (l latencies) report(b *testing.B, prefix string) {
@@ -115,6 +139,45 @@ func (l latencies) report(b *testing.B, prefix string) {
 	b.ReportMetric(l.p99, prefix+"p99_us")
 	b.ReportMetric(l.p999, prefix+"p999_us")
 	b.ReportMetric(l.max, prefix+"max_us")
+	if l.node.p50 != 0 {
+		b.ReportMetric(l.node.p50, prefix+"node_p50_us")
+		b.ReportMetric(l.node.p99, prefix+"node_p99_us")
+		b.ReportMetric(l.node.p999, prefix+"node_p999_us")
+	}
+}
+
+// buckets is a snapshot of a histogram's cumulative bucket counts.
+type buckets struct {
+	upper []float64
+	cum   []uint64
+}
+
+func snapshot(b testing.TB, h prometheus.Histogram) buckets {
+	b.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		b.Fatal(err)
+	}
+	var s buckets
+	for _, bk := range m.GetHistogram().GetBucket() {
+		s.upper = append(s.upper, bk.GetUpperBound())
+		s.cum = append(s.cum, bk.GetCumulativeCount())
+	}
+	return s
+}
+
+// quantile is the upper bound (in µs) of the bucket that holds quantile q
+// of the observations made between before and s; +Inf past the last.
+func (s buckets) quantile(before buckets, q float64) float64 {
+	total := s.cum[len(s.cum)-1] - before.cum[len(before.cum)-1]
+	var count uint64
+	for i := range s.cum {
+		count = s.cum[i] - before.cum[i]
+		if total > 0 && float64(count) >= q*float64(total) {
+			return s.upper[i] * 1e6
+		}
+	}
+	return math.Inf(1)
 }
 
 // pacedLatency sends packets with the given NodeDelay at rate for d, open
@@ -148,8 +211,10 @@ func (bn *benchNet) pacedLatency(b *testing.B, key *sphinx.PrivateKey, rate floa
 		open = bn.hopStream
 	}
 	s := open(b)
+	before, run0 := snapshot(b, bn.mix.n.m.added), readRun()
 	sent := bn.sendPaced(b, s, pkts, rate, tr.base)
 	bn.wait(b, done, 30*time.Second, "paced run")
+	after, run1 := snapshot(b, bn.mix.n.m.added), readRun()
 	if dr := bn.drops(b) - drops0; dr != 0 {
 		b.Errorf("the mix dropped %v packets at %.0f pkts/s", dr, rate)
 	}
@@ -166,7 +231,12 @@ func (bn *benchNet) pacedLatency(b *testing.B, key *sphinx.PrivateKey, rate floa
 	}
 	slices.Sort(us)
 	q := func(p float64) float64 { return us[min(len(us)-1, int(p*float64(len(us))))] }
-	return latencies{n: n, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: us[len(us)-1]}
+	l := latencies{n: n, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: us[len(us)-1]}
+	l.cores, l.sched99, l.sched999 = run1.since(run0)
+	if key != nil {
+		l.node.p50, l.node.p99, l.node.p999 = after.quantile(before, 0.5), after.quantile(before, 0.99), after.quantile(before, 0.999)
+	}
+	return l
 }
 
 // forwardedIDs names each packet by the first bytes of the group element it
@@ -212,7 +282,7 @@ func BenchmarkNodeQueuedPacketMemory(b *testing.B) {
 	var plen int
 	for b.Loop() {
 		// μ 0.5/s: the mix accepts NodeDelays up to 50 s (25 means).
-		bn := newBenchNetMu(b, 0.5, func(c *config.Config) { c.Mixing.QueueCapacity = 32768 })
+		bn := newBenchNetSpec(b, 0.5, false, func(c *config.Config) { c.Mixing.QueueCapacity = 32768 })
 		plen = bn.g.PacketLength
 		bn.sendClosedLoop(b, buildPackets(b, bn.g, bn.path(0), 1000))
 		pkts := buildPackets(b, bn.g, bn.path(50*time.Second), n)
@@ -276,4 +346,41 @@ func histQuantile(b testing.TB, h prometheus.Observer, q float64) (upper, mean f
 		}
 	}
 	return math.Inf(1), mean, count
+}
+
+// runSample is the process's CPU time and the Go scheduler's latency
+// histogram at one moment.
+type runSample struct {
+	at    time.Time
+	cpu   time.Duration
+	sched *rtm.Float64Histogram
+}
+
+func readRun() runSample {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	ss := []rtm.Sample{{Name: "/sched/latencies:seconds"}}
+	rtm.Read(ss)
+	return runSample{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sched: ss[0].Value.Float64Histogram()}
+}
+
+// since returns the cores used between r0 and r, and the p99 and p99.9 of
+// the scheduling latencies seen meanwhile (bucket upper bounds, µs).
+func (r runSample) since(r0 runSample) (cores, p99, p999 float64) {
+	cores = (r.cpu - r0.cpu).Seconds() / r.at.Sub(r0.at).Seconds()
+	var total uint64
+	for i := range r.sched.Counts {
+		total += r.sched.Counts[i] - r0.sched.Counts[i]
+	}
+	q := func(p float64) float64 {
+		var c uint64
+		for i := range r.sched.Counts {
+			c += r.sched.Counts[i] - r0.sched.Counts[i]
+			if total > 0 && float64(c) >= p*float64(total) {
+				return r.sched.Buckets[i+1] * 1e6
+			}
+		}
+		return math.Inf(1)
+	}
+	return cores, q(0.99), q(0.999)
 }

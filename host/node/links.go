@@ -22,6 +22,9 @@ const (
 // linkQueue bounds the packets waiting for one next hop.
 const linkQueue = 1024
 
+// linkBuffer is the size of a link's write buffer.
+const linkBuffer = 64 << 10
+
 // links are the node's outbound mix streams, one per next hop, each with a
 // bounded queue and its own goroutine, so a slow or dead peer delays only
 // the packets for it and the scheduler never waits on I/O.
@@ -122,8 +125,28 @@ func (l *links) run(ol *outLink) {
 		// Frames written into bw but not yet flushed, by kind: they count as
 		// sent only once a flush succeeds, as lost if the stream breaks.
 		pending [3]int
+		// When the forwarded frames in bw were due (arrival + NodeDelay),
+		// for sotto_added_delay_seconds once they are flushed.
+		// bw flushes by itself when a frame does not fit, so it never
+		// holds more than maxDue of them unflushed.
+		maxDue = max(1, linkBuffer/n.geo.PacketLength)
+		due    = make([]time.Time, 0, maxDue)
 	)
+	observeDue := func() {
+		if len(due) == 0 {
+			return
+		}
+		now := time.Now()
+		for _, d := range due {
+			n.m.added.Observe(now.Sub(d).Seconds())
+		}
+		due = due[:0]
+	}
 	settle := func(ok bool) {
+		if ok {
+			observeDue()
+		}
+		due = due[:0]
 		for k, c := range pending {
 			if c == 0 {
 				continue
@@ -168,7 +191,7 @@ func (l *links) run(ol *outLink) {
 		}
 		s, deadline = ns, time.Time{}
 		if bw == nil {
-			bw = bufio.NewWriterSize(s, 64<<10)
+			bw = bufio.NewWriterSize(s, linkBuffer)
 		} else {
 			bw.Reset(s)
 		}
@@ -184,6 +207,13 @@ func (l *links) run(ol *outLink) {
 			return err
 		}
 		pending[p.outKind]++
+		if len(due) == maxDue {
+			// This frame did not fit: bw flushed the others first.
+			observeDue()
+		}
+		if p.outKind == outForward {
+			due = append(due, p.recv.Add(p.delay))
+		}
 		if len(ol.ch) == 0 {
 			if err := bw.Flush(); err != nil {
 				pending[p.outKind]-- // the caller accounts for p itself

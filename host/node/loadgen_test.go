@@ -41,14 +41,15 @@ type benchNet struct {
 }
 
 func newBenchNet(b *testing.B, tweak func(*config.Config)) *benchNet {
-	return newBenchNetMu(b, 200, tweak)
+	return newBenchNetSpec(b, 200, false, tweak)
 }
 
-// newBenchNetMu is newBenchNet with the document's μ (per second): a node
-// refuses NodeDelays over 25/μ, so long holds need a small μ.
-func newBenchNetMu(b *testing.B, mu float64, tweak func(*config.Config)) *benchNet {
+// newBenchNetSpec is newBenchNet with the document's μ (per second: a node
+// refuses NodeDelays over 25/μ, so long holds need a small μ) and, with
+// noFsync, Badger stores that do not fsync their commits.
+func newBenchNetSpec(b *testing.B, mu float64, noFsync bool, tweak func(*config.Config)) *benchNet {
 	b.Helper()
-	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: mu, period: 10 * time.Minute,
+	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: mu, period: 10 * time.Minute, noFsync: noFsync,
 		tweak: func(c *config.Config) {
 			c.Mixing.UnwrapWorkers = runtime.GOMAXPROCS(0)
 			if tweak != nil {

@@ -33,6 +33,7 @@ type testNet struct {
 	genesis time.Time
 	period  time.Duration
 	params  interfaces.NetworkParams
+	noFsync bool
 	pki     *pkigossip.Member
 	nodes   []*testNode
 	cancel  context.CancelFunc
@@ -54,6 +55,9 @@ type netSpec struct {
 	mu, lambdaM      float64
 	period           time.Duration
 	tweak            func(*config.Config)
+	// noFsync opens every node's Badger store with SyncWrites off: a
+	// commit then survives a crash of the process, not a power loss.
+	noFsync bool
 	// logTo, if set, receives every node's log, each line tagged
 	// node=<index in tn.nodes>.
 	logTo io.Writer
@@ -86,7 +90,7 @@ func newTestNet(t testing.TB, spec netSpec) *testNet {
 	}
 	tn.pki = m
 	t.Cleanup(tn.close)
-	tn.logTo = spec.logTo
+	tn.logTo, tn.noFsync = spec.logTo, spec.noFsync
 	for i := range spec.mixes {
 		tn.add(config.RoleMix, i%spec.layers+1, spec.tweak)
 	}
@@ -125,7 +129,9 @@ func (tn *testNet) add(role string, layer int, tweak func(*config.Config)) *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := storagebadger.Open(storagebadger.DefaultConfig(dir + "/badger"))
+	scfg := storagebadger.DefaultConfig(dir + "/badger")
+	scfg.SyncWrites = !tn.noFsync
+	st, err := storagebadger.Open(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}

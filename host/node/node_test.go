@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/sphinx"
 )
@@ -210,4 +212,51 @@ func TestNextEpochKeyIsAccepted(t *testing.T) {
 	waitFor(t, 10*time.Second, "delivery of a next-epoch packet", func() bool {
 		return len(fetchAll(t, pn.store, mailbox)) == 1
 	})
+}
+
+// TestAddedDelayIsMeasuredPerForwardedPacket: every packet a node forwards
+// is observed once in sotto_added_delay_seconds, with the NodeDelay it
+// asked for taken off (a 40 ms hold does not show as 40 ms of added delay).
+func TestAddedDelayIsMeasuredPerForwardedPacket(t *testing.T) {
+	tn := newTestNet(t, netSpec{mixes: 2, providers: 1, layers: 2, mu: 20})
+	er := tn.route()
+	p := er.providers[0]
+	pn := tn.nodeByID(p.id)
+	g := pn.n.geo
+	payload, _ := clientproto.PackForward(g, nil, nil)
+	const n = 20
+	for i := range n {
+		delay := time.Duration(0)
+		if i%4 != 0 { // three in four held, the others sent on at once
+			delay = 40 * time.Millisecond
+		}
+		pkt, err := sphinx.NewPacket(rand.Reader, g, tn.forwardPath(p, p, delay, &sphinx.Recipient{ID: clientproto.DropRecipient}), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pn.n.Inject(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "every packet to reach its provider", func() bool {
+		return value(t, pn.n.m.drop[dropDecoy]) == n
+	})
+	// The gateway and both mixes forwarded each packet once.
+	for _, h := range []*hop{p, er.layers[0][0], er.layers[1][0]} {
+		node := tn.nodeByID(h.id).n
+		var m dto.Metric
+		waitFor(t, 5*time.Second, "the forwarded packets to be observed", func() bool {
+			if err := node.m.added.Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			return m.GetHistogram().GetSampleCount() >= n
+		})
+		hh := m.GetHistogram()
+		if c, f := hh.GetSampleCount(), value(t, node.m.outForward); c != n || f != n {
+			t.Errorf("layer %d: %d observations, %v forwarded; want %d of each", h.layer, c, f, n)
+		}
+		if mean := hh.GetSampleSum() / float64(hh.GetSampleCount()); mean < 0 || mean >= 0.015 {
+			t.Errorf("layer %d: mean added delay %v s; want in [0, 15 ms) with the 40 ms holds (30 ms a packet on average) taken off", h.layer, mean)
+		}
+	}
 }

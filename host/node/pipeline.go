@@ -420,11 +420,19 @@ func (n *Node) commitTags(e epoch.Epoch, tags []interfaces.ReplayTag, group []*p
 		}
 		return
 	}
+	now := time.Now()
 	for i, q := range group {
 		if resp.Seen[i] {
 			n.m.replayHits.Inc()
 			n.logLimited("replay", "replayed packet dropped", "epoch", e)
 			n.drop(q, dropReplay)
+			continue
+		}
+		if !q.recv.Add(q.delay).After(now) {
+			// Its delay is over already (a NodeDelay shorter than the
+			// commit): the scheduler would release it at once, so
+			// release it here and spare it that hand-off.
+			n.release(q)
 			continue
 		}
 		n.schedule(q)
@@ -445,7 +453,8 @@ func (n *Node) schedule(p *packet) {
 }
 
 // release is the scheduler's callback: the packet's delay is over. It runs
-// on the scheduler's goroutine and must not block.
+// on the scheduler's goroutine, or on a committer's for a packet whose
+// delay ended during its commit, and must not block.
 func (n *Node) release(p *packet) {
 	if p.next {
 		n.forward(p, &p.nextID, p.epoch)
