@@ -85,7 +85,7 @@ func benchPipeline(b *testing.B, noFsync bool) {
 	bn.logStages(b)
 	b.Logf("GOMAXPROCS %d, packet %d B, fsync %v: mix %.0f pkts/s, bare Unwrap %.0f pkts/s, share %.2f; at %.0f pkts/s added delay end to end p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets), in the mix p50 ≤ %.0f µs p99 ≤ %.0f µs p99.9 ≤ %.0f µs; one bare hop p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs",
 		runtime.GOMAXPROCS(0), bn.g.PacketLength, !noFsync, pps, bare, share, pps/2, lat.p50, lat.p99, lat.p999, lat.max, lat.n, lat.node.p50, lat.node.p99, lat.node.p999, hop.p50, hop.p99, hop.p999, hop.max)
-	b.Logf("during the latency run the test process used %.2f cores; Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs", lat.cores, lat.sched99, lat.sched999)
+	b.Logf("during the latency run the test process used %.2f cores and its threads were preempted by the kernel %.0f times a second; Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs", lat.cores, lat.preempt, lat.sched99, lat.sched999)
 }
 
 // BenchmarkNodeDelayedLatency is BenchmarkNodePipeline's latency run with a
@@ -103,8 +103,8 @@ func BenchmarkNodeDelayedLatency(b *testing.B) {
 	}
 	lat.report(b, "")
 	bn.logStages(b)
-	b.Logf("NodeDelay 5 ms at 5000 pkts/s: added delay end to end p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets), in the mix p50 ≤ %.0f µs p99 ≤ %.0f µs p99.9 ≤ %.0f µs; the test process used %.2f cores, Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs",
-		lat.p50, lat.p99, lat.p999, lat.max, lat.n, lat.node.p50, lat.node.p99, lat.node.p999, lat.cores, lat.sched99, lat.sched999)
+	b.Logf("NodeDelay 5 ms at 5000 pkts/s: added delay end to end p50 %.0f µs p99 %.0f µs p99.9 %.0f µs max %.0f µs (%d packets), in the mix p50 ≤ %.0f µs p99 ≤ %.0f µs p99.9 ≤ %.0f µs; the test process used %.2f cores and was preempted %.0f times a second, Go scheduling latency p99 ≤ %.0f µs, p99.9 ≤ %.0f µs",
+		lat.p50, lat.p99, lat.p999, lat.max, lat.n, lat.node.p50, lat.node.p99, lat.node.p999, lat.cores, lat.preempt, lat.sched99, lat.sched999)
 }
 
 // logStages logs the mix's own histograms of its stages over the whole
@@ -132,6 +132,8 @@ type latencies struct {
 	// runnable goroutines waited for a P; runtime/metrics), p99 and p99.9
 	// in µs.
 	cores, sched99, sched999 float64
+	// preempt is the process's involuntary context switches per second.
+	preempt float64
 }
 
 func (l latencies) report(b *testing.B, prefix string) {
@@ -233,6 +235,7 @@ func (bn *benchNet) pacedLatency(b *testing.B, key *sphinx.PrivateKey, rate floa
 	q := func(p float64) float64 { return us[min(len(us)-1, int(p*float64(len(us))))] }
 	l := latencies{n: n, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: us[len(us)-1]}
 	l.cores, l.sched99, l.sched999 = run1.since(run0)
+	l.preempt = run1.preemptions(run0)
 	if key != nil {
 		l.node.p50, l.node.p99, l.node.p999 = after.quantile(before, 0.5), after.quantile(before, 0.99), after.quantile(before, 0.999)
 	}
@@ -354,6 +357,9 @@ type runSample struct {
 	at    time.Time
 	cpu   time.Duration
 	sched *rtm.Float64Histogram
+	// nivcsw is the process's involuntary context switches: its threads
+	// taken off a core by the kernel while they could still run.
+	nivcsw int64
 }
 
 func readRun() runSample {
@@ -361,7 +367,13 @@ func readRun() runSample {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	ss := []rtm.Sample{{Name: "/sched/latencies:seconds"}}
 	rtm.Read(ss)
-	return runSample{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sched: ss[0].Value.Float64Histogram()}
+	return runSample{at: time.Now(), cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), sched: ss[0].Value.Float64Histogram(), nivcsw: ru.Nivcsw}
+}
+
+// preemptions is the process's involuntary context switches per second
+// between r0 and r.
+func (r runSample) preemptions(r0 runSample) float64 {
+	return float64(r.nivcsw-r0.nivcsw) / r.at.Sub(r0.at).Seconds()
 }
 
 // since returns the cores used between r0 and r, and the p99 and p99.9 of
