@@ -557,7 +557,7 @@ func TestALateProviderIsFoundInAFreshDocument(t *testing.T) {
 		has := func() bool {
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			_, ok := a.docs[e].byID[net.provs[1]]
+			_, ok := a.docs[e].topo.Node(net.provs[1])
 			return ok
 		}
 		if has() {
@@ -590,7 +590,7 @@ func TestALateProviderIsFoundInAFreshDocument(t *testing.T) {
 		inView := func() bool {
 			a.mu.Lock()
 			defer a.mu.Unlock()
-			_, ok := a.docs[e].byID[net.layers[0][0]]
+			_, ok := a.docs[e].topo.Node(net.layers[0][0])
 			return ok
 		}
 		if inView() {

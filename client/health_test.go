@@ -5,25 +5,32 @@ import (
 	"time"
 )
 
-// When every mix of a layer is a suspect, paths prefer the mixes whose
-// losses a success has since interrupted: a dead mix's run of losses only
-// grows, so it is the one left out.
-func TestAllSuspectLayerPrefersTheShortestLossStreak(t *testing.T) {
-	c := &Client{health: map[[32]byte]*mixHealth{}}
-	dead, honest := node{id: [32]byte{1}}, node{id: [32]byte{2}}
+// What loops and ACKs report becomes the health path choice reads
+// (topology.Mixes): when loops through two mixes are lost together but
+// successes keep interrupting one mix's run of losses, the other (a dead
+// mix's run only grows) has the longer streak, and both are suspects.
+func TestHealthReportsSuspectsAndLossStreaks(t *testing.T) {
+	c := &Client{health: map[[32]byte]*mixHealth{}, cfg: Config{SuspectFor: time.Minute}}
+	dead, honest := [32]byte{1}, [32]byte{2}
 	now := time.Unix(1000, 0)
 	for i := range 5 {
 		at := now.Add(time.Duration(i) * time.Second)
-		c.markLost([][32]byte{dead.id, honest.id}, at, true) // loops through both are lost
-		c.markOK([][32]byte{honest.id}, at.Add(-time.Millisecond))
+		c.markLost([][32]byte{dead, honest}, at, true) // loops through both are lost
+		c.markOK([][32]byte{honest}, at.Add(-time.Millisecond))
 	}
-	c.markLost([][32]byte{honest.id}, now.Add(10*time.Second), true)
-	got := c.leastLost([]node{dead, honest})
-	if len(got) != 1 || got[0].id != honest.id {
-		t.Fatalf("leastLost = %v, want only the mix whose losses successes interrupted", got)
+	c.markLost([][32]byte{honest}, now.Add(10*time.Second), true)
+	h := clientHealth{c, now.Add(11 * time.Second)}
+	if !h.Suspect(dead) || !h.Suspect(honest) {
+		t.Fatal("mixes on lost loops are not suspects")
 	}
-	if all := c.leastLost([]node{{id: [32]byte{7}}, {id: [32]byte{8}}}); len(all) != 2 {
-		t.Fatalf("mixes never seen: leastLost = %d of 2", len(all))
+	if d, o := h.LostStreak(dead), h.LostStreak(honest); d <= o {
+		t.Fatalf("streaks: dead %d, honest %d; want the dead mix's longer", d, o)
+	}
+	if h.LostStreak([32]byte{7}) != 0 || h.Suspect([32]byte{7}) {
+		t.Fatal("a mix never seen has a record")
+	}
+	if later := (clientHealth{c, now.Add(11*time.Second + time.Minute)}); later.Suspect(dead) {
+		t.Fatal("a suspect stays one past SuspectFor")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/cover"
 	"github.com/sottonet/sotto/core/sphinx"
+	"github.com/sottonet/sotto/core/topology"
 )
 
 // slotPacket is what one send slot sends.
@@ -83,20 +84,32 @@ func (c *Client) requeueFront(f *outFragment) {
 	c.queue = append([]*outFragment{f}, c.queue...)
 }
 
-func (c *Client) pathHop(v *view, e uint64, n node, cmds ...sphinx.Command) (sphinx.PathHop, error) {
+func (c *Client) pathHop(v *view, e uint64, n *topology.Node, cmds ...sphinx.Command) (sphinx.PathHop, error) {
+	if n == nil {
+		return sphinx.PathHop{}, fmt.Errorf("%w: a hop is not in the document of epoch %d", ErrUnknownProvider, v.doc.Epoch)
+	}
 	k, err := v.key(n, e)
 	if err != nil {
 		return sphinx.PathHop{}, err
 	}
-	return sphinx.PathHop{ID: n.id, PublicKey: k, Commands: cmds}, nil
+	return sphinx.PathHop{ID: n.ID, PublicKey: k, Commands: cmds}, nil
+}
+
+// gateway is the client's own provider in v (newView checked it is there).
+func (c *Client) gateway(v *view) *topology.Node {
+	n, _ := v.provider(c.cfg.ProviderID)
+	return n
 }
 
 // buildForward makes a forward packet: own provider (gateway) → one mix
 // per layer → dest, where Recipient(recipient) names the mailbox.
-func (c *Client) buildForward(v *view, e uint64, dest node, recipient clientproto.MailboxID, surb, body []byte, avoid bool, now time.Time) ([]byte, [][32]byte, error) {
-	mixes := c.pickMixes(v, avoid, now)
+func (c *Client) buildForward(v *view, e uint64, dest *topology.Node, recipient clientproto.MailboxID, surb, body []byte, avoid bool, now time.Time) ([]byte, [][32]byte, error) {
+	mixes, err := c.pickMixes(v, avoid, now)
+	if err != nil {
+		return nil, nil, err
+	}
 	path := make([]sphinx.PathHop, 0, len(mixes)+2)
-	gw, err := c.pathHop(v, e, v.byID[c.cfg.ProviderID], c.nodeDelay(v))
+	gw, err := c.pathHop(v, e, c.gateway(v), c.nodeDelay(v))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,7 +121,7 @@ func (c *Client) buildForward(v *view, e uint64, dest node, recipient clientprot
 			return nil, nil, err
 		}
 		path = append(path, h)
-		ids = append(ids, m.id)
+		ids = append(ids, m.ID)
 	}
 	last, err := c.pathHop(v, e, dest, &sphinx.Recipient{ID: recipient})
 	if err != nil {
@@ -129,7 +142,10 @@ func (c *Client) buildForward(v *view, e uint64, dest node, recipient clientprot
 // makeSURB makes a SURB over one mix per layer to the client's own
 // provider, whose final commands are final (a SURBReply first).
 func (c *Client) makeSURB(v *view, e uint64, avoid bool, now time.Time, final ...sphinx.Command) (surb, keys []byte, mixes [][32]byte, err error) {
-	ms := c.pickMixes(v, avoid, now)
+	ms, err := c.pickMixes(v, avoid, now)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	path := make([]sphinx.PathHop, 0, len(ms)+1)
 	for _, m := range ms {
 		h, err := c.pathHop(v, e, m, c.nodeDelay(v))
@@ -137,9 +153,9 @@ func (c *Client) makeSURB(v *view, e uint64, avoid bool, now time.Time, final ..
 			return nil, nil, nil, err
 		}
 		path = append(path, h)
-		mixes = append(mixes, m.id)
+		mixes = append(mixes, m.ID)
 	}
-	h, err := c.pathHop(v, e, v.byID[c.cfg.ProviderID], final...)
+	h, err := c.pathHop(v, e, c.gateway(v), final...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -192,7 +208,7 @@ func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time)
 		f.surb = nil
 		return first, pkt, nil
 	}
-	dest, ok := v.byID[m.to.Provider]
+	dest, ok := v.provider(m.to.Provider)
 	if !ok {
 		return [32]byte{}, nil, fmt.Errorf("%w: %x", ErrUnknownProvider, m.to.Provider[:8])
 	}
@@ -264,7 +280,7 @@ func (c *Client) buildLoop(v *view, e uint64, now time.Time) ([32]byte, []byte, 
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
-	pkt, fwdMixes, err := c.buildForward(v, e, v.byID[c.cfg.ProviderID], c.ownMailbox, surb, body, false, now)
+	pkt, fwdMixes, err := c.buildForward(v, e, c.gateway(v), c.ownMailbox, surb, body, false, now)
 	if err != nil {
 		clear(keys)
 		return [32]byte{}, nil, err
@@ -278,7 +294,10 @@ func (c *Client) buildLoop(v *view, e uint64, now time.Time) ([32]byte, []byte, 
 }
 
 func (c *Client) buildDrop(v *view, e uint64, now time.Time) ([32]byte, []byte, error) {
-	dest := v.providers[c.rnd.IntN(len(v.providers))]
+	dest, err := v.topo.Provider(c.rnd)
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
 	body := make([]byte, v.geo.UserForwardPayloadLength)
 	if _, err := io.ReadFull(c.entropy, body); err != nil {
 		return [32]byte{}, nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
@@ -13,23 +12,17 @@ import (
 	"github.com/sottonet/sotto/core/mix"
 	"github.com/sottonet/sotto/core/pkidoc"
 	"github.com/sottonet/sotto/core/sphinx"
+	"github.com/sottonet/sotto/core/topology"
 )
 
 // view is one verified PKI document with what the client derives from it.
 type view struct {
-	doc       *pkidoc.Document
-	geo       *sphinx.Geometry
-	layers    [][]node
-	providers []node
-	byID      map[[32]byte]node
-	rates     cover.Rates
-	keys      map[keyRef]*sphinx.PublicKey // filled lazily, under Client.mu
-	fetched   time.Time                    // when the provider sent it
-}
-
-type node struct {
-	id   [32]byte
-	desc *pkidoc.Descriptor
+	doc     *pkidoc.Document
+	topo    *topology.Topology
+	geo     *sphinx.Geometry // topo.Geometry
+	rates   cover.Rates
+	keys    map[keyRef]*sphinx.PublicKey // filled lazily, under Client.mu
+	fetched time.Time                    // when the provider sent it
 }
 
 type keyRef struct {
@@ -45,70 +38,44 @@ func newView(doc *pkidoc.Document, network string, provider [32]byte) (*view, er
 	if network != "" && doc.Network != network {
 		return nil, fmt.Errorf("client: document for network %q, want %q", doc.Network, network)
 	}
-	if p.Layers > p.Hops {
-		return nil, fmt.Errorf("client: %d layers do not fit %d mix hops", p.Layers, p.Hops)
-	}
-	g, err := sphinx.NewGeometry(int(p.PayloadLen), int(p.Hops)+2, true)
+	topo, err := topology.New(doc)
 	if err != nil {
-		return nil, fmt.Errorf("client: document geometry: %w", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	if g.UserForwardPayloadLength < minBody {
-		return nil, fmt.Errorf("client: payload of %d bytes is below the client's minimum %d", g.UserForwardPayloadLength, minBody)
+	if err := topo.Complete(); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if topo.Geometry.UserForwardPayloadLength < minBody {
+		return nil, fmt.Errorf("client: payload of %d bytes is below the client's minimum %d", topo.Geometry.UserForwardPayloadLength, minBody)
 	}
 	rates := cover.Rates{Payload: p.LambdaP, Loop: p.LambdaL, Drop: p.LambdaD}
 	if err := rates.Validate(); err != nil {
 		return nil, fmt.Errorf("client: document rates: %w", err)
 	}
-	v := &view{doc: doc, geo: g, rates: rates, byID: map[[32]byte]node{}, keys: map[keyRef]*sphinx.PublicKey{}}
-	mk := func(sd *pkidoc.SignedDescriptor) (node, error) {
-		d := &sd.Descriptor
-		if len(d.Identity) != 32 {
-			return node{}, fmt.Errorf("client: identity of %d bytes", len(d.Identity))
-		}
-		n := node{id: [32]byte(d.Identity), desc: d}
-		v.byID[n.id] = n
-		return n, nil
-	}
-	for i, layer := range doc.Layers() {
-		if len(layer) == 0 {
-			return nil, fmt.Errorf("client: layer %d of epoch %d has no mixes", i, doc.Epoch)
-		}
-		var ns []node
-		for _, sd := range layer {
-			n, err := mk(sd)
-			if err != nil {
-				return nil, err
-			}
-			ns = append(ns, n)
-		}
-		v.layers = append(v.layers, ns)
-	}
-	for _, sd := range doc.Providers() {
-		n, err := mk(sd)
-		if err != nil {
-			return nil, err
-		}
-		v.providers = append(v.providers, n)
-	}
-	if !slices.ContainsFunc(v.providers, func(n node) bool { return n.id == provider }) {
+	if n, ok := topo.Node(provider); !ok || n.Role != pkidoc.RoleProvider {
 		return nil, fmt.Errorf("%w: own provider %x is not a provider of the document of epoch %d", ErrUnknownProvider, provider[:8], doc.Epoch)
 	}
-	return v, nil
+	return &view{doc: doc, topo: topo, geo: topo.Geometry, rates: rates, keys: map[keyRef]*sphinx.PublicKey{}}, nil
+}
+
+// provider returns the provider with Sphinx ID id, if the view has one.
+func (v *view) provider(id [32]byte) (*topology.Node, bool) {
+	n, ok := v.topo.Node(id)
+	return n, ok && n.Role == pkidoc.RoleProvider
 }
 
 // key returns n's Sphinx key for epoch e, parsed once per view.
-func (v *view) key(n node, e uint64) (*sphinx.PublicKey, error) {
-	ref := keyRef{n.id, e}
+func (v *view) key(n *topology.Node, e uint64) (*sphinx.PublicKey, error) {
+	ref := keyRef{n.ID, e}
 	if k, ok := v.keys[ref]; ok {
 		return k, nil
 	}
-	raw, ok := n.desc.SphinxKey(e)
-	if !ok {
-		return nil, fmt.Errorf("%w: node %x has no key for epoch %d", ErrNotReady, n.id[:8], e)
+	if _, ok := n.Desc.SphinxKey(e); !ok {
+		return nil, fmt.Errorf("%w: node %x has no key for epoch %d", ErrNotReady, n.ID[:8], e)
 	}
-	k, err := sphinx.NewPublicKey(raw[:])
+	k, err := n.SphinxKey(e)
 	if err != nil {
-		return nil, fmt.Errorf("client: node %x: %w", n.id[:8], err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	v.keys[ref] = k
 	return k, nil
@@ -228,55 +195,36 @@ func (c *Client) routeView(now time.Time) (*view, uint64, error) {
 }
 
 // pickMixes draws one mix per layer uniformly. With avoid set it leaves out
-// suspects (mixes on recently lost loops) in every layer that has others.
-func (c *Client) pickMixes(v *view, avoid bool, now time.Time) []node {
-	out := make([]node, len(v.layers))
-	for i, layer := range v.layers {
-		cands := layer
-		if avoid {
-			var ok []node
-			for _, n := range layer {
-				if !c.suspect(n.id, now) {
-					ok = append(ok, n)
-				}
-			}
-			if len(ok) == 0 {
-				// Every mix of the layer is a suspect (a lost loop marks
-				// every mix on it): prefer those with the shortest run of
-				// losses since their last success.
-				ok = c.leastLost(layer)
-			}
-			cands = ok
-		}
-		out[i] = cands[c.rnd.IntN(len(cands))]
+// suspects (mixes on recently lost loops) in every layer that has others
+// (topology.Topology.Mixes says how).
+func (c *Client) pickMixes(v *view, avoid bool, now time.Time) ([]*topology.Node, error) {
+	var h topology.Health
+	if avoid {
+		h = clientHealth{c, now}
 	}
-	return out
+	return v.topo.Mixes(c.rnd, h)
 }
 
-// leastLost returns the mixes of layer with the fewest losses since their
-// last success.
-func (c *Client) leastLost(layer []node) []node {
-	var out []node
-	best := -1
-	for _, n := range layer {
-		streak := 0
-		if h, ok := c.health[n.id]; ok {
-			streak = h.lostStreak
-		}
-		switch {
-		case best < 0 || streak < best:
-			best, out = streak, append(out[:0], n)
-		case streak == best:
-			out = append(out, n)
-		}
+// clientHealth is what the client's loops and ACKs say about mixes, as of
+// now (under Client.mu).
+type clientHealth struct {
+	c   *Client
+	now time.Time
+}
+
+func (h clientHealth) Suspect(id [32]byte) bool { return h.c.suspect(id, h.now) }
+
+func (h clientHealth) LostStreak(id [32]byte) int {
+	if mh, ok := h.c.health[id]; ok {
+		return mh.lostStreak
 	}
-	return out
+	return 0
 }
 
 // delayCap bounds one hop's delay so that a packet's whole path fits into
 // its key's grace period, and so that timeouts stay finite.
 func (c *Client) delayCap(v *view) time.Duration {
-	hops := len(v.layers) + 1
+	hops := len(v.topo.Layers) + 1
 	capd := time.Duration(0)
 	if mu := v.doc.Params.Mu; mu > 0 {
 		capd = time.Duration(10 / mu * float64(time.Second))
@@ -303,7 +251,7 @@ func (c *Client) nodeDelay(v *view) *sphinx.NodeDelay {
 // Exp(μ): mean k/μ, deviation √k/μ; four deviations above the mean), plus
 // two fetch intervals and two seconds for links and processing.
 func (c *Client) timeouts(v *view) (ack, loopBody, loopAck time.Duration) {
-	L := len(v.layers)
+	L := len(v.topo.Layers)
 	mu := v.doc.Params.Mu
 	slack := 2*c.cfg.FetchInterval + 2*time.Second
 	q := func(k int) time.Duration {

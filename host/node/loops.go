@@ -67,17 +67,14 @@ func (l *loops) run(ctx context.Context) {
 // send builds and sends one loop over the current document.
 func (l *loops) send(er *epochRoutes) error {
 	n := l.n
-	var path []*hop
-	nl := len(er.layers)
-	for i := er.selfLayer + 1; i < nl; i++ {
-		path = append(path, l.pick(er.layers[i]))
+	nodes, err := er.topo.MixLoop(l.r, n.id)
+	if err != nil {
+		return errNoLoopPath
 	}
-	path = append(path, l.pick(er.providers))
-	for i := 0; i < er.selfLayer; i++ {
-		path = append(path, l.pick(er.layers[i]))
+	path := make([]*hop, len(nodes))
+	for i, tn := range nodes {
+		path[i] = er.byID[tn.ID]
 	}
-	self := er.byID[n.id]
-	path = append(path, self)
 	var id [32]byte
 	if _, err := io.ReadFull(n.rand, id[:]); err != nil {
 		return err
@@ -125,13 +122,6 @@ type loopError string
 func (e loopError) Error() string { return string(e) }
 
 const errNoLoopPath = loopError("node: the document has no complete loop path")
-
-func (l *loops) pick(hs []*hop) *hop {
-	if len(hs) == 0 {
-		return nil
-	}
-	return hs[l.r.IntN(len(hs))]
-}
 
 // returned reports whether id is one of this mix's loops, and counts it.
 func (l *loops) returned(id [32]byte) bool {

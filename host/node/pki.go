@@ -15,10 +15,12 @@ import (
 
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/core/sphinx"
+	"github.com/sottonet/sotto/core/topology"
 	"github.com/sottonet/sotto/interfaces"
 )
 
-// hop is one node of a document, as the node routes to it.
+// hop is one node of a document, as the node routes to it: the topology's
+// view of it, and where to reach it.
 type hop struct {
 	id    [32]byte
 	peer  peer.ID
@@ -32,12 +34,13 @@ type hop struct {
 type epochRoutes struct {
 	epoch     epoch.Epoch
 	doc       *interfaces.Document
+	topo      *topology.Topology
 	raw       []byte // canonical encoding, served to clients
 	hash      [32]byte
 	byID      map[[32]byte]*hop
-	layers    [][]*hop
-	providers []*hop
-	selfLayer int // -1 unless this node is a mix of the document
+	layers    [][]*hop // topo.Layers, as hops
+	providers []*hop   // topo.Providers, as hops
+	selfLayer int      // -1 unless this node is a mix of the document
 	params    interfaces.NetworkParams
 }
 
@@ -67,37 +70,14 @@ func (rt *routeTable) lookup(id [32]byte, e epoch.Epoch) *hop {
 }
 
 // stratified reports whether a packet may go from node self to node id in
-// the document of epoch e (or the current one): the topology is stratified,
-// so a provider sends only to layer-0 mixes, a mix of layer L only to mixes
-// of layer L+1, and a mix of the last layer only to providers. Clients'
-// paths, SURBs and mix loops all follow it; a packet that does not is one
-// whose sender wants to skip layers.
+// the document of epoch e, or in the current one if that one lacks either
+// (topology.Topology.Stratified says what the order is).
 func (rt *routeTable) stratified(self, id [32]byte, e epoch.Epoch) bool {
 	er := rt.epochs[e]
 	if er == nil || er.byID[self] == nil || er.byID[id] == nil {
 		er = rt.epochs[rt.current]
 	}
-	if er == nil {
-		return false
-	}
-	me, h := er.byID[self], er.byID[id]
-	if me == nil || h == nil {
-		return false
-	}
-	switch {
-	case me.role == interfaces.RoleProvider:
-		return h.role == interfaces.RoleMix && h.layer == 0
-	case me.layer == len(er.layers)-1:
-		return h.role == interfaces.RoleProvider
-	default:
-		return h.role == interfaces.RoleMix && h.layer == me.layer+1
-	}
-}
-
-// geometryOf derives a network's Sphinx geometry from its parameters: the
-// path is the gateway provider, Hops mixes, and the destination provider.
-func geometryOf(p *interfaces.NetworkParams) (*sphinx.Geometry, error) {
-	return sphinx.NewGeometry(int(p.PayloadLen), int(p.Hops)+2, true)
+	return er != nil && er.topo.Stratified(self, id)
 }
 
 func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, error) {
@@ -109,16 +89,18 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 	if err != nil {
 		return nil, err
 	}
-	er := &epochRoutes{epoch: doc.Epoch, doc: doc, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, selfLayer: -1, params: doc.Params}
-	mk := func(sd *interfaces.SignedDescriptor, layer int) (*hop, error) {
-		d := &sd.Descriptor
-		pid, err := peer.IDFromBytes(d.PeerID)
+	topo, err := topology.New(doc)
+	if err != nil {
+		return nil, err
+	}
+	er := &epochRoutes{epoch: doc.Epoch, doc: doc, topo: topo, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, selfLayer: -1, params: doc.Params}
+	mk := func(tn *topology.Node) (*hop, error) {
+		pid, err := peer.IDFromBytes(tn.Desc.PeerID)
 		if err != nil {
-			return nil, fmt.Errorf("node %x: peer ID: %w", d.Identity[:8], err)
+			return nil, fmt.Errorf("node %x: peer ID: %w", tn.ID[:8], err)
 		}
-		h := &hop{peer: pid, role: d.Role, layer: layer, desc: d}
-		copy(h.id[:], d.Identity)
-		for _, a := range d.Addrs {
+		h := &hop{id: tn.ID, peer: pid, role: tn.Role, layer: tn.Layer, desc: tn.Desc}
+		for _, a := range tn.Desc.Addrs {
 			if m, err := ma.NewMultiaddrBytes(a); err == nil {
 				h.addrs = append(h.addrs, m)
 			}
@@ -126,10 +108,10 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 		er.byID[h.id] = h
 		return h, nil
 	}
-	for i, layer := range doc.Layers() {
-		var hs []*hop
-		for _, sd := range layer {
-			h, err := mk(sd, i)
+	for i, layer := range topo.Layers {
+		hs := make([]*hop, 0, len(layer))
+		for _, tn := range layer {
+			h, err := mk(tn)
 			if err != nil {
 				return nil, err
 			}
@@ -140,8 +122,8 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 		}
 		er.layers = append(er.layers, hs)
 	}
-	for _, sd := range doc.Providers() {
-		h, err := mk(sd, -1)
+	for _, tn := range topo.Providers {
+		h, err := mk(tn)
 		if err != nil {
 			return nil, err
 		}
@@ -446,9 +428,9 @@ func (n *Node) acceptDocument(doc *interfaces.Document, rt *routeTable) (*epochR
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("node: document for epoch %d: %w", doc.Epoch, err)
 	}
-	g, err := geometryOf(&doc.Params)
+	g, err := topology.Geometry(&doc.Params)
 	if err != nil {
-		return nil, fmt.Errorf("node: document for epoch %d: geometry: %w", doc.Epoch, err)
+		return nil, fmt.Errorf("node: document for epoch %d: %w", doc.Epoch, err)
 	}
 	if rt.geo == nil {
 		rt.geo = g
