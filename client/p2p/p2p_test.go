@@ -15,16 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
 	"github.com/sottonet/sotto/core/clientproto"
-	"github.com/sottonet/sotto/host/config"
-	"github.com/sottonet/sotto/host/link"
 )
 
 // Conns must stop their hosts and readers when closed.
@@ -50,14 +54,23 @@ func (f *fakeProvider) setOn(on func(int32, *clientproto.Request) (*clientproto.
 
 func startFake(t *testing.T, on func(int32, *clientproto.Request) (*clientproto.Response, bool)) *fakeProvider {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Role = config.RoleProvider
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"}
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := link.NewHost(&cfg, key)
+	// A bare libp2p host with a provider's transports: this package is
+	// tested against the wire format alone, without the node's link code.
+	h, err := libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/ws"),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Transport(websocket.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,76 +1,225 @@
 package deptest
 
 import (
-	"os/exec"
+	"encoding/json"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
-const module = "github.com/sottonet/sotto"
+// root is the module's root, two folders up.
+const root = "../.."
 
-func TestDependencyRules(t *testing.T) {
-	for _, rule := range []struct {
-		pkgs      string
-		forbidden []string
-	}{
-		{"./interfaces/...", []string{module + "/host"}},
-		{"./core/...", []string{"google.golang.org/grpc", "github.com/hashicorp/go-plugin", module + "/host"}},
-		{"./client/...", []string{"github.com/hashicorp/go-plugin", "github.com/dgraph-io/badger"}},
-		{"./examples/...", []string{module + "/host"}},
-	} {
-		t.Run(rule.pkgs+" avoids "+strings.Join(rule.forbidden, ", "), func(t *testing.T) {
-			deps := listDeps(t, rule.pkgs)
-			if deps == nil {
-				t.Skipf("%s has no packages yet", rule.pkgs)
-			}
-			for pkg, imports := range deps {
-				for _, dep := range imports {
-					for _, bad := range rule.forbidden {
-						if dep == bad || strings.HasPrefix(dep, bad+"/") {
-							t.Errorf("%s depends on %s", pkg, dep)
-						}
-					}
+var graphs sync.Map // platform → map[string][]string
+
+// treeGraph is the dependency graph of the whole tree on a platform,
+// loaded once per test binary.
+func treeGraph(t *testing.T, platform string) map[string][]string {
+	t.Helper()
+	if g, ok := graphs.Load(platform); ok {
+		return g.(map[string][]string)
+	}
+	g, err := Graph(t.Context(), root, platform, "", "./...")
+	if err != nil {
+		t.Fatal(err)
+	}
+	graphs.Store(platform, g)
+	return g
+}
+
+func TestRulesHoldOnTheTree(t *testing.T) {
+	for _, rule := range Rules {
+		t.Run(rule.String(), func(t *testing.T) {
+			g := treeGraph(t, rule.Platform())
+			covered := 0
+			for pkg := range g {
+				if _, ok := unit(pkg, rule.From); ok {
+					covered++
 				}
+			}
+			if covered == 0 {
+				t.Fatalf("no package of the tree is under %s: the rule checks nothing", rule.From)
+			}
+			for _, v := range Check(rule, g) {
+				t.Error(v)
 			}
 		})
 	}
 }
 
-// listDeps maps each package matching pattern to its transitive imports
-// (test files excluded: tests may use anything). nil: no such packages.
-func listDeps(t *testing.T, pattern string) map[string][]string {
-	t.Helper()
-	cmd := exec.Command("go", "list", "-e", "-f", "{{.ImportPath}} {{join .Deps \" \"}}", pattern)
-	cmd.Dir = "../.."
-	out, err := cmd.Output()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok && strings.Contains(string(ee.Stderr), "matched no packages") {
-			return nil
+// The rules would pass vacuously if the graph missed imports: it must see
+// a production import (interfaces → go-plugin) and an import made only by
+// a test file, and fold test variants into their package.
+func TestGraphSeesProductionAndTestImports(t *testing.T) {
+	g := treeGraph(t, "")
+	if !slices.Contains(g[Module+"/interfaces"], "github.com/hashicorp/go-plugin") {
+		t.Fatalf("graph of interfaces misses go-plugin: %v", g[Module+"/interfaces"])
+	}
+	for pkg := range g {
+		if strings.ContainsAny(pkg, " []") || strings.HasSuffix(pkg, ".test") || strings.HasSuffix(pkg, "_test") {
+			t.Fatalf("test variant %q not folded into its package", pkg)
 		}
-		t.Fatalf("go list %s: %v", pattern, err)
 	}
-	deps := map[string][]string{}
-	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], module) {
-			continue
-		}
-		deps[f[0]] = f[1:]
+	// This package's tests import encoding/json; its production files do not.
+	if !slices.Contains(g[Module+"/internal/deptest"], "encoding/json") {
+		t.Fatal("an import made only by a test file is not in the graph")
 	}
-	if len(deps) == 0 {
-		return nil
-	}
-	return deps
 }
 
-// The rules above would pass vacuously if listDeps saw no imports.
-func TestListDepsSeesImports(t *testing.T) {
-	deps := listDeps(t, "./interfaces")
-	found := false
-	for _, d := range deps[module+"/interfaces"] {
-		found = found || d == "github.com/hashicorp/go-plugin"
+// Check itself, on graphs written by hand: each rule flags an edge it
+// forbids and lets through what it allows.
+func TestCheckOnHandWrittenGraphs(t *testing.T) {
+	m := func(p string) string { return Module + "/" + p }
+	for _, tc := range []struct {
+		name  string
+		rule  Rule
+		graph map[string][]string
+		want  int
+	}{
+		{"core importing the host", Rules[0], map[string][]string{m("core/sphinx"): {m("host/node/x")}}, 1},
+		{"core importing grpc below its root", Rules[0], map[string][]string{m("core/mix"): {"google.golang.org/grpc/codes"}}, 1},
+		{"core importing core", Rules[0], map[string][]string{m("core/mix"): {m("core/sphinx")}}, 0},
+		{"a name that only starts like a forbidden one", Rules[0], map[string][]string{m("core/clientproto"): {m("clientx")}}, 0},
+		{"a plugin importing its own packages", Rules[2], map[string][]string{m("plugins/pki-gossip/cmd/pki-gossip"): {m("plugins/pki-gossip")}}, 0},
+		{"a plugin importing another", Rules[2], map[string][]string{m("plugins/pki-static"): {m("plugins/storage-badger")}}, 1},
+		{"an example importing a plugin", Rules[3], map[string][]string{m("examples/messaging-ratchet/cmd"): {m("plugins/storage-badger")}}, 1},
+		{"the client importing libp2p natively", Rules[4], map[string][]string{m("client/p2p"): {"github.com/libp2p/go-libp2p"}}, 0},
+		{"the client importing libp2p in the browser", Rules[5], map[string][]string{m("client"): {"github.com/libp2p/go-libp2p/core"}}, 1},
+		{"packages outside the rule", Rules[1], map[string][]string{m("host/node"): {m("plugins/x")}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Check(tc.rule, tc.graph); len(got) != tc.want {
+				t.Fatalf("Check = %v, want %d violations", got, tc.want)
+			}
+		})
 	}
-	if !found {
-		t.Fatalf("listDeps(./interfaces) = %v, missing go-plugin", deps)
+}
+
+// A test of the test: for every rule and every entry it forbids, a file
+// importing that entry is planted (through go list's overlay, the tree is
+// not touched) in a package the rule covers, and the rule must catch it.
+// Plants alternate between a production file and a test file, so both are
+// seen to count.
+func TestEveryRuleCatchesAPlantedViolation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plants one file per forbidden entry and lists the tree each time")
 	}
+	dir, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := treeGraph(t, "")
+	n := 0
+	for _, rule := range Rules {
+		from := pick(native, rule.From, "")
+		if from == "" {
+			t.Fatalf("%s: no package under %s to plant in", rule, rule.From)
+		}
+		for _, f := range rule.Forbid {
+			target := pick(native, f, from)
+			if target == "" {
+				t.Fatalf("%s: no package under %s to import", rule, f)
+			}
+			asTest := n%2 == 1
+			n++
+			t.Run(fmt.Sprintf("%s imports %s (test file %v)", from, target, asTest), func(t *testing.T) {
+				t.Parallel()
+				overlay := plant(t, dir, from, target, asTest)
+				g, err := Graph(t.Context(), dir, rule.Platform(), overlay, "./"+strings.TrimPrefix(from, Module+"/"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				found := false
+				for _, v := range Check(rule, g) {
+					found = found || (v.Pkg == from && v.Dep == target)
+				}
+				if !found {
+					t.Fatalf("%s: a planted import of %s in %s went unnoticed", rule, target, from)
+				}
+			})
+		}
+	}
+}
+
+// pick returns an importable package of the graph (or a dependency of
+// one) under pattern, outside the unit of not: the shortest such path, so
+// the choice is stable.
+func pick(g map[string][]string, pattern, not string) string {
+	set := map[string]bool{}
+	for pkg, deps := range g {
+		set[pkg] = true
+		for _, d := range deps {
+			set[d] = true
+		}
+	}
+	cands := slices.Collect(maps.Keys(set))
+	slices.SortFunc(cands, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return strings.Compare(a, b)
+	})
+	notUnit, _ := unit(not, pattern)
+	for _, c := range cands {
+		u, ok := unit(c, pattern)
+		if !ok || (not != "" && u == notUnit) || strings.Contains(c, "/internal/") || strings.Contains(c, "/cmd/") {
+			continue
+		}
+		return c
+	}
+	return ""
+}
+
+// packageName reads the package clause of a non-test file in dir.
+func packageName(dir string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.PackageClauseOnly)
+		if err != nil {
+			return "", err
+		}
+		return af.Name.Name, nil
+	}
+	return "", fmt.Errorf("no Go file in %s", dir)
+}
+
+// plant writes an overlay that adds to package pkg a file importing dep.
+func plant(t *testing.T, dir, pkg, dep string, asTest bool) string {
+	t.Helper()
+	pkgDir := filepath.Join(dir, strings.TrimPrefix(pkg, Module+"/"))
+	name := "zz_planted.go"
+	if asTest {
+		name = "zz_planted_test.go"
+	}
+	pkgName, err := packageName(pkgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), name)
+	body := fmt.Sprintf("package %s\n\nimport _ %q\n", pkgName, dep)
+	if err := os.WriteFile(src, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ov, err := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(pkgDir, name): src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "overlay.json")
+	if err := os.WriteFile(path, ov, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -3,14 +3,13 @@ package pkigossip_test
 import (
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
-	"github.com/sottonet/sotto/host/plugin"
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/pkitest"
+	"github.com/sottonet/sotto/interfaces/plugintest"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 )
 
@@ -20,10 +19,7 @@ func TestConformanceAsAPluginProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the plugin binary")
 	}
-	bin := filepath.Join(t.TempDir(), "pki-gossip")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sottonet/sotto/plugins/pki-gossip/cmd/pki-gossip").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := plugintest.Build(t, "github.com/sottonet/sotto/plugins/pki-gossip/cmd/pki-gossip")
 	genesis := time.Now().Truncate(time.Second)
 	pkitest.Run(t, func(t *testing.T) *pkitest.Harness {
 		cfg := pkigossip.Config{
@@ -35,12 +31,8 @@ func TestConformanceAsAPluginProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := plugin.Start(t.Context(), plugin.Config{Kind: "pki", Path: bin, RawConfig: raw}, plugin.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
+		pki := plugintest.Process(t, interfaces.PKIKind, exec.Command(bin), raw).(interfaces.PKI)
 		clock, _ := epoch.New(genesis, time.Minute, 0)
-		return &pkitest.Harness{PKI: p.PKI(), Network: "testnet", Epoch: clock.Now() + 1, Accepts: true, Settle: 5 * time.Second}
+		return &pkitest.Harness{PKI: pki, Network: "testnet", Epoch: clock.Now() + 1, Accepts: true, Settle: 5 * time.Second}
 	})
 }

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sottonet/sotto/host/plugin"
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/pkitest"
+	"github.com/sottonet/sotto/interfaces/plugintest"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 )
 
@@ -25,10 +25,7 @@ func TestConformanceAsAPluginProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the plugin binary")
 	}
-	bin := filepath.Join(t.TempDir(), "pki-static")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sottonet/sotto/plugins/pki-static/cmd/pki-static").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := plugintest.Build(t, "github.com/sottonet/sotto/plugins/pki-static/cmd/pki-static")
 	pkitest.Run(t, func(t *testing.T) *pkitest.Harness {
 		dir := t.TempDir()
 		seed := sha256.Sum256([]byte("process operator"))
@@ -51,11 +48,7 @@ func TestConformanceAsAPluginProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		raw, _ := json.Marshal(pkistatic.Config{OperatorKey: hex.EncodeToString(key.Public().(ed25519.PublicKey)), Dir: dir, Network: "testnet"})
-		p, err := plugin.Start(t.Context(), plugin.Config{Kind: "pki", Path: bin, RawConfig: raw}, plugin.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { p.Close() })
-		return &pkitest.Harness{PKI: p.PKI(), Network: "testnet", Epoch: 11, Known: doc.Nodes}
+		pki := plugintest.Process(t, interfaces.PKIKind, exec.Command(bin), raw).(interfaces.PKI)
+		return &pkitest.Harness{PKI: pki, Network: "testnet", Epoch: 11, Known: doc.Nodes}
 	})
 }
