@@ -2,28 +2,10 @@ package sphinx
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sottonet/sotto/internal/vectors"
 )
-
-// vectorsDir is the shared Katzenpost vectors, relative to this package.
-const vectorsDir = "../../../shared/vectors/katzenpost"
-
-func readVectorFile(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("vector file %s is absent (the shared directory is not next to the repository); skipping", name)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func unhex(t testing.TB, s string) []byte {
 	t.Helper()
@@ -42,9 +24,7 @@ func TestCommandVectors(t *testing.T) {
 		NodeDelay                             uint32
 		NodeDelayCmdWant                      string
 	}
-	if err := json.Unmarshal(readVectorFile(t, filepath.Join(vectorsDir, "sphinx_commands_vectors.json")), &c); err != nil {
-		t.Fatal(err)
-	}
+	vectors.Load(t, vectors.Path(t, "katzenpost/sphinx_commands_vectors.json"), &c)
 	{
 		var nh NextNodeHop
 		copy(nh.ID[:], unhex(t, c.NextHopID))

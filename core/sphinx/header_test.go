@@ -3,14 +3,13 @@ package sphinx
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/sottonet/sotto/core/sphinx/internal/aesctr"
+	"github.com/sottonet/sotto/internal/vectors"
 
 	"filippo.io/edwards25519"
 )
@@ -184,9 +183,7 @@ type vectorEntry struct {
 // (α, routing info, MAC, commands); TestVectors checks whole packets.
 func TestHeaderVectors(t *testing.T) {
 	var entries []vectorEntry
-	if err := json.Unmarshal(readVectorFile(t, filepath.Join(vectorsDir, "sphinx_forward_vectors.json")), &entries); err != nil {
-		t.Fatal(err)
-	}
+	vectors.Load(t, vectors.Path(t, "katzenpost/sphinx_forward_vectors.json"), &entries)
 	for idx, e := range entries {
 		pkt := unhex(t, e.Packets[0])
 		g, err := NewGeometry(len(unhex(t, e.Payload)), 5, false)

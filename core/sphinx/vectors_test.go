@@ -3,31 +3,22 @@ package sphinx
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sottonet/sotto/internal/vectors"
 )
 
 // TestVectors reproduces Katzenpost's Sphinx vectors byte for byte at every
-// hop. SOTTO_SPHINX_VECTORS names another file of the same format.
+// hop. SOTTO_SPHINX_VECTORS names another file of the same format, which
+// must exist.
 func TestVectors(t *testing.T) {
-	name := os.Getenv("SOTTO_SPHINX_VECTORS")
-	if name == "" {
-		name = filepath.Join(vectorsDir, "sphinx_forward_vectors.json")
-	}
-	runVectorFile(t, name)
+	runVectorFile(t, vectors.Named(t, "SOTTO_SPHINX_VECTORS", "katzenpost/sphinx_forward_vectors.json"))
 }
 
 func runVectorFile(t *testing.T, name string) {
 	t.Helper()
 	var entries []vectorEntry
-	if err := json.Unmarshal(readVectorFile(t, name), &entries); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	if len(entries) == 0 {
-		t.Fatalf("%s holds no entries", name)
-	}
+	vectors.Load(t, name, &entries) // fails on an empty list
 	for i, e := range entries {
 		checkVectorEntry(t, i, e)
 	}

@@ -3,27 +3,16 @@ package aez
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/sottonet/sotto/internal/vectors"
 )
 
-// The published vectors live outside the repository, in the team's shared tree.
-const vectorDir = "../../../../../shared/vectors/aez"
-
+// The published vectors live outside the repository, in the team's shared tree
+// (../shared/vectors/aez); see internal/vectors for when a missing file skips.
 func loadVectors(t *testing.T, name string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(vectorDir, name))
-	if os.IsNotExist(err) {
-		t.Skipf("../shared is missing (%s not found); AEZ vectors not checked", name)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	vectors.Load(t, vectors.Path(t, "aez/"+name), v)
 }
 
 func unhex(t *testing.T, s string) []byte {
