@@ -72,8 +72,8 @@ var (
 )
 
 func init() {
-	RegisterError("payment_required", ErrPaymentRequired, codes.PermissionDenied)
-	RegisterError("double_spend", ErrDoubleSpend, codes.AlreadyExists)
+	registerError("payment_required", ErrPaymentRequired, codes.PermissionDenied)
+	registerError("double_spend", ErrDoubleSpend, codes.AlreadyExists)
 }
 
 // MaxCredentialLen bounds a credential or issuance message.

@@ -1,6 +1,6 @@
 package interfaces
 
-//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative accounting/v1/accounting.proto"
+//go:generate protoc --proto_path=proto --go_out=internal/proto --go_opt=paths=source_relative --go-grpc_out=internal/proto --go-grpc_opt=paths=source_relative proto/accounting/v1/accounting.proto
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	accountingv1 "github.com/sottonet/sotto/interfaces/proto/accounting/v1"
+	accountingv1 "github.com/sottonet/sotto/interfaces/internal/proto/accounting/v1"
 )
 
 // AccountingKind is the Accounting plugin kind, protocol sotto.accounting.v1.
 // It follows the pattern described at StorageKind.
-var AccountingKind = RegisterKind("accounting", 1, func(h *Holder) plugin.Plugin { return &accountingGRPCPlugin{holder: h} })
+var AccountingKind = registerKind("accounting", 1, newAccountingGRPCPlugin)
 
 // AccountingPlugin is what an accounting plugin's main passes to Serve.
 func AccountingPlugin(factory func(ctx context.Context, rawConfig []byte) (Accounting, error)) Plugin {
@@ -29,33 +29,35 @@ func AccountingPlugin(factory func(ctx context.Context, rawConfig []byte) (Accou
 
 type accountingGRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	holder *Holder
+	holder *implHolder
 }
 
+func newAccountingGRPCPlugin(h *implHolder) plugin.Plugin { return &accountingGRPCPlugin{holder: h} }
+
 func (p *accountingGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	accountingv1.RegisterAccountingServer(s, &AccountingGRPCServer{holder: p.holder})
+	accountingv1.RegisterAccountingServer(s, &accountingGRPCServer{holder: p.holder})
 	return nil
 }
 
 func (p *accountingGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return NewAccountingGRPCClient(cc), nil
+	return newAccountingGRPCClient(cc), nil
 }
 
-// AccountingGRPCClient implements Accounting (and Configurer) by calling a
+// accountingGRPCClient implements Accounting (and Configurer) by calling a
 // plugin's sotto.accounting.v1 service.
-type AccountingGRPCClient struct {
+type accountingGRPCClient struct {
 	configureClient
 	c accountingv1.AccountingClient
 }
 
-var _ Accounting = (*AccountingGRPCClient)(nil)
+var _ Accounting = (*accountingGRPCClient)(nil)
 
-// NewAccountingGRPCClient returns a client over an established connection.
-func NewAccountingGRPCClient(cc *grpc.ClientConn) *AccountingGRPCClient {
-	return &AccountingGRPCClient{configureClient: newConfigureClient(AccountingKind, cc), c: accountingv1.NewAccountingClient(cc)}
+// newAccountingGRPCClient returns a client over an established connection.
+func newAccountingGRPCClient(cc *grpc.ClientConn) *accountingGRPCClient {
+	return &accountingGRPCClient{configureClient: newConfigureClient(AccountingKind, cc), c: accountingv1.NewAccountingClient(cc)}
 }
 
-func (c *AccountingGRPCClient) Info(ctx context.Context, req *AccountingInfoRequest) (*AccountingInfoResponse, error) {
+func (c *accountingGRPCClient) Info(ctx context.Context, req *AccountingInfoRequest) (*AccountingInfoResponse, error) {
 	out, err := c.c.Info(ctx, &accountingv1.InfoRequest{Epoch: req.Epoch})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -63,7 +65,7 @@ func (c *AccountingGRPCClient) Info(ctx context.Context, req *AccountingInfoRequ
 	return &AccountingInfoResponse{Scheme: out.GetScheme(), Params: out.GetParams()}, nil
 }
 
-func (c *AccountingGRPCClient) Issue(ctx context.Context, req *IssueRequest) (*IssueResponse, error) {
+func (c *accountingGRPCClient) Issue(ctx context.Context, req *IssueRequest) (*IssueResponse, error) {
 	out, err := c.c.Issue(ctx, &accountingv1.IssueRequest{Epoch: req.Epoch, Request: req.Request})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -71,7 +73,7 @@ func (c *AccountingGRPCClient) Issue(ctx context.Context, req *IssueRequest) (*I
 	return &IssueResponse{Response: out.GetResponse()}, nil
 }
 
-func (c *AccountingGRPCClient) Redeem(ctx context.Context, req *RedeemRequest) (*RedeemResponse, error) {
+func (c *accountingGRPCClient) Redeem(ctx context.Context, req *RedeemRequest) (*RedeemResponse, error) {
 	out, err := c.c.Redeem(ctx, &accountingv1.RedeemRequest{Epoch: req.Epoch, Gateway: req.Gateway[:], Credential: req.Credential, Packets: req.Packets})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -82,7 +84,7 @@ func (c *AccountingGRPCClient) Redeem(ctx context.Context, req *RedeemRequest) (
 	return &RedeemResponse{Granted: out.GetGranted(), Receipt: out.GetReceipt()}, nil
 }
 
-func (c *AccountingGRPCClient) RecordWork(ctx context.Context, req *RecordWorkRequest) (*RecordWorkResponse, error) {
+func (c *accountingGRPCClient) RecordWork(ctx context.Context, req *RecordWorkRequest) (*RecordWorkResponse, error) {
 	in := &accountingv1.RecordWorkRequest{Epoch: req.Epoch, BatchId: req.BatchID, Records: make([]*accountingv1.WorkRecord, len(req.Records))}
 	for i, r := range req.Records {
 		in.Records[i] = &accountingv1.WorkRecord{Node: r.Node[:], Kind: uint32(r.Kind), Packets: r.Packets}
@@ -93,7 +95,7 @@ func (c *AccountingGRPCClient) RecordWork(ctx context.Context, req *RecordWorkRe
 	return &RecordWorkResponse{}, nil
 }
 
-func (c *AccountingGRPCClient) Earnings(ctx context.Context, req *EarningsRequest) (*EarningsResponse, error) {
+func (c *accountingGRPCClient) Earnings(ctx context.Context, req *EarningsRequest) (*EarningsResponse, error) {
 	out, err := c.c.Earnings(ctx, &accountingv1.EarningsRequest{Epoch: req.Epoch})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -118,15 +120,15 @@ func nodeFromWire(b []byte) (NodeID, error) {
 	return id, nil
 }
 
-// AccountingGRPCServer serves sotto.accounting.v1 by calling a configured
+// accountingGRPCServer serves sotto.accounting.v1 by calling a configured
 // Accounting, refusing malformed wire values with ErrInvalidArgument.
-type AccountingGRPCServer struct {
+type accountingGRPCServer struct {
 	accountingv1.UnimplementedAccountingServer
-	holder *Holder
+	holder *implHolder
 }
 
-func (s *AccountingGRPCServer) impl() (Accounting, error) {
-	v, err := s.holder.Get()
+func (s *accountingGRPCServer) impl() (Accounting, error) {
+	v, err := s.holder.get()
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -137,7 +139,7 @@ func (s *AccountingGRPCServer) impl() (Accounting, error) {
 	return a, nil
 }
 
-func (s *AccountingGRPCServer) Info(ctx context.Context, in *accountingv1.InfoRequest) (*accountingv1.InfoResponse, error) {
+func (s *accountingGRPCServer) Info(ctx context.Context, in *accountingv1.InfoRequest) (*accountingv1.InfoResponse, error) {
 	a, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -149,7 +151,7 @@ func (s *AccountingGRPCServer) Info(ctx context.Context, in *accountingv1.InfoRe
 	return &accountingv1.InfoResponse{Scheme: out.Scheme, Params: out.Params}, nil
 }
 
-func (s *AccountingGRPCServer) Issue(ctx context.Context, in *accountingv1.IssueRequest) (*accountingv1.IssueResponse, error) {
+func (s *accountingGRPCServer) Issue(ctx context.Context, in *accountingv1.IssueRequest) (*accountingv1.IssueResponse, error) {
 	a, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func (s *AccountingGRPCServer) Issue(ctx context.Context, in *accountingv1.Issue
 	return &accountingv1.IssueResponse{Response: out.Response}, nil
 }
 
-func (s *AccountingGRPCServer) Redeem(ctx context.Context, in *accountingv1.RedeemRequest) (*accountingv1.RedeemResponse, error) {
+func (s *accountingGRPCServer) Redeem(ctx context.Context, in *accountingv1.RedeemRequest) (*accountingv1.RedeemResponse, error) {
 	a, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -177,7 +179,7 @@ func (s *AccountingGRPCServer) Redeem(ctx context.Context, in *accountingv1.Rede
 	return &accountingv1.RedeemResponse{Granted: out.Granted, Receipt: out.Receipt}, nil
 }
 
-func (s *AccountingGRPCServer) RecordWork(ctx context.Context, in *accountingv1.RecordWorkRequest) (*accountingv1.RecordWorkResponse, error) {
+func (s *accountingGRPCServer) RecordWork(ctx context.Context, in *accountingv1.RecordWorkRequest) (*accountingv1.RecordWorkResponse, error) {
 	a, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -199,7 +201,7 @@ func (s *AccountingGRPCServer) RecordWork(ctx context.Context, in *accountingv1.
 	return &accountingv1.RecordWorkResponse{}, nil
 }
 
-func (s *AccountingGRPCServer) Earnings(ctx context.Context, in *accountingv1.EarningsRequest) (*accountingv1.EarningsResponse, error) {
+func (s *accountingGRPCServer) Earnings(ctx context.Context, in *accountingv1.EarningsRequest) (*accountingv1.EarningsResponse, error) {
 	a, err := s.impl()
 	if err != nil {
 		return nil, err

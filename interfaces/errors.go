@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sottonet/sotto/core/pkidoc"
-	pluginv1 "github.com/sottonet/sotto/interfaces/proto/plugin/v1"
+	pluginv1 "github.com/sottonet/sotto/interfaces/internal/proto/plugin/v1"
 )
 
 // Sentinel errors shared by every plugin kind. They survive the gRPC
@@ -41,17 +41,17 @@ var (
 )
 
 func init() {
-	RegisterError("invalid_argument", ErrInvalidArgument, codes.InvalidArgument)
-	RegisterError("not_found", ErrNotFound, codes.NotFound)
-	RegisterError("unavailable", ErrUnavailable, codes.Unavailable)
+	registerError("invalid_argument", ErrInvalidArgument, codes.InvalidArgument)
+	registerError("not_found", ErrNotFound, codes.NotFound)
+	registerError("unavailable", ErrUnavailable, codes.Unavailable)
 }
 
-// RegisterError makes a sentinel error survive the gRPC boundary: a plugin
+// registerError makes a sentinel error survive the gRPC boundary: a plugin
 // error wrapping err travels with code and the sentinel's name, and the
 // host's error then satisfies errors.Is(hostErr, err). A kind registers its
 // own sentinels (ErrEquivocation, ErrDoubleSpend...) from an init function.
 // Names are part of the wire contract: never rename one.
-func RegisterError(name string, err error, code codes.Code) {
+func registerError(name string, err error, code codes.Code) {
 	sentinelsMu.Lock()
 	defer sentinelsMu.Unlock()
 	for _, s := range sentinels {

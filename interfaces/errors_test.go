@@ -12,7 +12,7 @@ import (
 
 var errTestSpecific = fmt.Errorf("test specific: %w", ErrInvalidArgument)
 
-func init() { RegisterError("test_specific", errTestSpecific, codes.FailedPrecondition) }
+func init() { registerError("test_specific", errTestSpecific, codes.FailedPrecondition) }
 
 func TestSentinelsSurviveTheWire(t *testing.T) {
 	for _, tc := range []struct {

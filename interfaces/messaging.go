@@ -71,8 +71,8 @@ var (
 )
 
 func init() {
-	RegisterError("decrypt", ErrDecrypt, codes.PermissionDenied)
-	RegisterError("replay", ErrReplay, codes.AlreadyExists)
+	registerError("decrypt", ErrDecrypt, codes.PermissionDenied)
+	registerError("replay", ErrReplay, codes.AlreadyExists)
 }
 
 type ContactCardRequest struct{}

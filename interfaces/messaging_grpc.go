@@ -1,6 +1,6 @@
 package interfaces
 
-//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative messaging/v1/messaging.proto"
+//go:generate protoc --proto_path=proto --go_out=internal/proto --go_opt=paths=source_relative --go-grpc_out=internal/proto --go-grpc_opt=paths=source_relative proto/messaging/v1/messaging.proto
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	messagingv1 "github.com/sottonet/sotto/interfaces/proto/messaging/v1"
+	messagingv1 "github.com/sottonet/sotto/interfaces/internal/proto/messaging/v1"
 )
 
 // MessagingKind is the Messaging plugin kind, protocol sotto.messaging.v1.
 // It follows the pattern described at StorageKind.
-var MessagingKind = RegisterKind("messaging", 1, func(h *Holder) plugin.Plugin { return &messagingGRPCPlugin{holder: h} })
+var MessagingKind = registerKind("messaging", 1, newMessagingGRPCPlugin)
 
 // MessagingPlugin is what a messaging plugin's main passes to Serve.
 func MessagingPlugin(factory func(ctx context.Context, rawConfig []byte) (Messaging, error)) Plugin {
@@ -29,30 +29,32 @@ func MessagingPlugin(factory func(ctx context.Context, rawConfig []byte) (Messag
 
 type messagingGRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	holder *Holder
+	holder *implHolder
 }
 
+func newMessagingGRPCPlugin(h *implHolder) plugin.Plugin { return &messagingGRPCPlugin{holder: h} }
+
 func (p *messagingGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	messagingv1.RegisterMessagingServer(s, &MessagingGRPCServer{holder: p.holder})
+	messagingv1.RegisterMessagingServer(s, &messagingGRPCServer{holder: p.holder})
 	return nil
 }
 
 func (p *messagingGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return NewMessagingGRPCClient(cc), nil
+	return newMessagingGRPCClient(cc), nil
 }
 
-// MessagingGRPCClient implements Messaging (and Configurer) by calling a
+// messagingGRPCClient implements Messaging (and Configurer) by calling a
 // plugin's sotto.messaging.v1 service.
-type MessagingGRPCClient struct {
+type messagingGRPCClient struct {
 	configureClient
 	c messagingv1.MessagingClient
 }
 
-var _ Messaging = (*MessagingGRPCClient)(nil)
+var _ Messaging = (*messagingGRPCClient)(nil)
 
-// NewMessagingGRPCClient returns a client over an established connection.
-func NewMessagingGRPCClient(cc *grpc.ClientConn) *MessagingGRPCClient {
-	return &MessagingGRPCClient{configureClient: newConfigureClient(MessagingKind, cc), c: messagingv1.NewMessagingClient(cc)}
+// newMessagingGRPCClient returns a client over an established connection.
+func newMessagingGRPCClient(cc *grpc.ClientConn) *messagingGRPCClient {
+	return &messagingGRPCClient{configureClient: newConfigureClient(MessagingKind, cc), c: messagingv1.NewMessagingClient(cc)}
 }
 
 func sessionFromWire(b []byte) (SessionID, error) {
@@ -64,7 +66,7 @@ func sessionFromWire(b []byte) (SessionID, error) {
 	return id, nil
 }
 
-func (c *MessagingGRPCClient) ContactCard(ctx context.Context, _ *ContactCardRequest) (*ContactCardResponse, error) {
+func (c *messagingGRPCClient) ContactCard(ctx context.Context, _ *ContactCardRequest) (*ContactCardResponse, error) {
 	out, err := c.c.ContactCard(ctx, &messagingv1.ContactCardRequest{})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -72,7 +74,7 @@ func (c *MessagingGRPCClient) ContactCard(ctx context.Context, _ *ContactCardReq
 	return &ContactCardResponse{Card: out.GetCard(), Identity: out.GetIdentity()}, nil
 }
 
-func (c *MessagingGRPCClient) StartSession(ctx context.Context, req *StartSessionRequest) (*StartSessionResponse, error) {
+func (c *messagingGRPCClient) StartSession(ctx context.Context, req *StartSessionRequest) (*StartSessionResponse, error) {
 	out, err := c.c.StartSession(ctx, &messagingv1.StartSessionRequest{PeerCard: req.PeerCard, Replace: req.Replace})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -84,7 +86,7 @@ func (c *MessagingGRPCClient) StartSession(ctx context.Context, req *StartSessio
 	return &StartSessionResponse{Session: id, Existing: out.GetExisting()}, nil
 }
 
-func (c *MessagingGRPCClient) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptResponse, error) {
+func (c *messagingGRPCClient) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptResponse, error) {
 	out, err := c.c.Encrypt(ctx, &messagingv1.EncryptRequest{Session: req.Session[:], Body: req.Body})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -92,7 +94,7 @@ func (c *MessagingGRPCClient) Encrypt(ctx context.Context, req *EncryptRequest) 
 	return &EncryptResponse{Ciphertext: out.GetCiphertext()}, nil
 }
 
-func (c *MessagingGRPCClient) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptResponse, error) {
+func (c *messagingGRPCClient) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptResponse, error) {
 	out, err := c.c.Decrypt(ctx, &messagingv1.DecryptRequest{Ciphertext: req.Ciphertext})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -108,22 +110,22 @@ func (c *MessagingGRPCClient) Decrypt(ctx context.Context, req *DecryptRequest) 
 	return &DecryptResponse{Session: id, PeerIdentity: out.GetPeerIdentity(), Body: body, Created: out.GetCreated()}, nil
 }
 
-func (c *MessagingGRPCClient) EndSession(ctx context.Context, req *EndSessionRequest) (*EndSessionResponse, error) {
+func (c *messagingGRPCClient) EndSession(ctx context.Context, req *EndSessionRequest) (*EndSessionResponse, error) {
 	if _, err := c.c.EndSession(ctx, &messagingv1.EndSessionRequest{Session: req.Session[:]}); err != nil {
 		return nil, fromStatus(err)
 	}
 	return &EndSessionResponse{}, nil
 }
 
-// MessagingGRPCServer serves sotto.messaging.v1 by calling a configured
+// messagingGRPCServer serves sotto.messaging.v1 by calling a configured
 // Messaging, refusing malformed wire values with ErrInvalidArgument.
-type MessagingGRPCServer struct {
+type messagingGRPCServer struct {
 	messagingv1.UnimplementedMessagingServer
-	holder *Holder
+	holder *implHolder
 }
 
-func (s *MessagingGRPCServer) impl() (Messaging, error) {
-	v, err := s.holder.Get()
+func (s *messagingGRPCServer) impl() (Messaging, error) {
+	v, err := s.holder.get()
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -134,7 +136,7 @@ func (s *MessagingGRPCServer) impl() (Messaging, error) {
 	return m, nil
 }
 
-func (s *MessagingGRPCServer) ContactCard(ctx context.Context, _ *messagingv1.ContactCardRequest) (*messagingv1.ContactCardResponse, error) {
+func (s *messagingGRPCServer) ContactCard(ctx context.Context, _ *messagingv1.ContactCardRequest) (*messagingv1.ContactCardResponse, error) {
 	m, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -146,7 +148,7 @@ func (s *MessagingGRPCServer) ContactCard(ctx context.Context, _ *messagingv1.Co
 	return &messagingv1.ContactCardResponse{Card: out.Card, Identity: out.Identity}, nil
 }
 
-func (s *MessagingGRPCServer) StartSession(ctx context.Context, in *messagingv1.StartSessionRequest) (*messagingv1.StartSessionResponse, error) {
+func (s *messagingGRPCServer) StartSession(ctx context.Context, in *messagingv1.StartSessionRequest) (*messagingv1.StartSessionResponse, error) {
 	m, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -158,7 +160,7 @@ func (s *MessagingGRPCServer) StartSession(ctx context.Context, in *messagingv1.
 	return &messagingv1.StartSessionResponse{Session: out.Session[:], Existing: out.Existing}, nil
 }
 
-func (s *MessagingGRPCServer) Encrypt(ctx context.Context, in *messagingv1.EncryptRequest) (*messagingv1.EncryptResponse, error) {
+func (s *messagingGRPCServer) Encrypt(ctx context.Context, in *messagingv1.EncryptRequest) (*messagingv1.EncryptResponse, error) {
 	m, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -174,7 +176,7 @@ func (s *MessagingGRPCServer) Encrypt(ctx context.Context, in *messagingv1.Encry
 	return &messagingv1.EncryptResponse{Ciphertext: out.Ciphertext}, nil
 }
 
-func (s *MessagingGRPCServer) Decrypt(ctx context.Context, in *messagingv1.DecryptRequest) (*messagingv1.DecryptResponse, error) {
+func (s *messagingGRPCServer) Decrypt(ctx context.Context, in *messagingv1.DecryptRequest) (*messagingv1.DecryptResponse, error) {
 	m, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -186,7 +188,7 @@ func (s *MessagingGRPCServer) Decrypt(ctx context.Context, in *messagingv1.Decry
 	return &messagingv1.DecryptResponse{Session: out.Session[:], PeerIdentity: out.PeerIdentity, Body: out.Body, Created: out.Created}, nil
 }
 
-func (s *MessagingGRPCServer) EndSession(ctx context.Context, in *messagingv1.EndSessionRequest) (*messagingv1.EndSessionResponse, error) {
+func (s *messagingGRPCServer) EndSession(ctx context.Context, in *messagingv1.EndSessionRequest) (*messagingv1.EndSessionResponse, error) {
 	m, err := s.impl()
 	if err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 package interfaces
 
-//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative pki/v1/pki.proto"
+//go:generate protoc --proto_path=proto --go_out=internal/proto --go_opt=paths=source_relative --go-grpc_out=internal/proto --go-grpc_opt=paths=source_relative proto/pki/v1/pki.proto
 
 import (
 	"context"
@@ -10,19 +10,19 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
-	pkiv1 "github.com/sottonet/sotto/interfaces/proto/pki/v1"
+	pkiv1 "github.com/sottonet/sotto/interfaces/internal/proto/pki/v1"
 )
 
 // PKIKind is the PKI plugin kind, protocol sotto.pki.v1. It follows the
 // pattern of storage_grpc.go.
-var PKIKind = RegisterKind("pki", 1, func(h *Holder) plugin.Plugin { return &pkiGRPCPlugin{holder: h} })
+var PKIKind = registerKind("pki", 1, newPKIGRPCPlugin)
 
 func init() {
 	// Wire names are part of the contract: never rename one.
-	RegisterError("pki_malformed", ErrMalformed, codes.InvalidArgument)
-	RegisterError("pki_bad_signature", ErrBadSignature, codes.InvalidArgument)
-	RegisterError("pki_epoch_window", ErrEpochWindow, codes.OutOfRange)
-	RegisterError("pki_equivocation", ErrEquivocation, codes.AlreadyExists)
+	registerError("pki_malformed", ErrMalformed, codes.InvalidArgument)
+	registerError("pki_bad_signature", ErrBadSignature, codes.InvalidArgument)
+	registerError("pki_epoch_window", ErrEpochWindow, codes.OutOfRange)
+	registerError("pki_equivocation", ErrEquivocation, codes.AlreadyExists)
 }
 
 // PKIPlugin is what a PKI plugin's main passes to Serve: factory builds the
@@ -39,35 +39,37 @@ func PKIPlugin(factory func(ctx context.Context, rawConfig []byte) (PKI, error))
 
 type pkiGRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	holder *Holder
+	holder *implHolder
 }
 
+func newPKIGRPCPlugin(h *implHolder) plugin.Plugin { return &pkiGRPCPlugin{holder: h} }
+
 func (p *pkiGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	pkiv1.RegisterPKIServer(s, &PKIGRPCServer{holder: p.holder})
+	pkiv1.RegisterPKIServer(s, &pkiGRPCServer{holder: p.holder})
 	return nil
 }
 
 func (p *pkiGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return NewPKIGRPCClient(cc), nil
+	return newPKIGRPCClient(cc), nil
 }
 
-// PKIGRPCClient implements PKI (and Configurer) by calling a plugin's
+// pkiGRPCClient implements PKI (and Configurer) by calling a plugin's
 // sotto.pki.v1 service. It re-verifies everything the plugin returns
 // (descriptor signatures, document encoding; the hash is recomputed here),
 // so a buggy plugin gives errors wrapping ErrMalformedReply, never bad data.
-type PKIGRPCClient struct {
+type pkiGRPCClient struct {
 	configureClient
 	c pkiv1.PKIClient
 }
 
-var _ PKI = (*PKIGRPCClient)(nil)
+var _ PKI = (*pkiGRPCClient)(nil)
 
-// NewPKIGRPCClient returns a client over an established connection.
-func NewPKIGRPCClient(cc *grpc.ClientConn) *PKIGRPCClient {
-	return &PKIGRPCClient{configureClient: newConfigureClient(PKIKind, cc), c: pkiv1.NewPKIClient(cc)}
+// newPKIGRPCClient returns a client over an established connection.
+func newPKIGRPCClient(cc *grpc.ClientConn) *pkiGRPCClient {
+	return &pkiGRPCClient{configureClient: newConfigureClient(PKIKind, cc), c: pkiv1.NewPKIClient(cc)}
 }
 
-func (c *PKIGRPCClient) Publish(ctx context.Context, req *PublishRequest) (*PublishResponse, error) {
+func (c *pkiGRPCClient) Publish(ctx context.Context, req *PublishRequest) (*PublishResponse, error) {
 	if req == nil || req.Descriptor == nil {
 		return nil, fmt.Errorf("pki: publish: %w: no descriptor", ErrInvalidArgument)
 	}
@@ -77,7 +79,7 @@ func (c *PKIGRPCClient) Publish(ctx context.Context, req *PublishRequest) (*Publ
 	return &PublishResponse{}, nil
 }
 
-func (c *PKIGRPCClient) Document(ctx context.Context, req *DocumentRequest) (*DocumentResponse, error) {
+func (c *pkiGRPCClient) Document(ctx context.Context, req *DocumentRequest) (*DocumentResponse, error) {
 	if req == nil {
 		return nil, fmt.Errorf("pki: document: %w: nil request", ErrInvalidArgument)
 	}
@@ -99,7 +101,7 @@ func (c *PKIGRPCClient) Document(ctx context.Context, req *DocumentRequest) (*Do
 	return &DocumentResponse{Document: doc, Hash: h}, nil
 }
 
-func (c *PKIGRPCClient) Evidence(ctx context.Context, req *EvidenceRequest) (*EvidenceResponse, error) {
+func (c *pkiGRPCClient) Evidence(ctx context.Context, req *EvidenceRequest) (*EvidenceResponse, error) {
 	if req == nil {
 		return nil, fmt.Errorf("pki: evidence: %w: nil request", ErrInvalidArgument)
 	}
@@ -123,15 +125,15 @@ func (c *PKIGRPCClient) Evidence(ctx context.Context, req *EvidenceRequest) (*Ev
 	return resp, nil
 }
 
-// PKIGRPCServer serves sotto.pki.v1 by calling a configured PKI. It parses
+// pkiGRPCServer serves sotto.pki.v1 by calling a configured PKI. It parses
 // and verifies descriptors before the implementation sees them.
-type PKIGRPCServer struct {
+type pkiGRPCServer struct {
 	pkiv1.UnimplementedPKIServer
-	holder *Holder
+	holder *implHolder
 }
 
-func (s *PKIGRPCServer) impl() (PKI, error) {
-	v, err := s.holder.Get()
+func (s *pkiGRPCServer) impl() (PKI, error) {
+	v, err := s.holder.get()
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -142,7 +144,7 @@ func (s *PKIGRPCServer) impl() (PKI, error) {
 	return p, nil
 }
 
-func (s *PKIGRPCServer) Publish(ctx context.Context, in *pkiv1.PublishRequest) (*pkiv1.PublishResponse, error) {
+func (s *pkiGRPCServer) Publish(ctx context.Context, in *pkiv1.PublishRequest) (*pkiv1.PublishResponse, error) {
 	p, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -157,7 +159,7 @@ func (s *PKIGRPCServer) Publish(ctx context.Context, in *pkiv1.PublishRequest) (
 	return &pkiv1.PublishResponse{}, nil
 }
 
-func (s *PKIGRPCServer) Document(ctx context.Context, in *pkiv1.DocumentRequest) (*pkiv1.DocumentResponse, error) {
+func (s *pkiGRPCServer) Document(ctx context.Context, in *pkiv1.DocumentRequest) (*pkiv1.DocumentResponse, error) {
 	p, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -176,7 +178,7 @@ func (s *PKIGRPCServer) Document(ctx context.Context, in *pkiv1.DocumentRequest)
 	return &pkiv1.DocumentResponse{Document: enc}, nil
 }
 
-func (s *PKIGRPCServer) Evidence(ctx context.Context, in *pkiv1.EvidenceRequest) (*pkiv1.EvidenceResponse, error) {
+func (s *pkiGRPCServer) Evidence(ctx context.Context, in *pkiv1.EvidenceRequest) (*pkiv1.EvidenceResponse, error) {
 	p, err := s.impl()
 	if err != nil {
 		return nil, err

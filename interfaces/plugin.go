@@ -1,6 +1,6 @@
 package interfaces
 
-//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative plugin/v1/plugin.proto"
+//go:generate protoc --proto_path=proto --go_out=internal/proto --go_opt=paths=source_relative --go-grpc_out=internal/proto --go-grpc_opt=paths=source_relative proto/plugin/v1/plugin.proto
 
 import (
 	"context"
@@ -14,14 +14,17 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	pluginv1 "github.com/sottonet/sotto/interfaces/proto/plugin/v1"
+	pluginv1 "github.com/sottonet/sotto/interfaces/internal/proto/plugin/v1"
 )
 
 // Kind describes one plugin kind on the wire: its name, the version of its
 // gRPC protocol, and the magic cookie that tells a Sotto plugin binary that
 // a host of this kind started it. A kind registers itself from its own
-// <kind>_grpc.go (see storage_grpc.go for the pattern) with RegisterKind,
-// so adding a kind means adding files, not editing this one.
+// <kind>_grpc.go (see storage_grpc.go for the pattern) with registerKind,
+// so adding a kind means adding files, not editing this one. The kinds are
+// StorageKind, PKIKind, AccountingKind and MessagingKind; the gRPC shims
+// behind them are unexported, so they can change without breaking plugins
+// (docs/PLUGINS.md, "What the interfaces package exports, and why").
 type Kind struct {
 	// Name is the kind's short name ("storage"); it is also the name under
 	// which go-plugin dispenses it.
@@ -32,20 +35,20 @@ type Kind struct {
 	// newGRPC returns the go-plugin adapter for the kind; impl is nil on the
 	// host side and the plugin's configured implementation on the plugin
 	// side (set later, by Configure).
-	newGRPC func(h *Holder) plugin.Plugin
+	newGRPC func(h *implHolder) plugin.Plugin
 }
 
-// Holder keeps a plugin-side implementation once Configure has built it.
-// Kind shims read it on every call; before Configure it is empty and calls
-// fail with ErrUnavailable.
-type Holder struct {
+// implHolder keeps a plugin-side implementation once Configure has built
+// it. Kind shims read it on every call; before Configure it is empty and
+// calls fail with ErrUnavailable.
+type implHolder struct {
 	mu   sync.RWMutex
 	impl any
 }
 
-// Get returns the configured implementation, or an error wrapping
+// get returns the configured implementation, or an error wrapping
 // ErrUnavailable if Configure has not run yet.
-func (h *Holder) Get() (any, error) {
+func (h *implHolder) get() (any, error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.impl == nil {
@@ -54,7 +57,7 @@ func (h *Holder) Get() (any, error) {
 	return h.impl, nil
 }
 
-func (h *Holder) set(impl any) error {
+func (h *implHolder) set(impl any) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.impl != nil {
@@ -92,7 +95,7 @@ func (k *Kind) GRPCPlugin() plugin.Plugin { return k.newGRPC(nil) }
 // ServerPlugin returns the go-plugin adapter serving impl, already
 // configured. Tests and in-process wiring use it; a plugin's main uses Serve.
 func (k *Kind) ServerPlugin(impl any) plugin.Plugin {
-	h := &Holder{impl: impl}
+	h := &implHolder{impl: impl}
 	return k.newGRPC(h)
 }
 
@@ -101,9 +104,10 @@ var (
 	kinds   = map[string]*Kind{}
 )
 
-// RegisterKind makes a kind known to Serve and the host. It panics on a
-// duplicate name: that is a programming error found at init time.
-func RegisterKind(name string, version uint, newGRPC func(h *Holder) plugin.Plugin) *Kind {
+// registerKind makes a kind known to Serve and the host (LookupKind). It
+// panics on a duplicate name: that is a programming error found at init
+// time.
+func registerKind(name string, version uint, newGRPC func(h *implHolder) plugin.Plugin) *Kind {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
 	if _, dup := kinds[name]; dup {
@@ -176,7 +180,7 @@ func Serve(p Plugin) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	h := &Holder{}
+	h := &implHolder{}
 	lc := &lifecycleServer{kind: p.Kind, factory: p.Factory, holder: h}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: p.Kind.Handshake(),
@@ -193,7 +197,7 @@ func Serve(p Plugin) {
 			JSONFormat: true,
 		}),
 	})
-	if impl, err := h.Get(); err == nil {
+	if impl, err := h.get(); err == nil {
 		if c, ok := impl.(interface{ Close() error }); ok {
 			if err := c.Close(); err != nil {
 				fmt.Fprintln(os.Stderr, "sotto plugin: close:", err)
@@ -218,18 +222,11 @@ func checkHostKind(k *Kind) error {
 	return nil
 }
 
-// RegisterLifecycle registers the Lifecycle service on a gRPC server. A
-// plugin's main never needs it (Serve does it); tests that serve a kind
-// through go-plugin's test harness do.
-func RegisterLifecycle(s *grpc.Server, k *Kind, h *Holder, factory func(ctx context.Context, raw []byte) (any, error)) {
-	pluginv1.RegisterLifecycleServer(s, &lifecycleServer{kind: k, factory: factory, holder: h})
-}
-
 type lifecycleServer struct {
 	pluginv1.UnimplementedLifecycleServer
 	kind    *Kind
 	factory func(ctx context.Context, raw []byte) (any, error)
-	holder  *Holder
+	holder  *implHolder
 }
 
 func (l *lifecycleServer) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sottonet/sotto/interfaces"
-	storagev1 "github.com/sottonet/sotto/interfaces/proto/storage/v1"
+	storagev1 "github.com/sottonet/sotto/interfaces/internal/proto/storage/v1"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
 )
 

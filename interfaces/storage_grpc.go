@@ -1,6 +1,6 @@
 package interfaces
 
-//go:generate sh -c "cd proto && protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative storage/v1/storage.proto"
+//go:generate protoc --proto_path=proto --go_out=internal/proto --go_opt=paths=source_relative --go-grpc_out=internal/proto --go-grpc_opt=paths=source_relative proto/storage/v1/storage.proto
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	storagev1 "github.com/sottonet/sotto/interfaces/proto/storage/v1"
+	storagev1 "github.com/sottonet/sotto/interfaces/internal/proto/storage/v1"
 )
 
 // StorageKind is the Storage plugin kind, protocol sotto.storage.v1.
@@ -20,8 +20,10 @@ import (
 // service by calling the configured implementation and whose GRPCClient
 // returns a shim implementing the interface by calling the service, a
 // constructor for Serve (StoragePlugin), and conversions between the Go
-// types and the generated ones (which never appear in the public API).
-var StorageKind = RegisterKind("storage", 1, func(h *Holder) plugin.Plugin { return &storageGRPCPlugin{holder: h} })
+// types and the generated ones. The shims are unexported and the generated
+// code lives in interfaces/internal/proto, so neither is part of the API a
+// plugin compiles against (api_test.go fails if a generated type leaks).
+var StorageKind = registerKind("storage", 1, newStorageGRPCPlugin)
 
 // StoragePlugin is what a storage plugin's main passes to Serve: factory
 // builds the implementation from the plugin's raw config.
@@ -37,35 +39,37 @@ func StoragePlugin(factory func(ctx context.Context, rawConfig []byte) (Storage,
 
 type storageGRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
-	holder *Holder
+	holder *implHolder
 }
 
+func newStorageGRPCPlugin(h *implHolder) plugin.Plugin { return &storageGRPCPlugin{holder: h} }
+
 func (p *storageGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	storagev1.RegisterStorageServer(s, &StorageGRPCServer{holder: p.holder})
+	storagev1.RegisterStorageServer(s, &storageGRPCServer{holder: p.holder})
 	return nil
 }
 
 func (p *storageGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return NewStorageGRPCClient(cc), nil
+	return newStorageGRPCClient(cc), nil
 }
 
-// StorageGRPCClient implements Storage (and Configurer) by calling a
+// storageGRPCClient implements Storage (and Configurer) by calling a
 // plugin's sotto.storage.v1 service. Errors wrapping the plugin's sentinel
 // errors satisfy errors.Is; a dead plugin gives errors wrapping
 // ErrUnavailable.
-type StorageGRPCClient struct {
+type storageGRPCClient struct {
 	configureClient
 	c storagev1.StorageClient
 }
 
-var _ Storage = (*StorageGRPCClient)(nil)
+var _ Storage = (*storageGRPCClient)(nil)
 
-// NewStorageGRPCClient returns a client over an established connection.
-func NewStorageGRPCClient(cc *grpc.ClientConn) *StorageGRPCClient {
-	return &StorageGRPCClient{configureClient: newConfigureClient(StorageKind, cc), c: storagev1.NewStorageClient(cc)}
+// newStorageGRPCClient returns a client over an established connection.
+func newStorageGRPCClient(cc *grpc.ClientConn) *storageGRPCClient {
+	return &storageGRPCClient{configureClient: newConfigureClient(StorageKind, cc), c: storagev1.NewStorageClient(cc)}
 }
 
-func (c *StorageGRPCClient) AppendMailbox(ctx context.Context, req *AppendMailboxRequest) (*AppendMailboxResponse, error) {
+func (c *storageGRPCClient) AppendMailbox(ctx context.Context, req *AppendMailboxRequest) (*AppendMailboxResponse, error) {
 	in := &storagev1.AppendMailboxRequest{Messages: make([]*storagev1.MailboxMessage, len(req.Messages))}
 	for i, m := range req.Messages {
 		in.Messages[i] = &storagev1.MailboxMessage{Mailbox: m.Mailbox[:], Payload: m.Payload, LifetimeNs: int64(m.Lifetime)}
@@ -80,7 +84,7 @@ func (c *StorageGRPCClient) AppendMailbox(ctx context.Context, req *AppendMailbo
 	return &AppendMailboxResponse{IDs: out.GetIds()}, nil
 }
 
-func (c *StorageGRPCClient) ListMailbox(ctx context.Context, req *ListMailboxRequest) (*ListMailboxResponse, error) {
+func (c *storageGRPCClient) ListMailbox(ctx context.Context, req *ListMailboxRequest) (*ListMailboxResponse, error) {
 	out, err := c.c.ListMailbox(ctx, &storagev1.ListMailboxRequest{Mailbox: req.Mailbox[:], After: req.After, Limit: int64(req.Limit)})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -88,7 +92,7 @@ func (c *StorageGRPCClient) ListMailbox(ctx context.Context, req *ListMailboxReq
 	return &ListMailboxResponse{Entries: entriesFromProto(out.GetEntries())}, nil
 }
 
-func (c *StorageGRPCClient) FetchMailbox(ctx context.Context, req *FetchMailboxRequest) (*FetchMailboxResponse, error) {
+func (c *storageGRPCClient) FetchMailbox(ctx context.Context, req *FetchMailboxRequest) (*FetchMailboxResponse, error) {
 	out, err := c.c.FetchMailbox(ctx, &storagev1.FetchMailboxRequest{
 		Mailbox: req.Mailbox[:], After: req.After, Limit: int64(req.Limit), MaxBytes: int64(req.MaxBytes),
 	})
@@ -98,7 +102,7 @@ func (c *StorageGRPCClient) FetchMailbox(ctx context.Context, req *FetchMailboxR
 	return &FetchMailboxResponse{Entries: entriesFromProto(out.GetEntries())}, nil
 }
 
-func (c *StorageGRPCClient) AckMailbox(ctx context.Context, req *AckMailboxRequest) (*AckMailboxResponse, error) {
+func (c *storageGRPCClient) AckMailbox(ctx context.Context, req *AckMailboxRequest) (*AckMailboxResponse, error) {
 	out, err := c.c.AckMailbox(ctx, &storagev1.AckMailboxRequest{Mailbox: req.Mailbox[:], Ids: req.IDs})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -106,7 +110,7 @@ func (c *StorageGRPCClient) AckMailbox(ctx context.Context, req *AckMailboxReque
 	return &AckMailboxResponse{Deleted: int(out.GetDeleted())}, nil
 }
 
-func (c *StorageGRPCClient) InsertReplayTags(ctx context.Context, req *InsertReplayTagsRequest) (*InsertReplayTagsResponse, error) {
+func (c *storageGRPCClient) InsertReplayTags(ctx context.Context, req *InsertReplayTagsRequest) (*InsertReplayTagsResponse, error) {
 	tags := make([]byte, 0, len(req.Tags)*len(ReplayTag{}))
 	for i := range req.Tags {
 		tags = append(tags, req.Tags[i][:]...)
@@ -121,14 +125,14 @@ func (c *StorageGRPCClient) InsertReplayTags(ctx context.Context, req *InsertRep
 	return &InsertReplayTagsResponse{Seen: out.GetSeen()}, nil
 }
 
-func (c *StorageGRPCClient) DropReplayEpoch(ctx context.Context, req *DropReplayEpochRequest) (*DropReplayEpochResponse, error) {
+func (c *storageGRPCClient) DropReplayEpoch(ctx context.Context, req *DropReplayEpochRequest) (*DropReplayEpochResponse, error) {
 	if _, err := c.c.DropReplayEpoch(ctx, &storagev1.DropReplayEpochRequest{Epoch: req.Epoch}); err != nil {
 		return nil, fromStatus(err)
 	}
 	return &DropReplayEpochResponse{}, nil
 }
 
-func (c *StorageGRPCClient) KVPut(ctx context.Context, req *KVPutRequest) (*KVPutResponse, error) {
+func (c *storageGRPCClient) KVPut(ctx context.Context, req *KVPutRequest) (*KVPutResponse, error) {
 	in := &storagev1.KVPutRequest{Namespace: req.Namespace, Entries: make([]*storagev1.KVEntry, len(req.Entries))}
 	for i, e := range req.Entries {
 		in.Entries[i] = &storagev1.KVEntry{Key: e.Key, Value: e.Value, IfAbsent: e.IfAbsent, LifetimeNs: int64(e.Lifetime)}
@@ -143,7 +147,7 @@ func (c *StorageGRPCClient) KVPut(ctx context.Context, req *KVPutRequest) (*KVPu
 	return &KVPutResponse{Applied: out.GetApplied()}, nil
 }
 
-func (c *StorageGRPCClient) KVGet(ctx context.Context, req *KVGetRequest) (*KVGetResponse, error) {
+func (c *storageGRPCClient) KVGet(ctx context.Context, req *KVGetRequest) (*KVGetResponse, error) {
 	out, err := c.c.KVGet(ctx, &storagev1.KVGetRequest{Namespace: req.Namespace, Keys: req.Keys})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -162,14 +166,14 @@ func (c *StorageGRPCClient) KVGet(ctx context.Context, req *KVGetRequest) (*KVGe
 	return resp, nil
 }
 
-func (c *StorageGRPCClient) KVDelete(ctx context.Context, req *KVDeleteRequest) (*KVDeleteResponse, error) {
+func (c *storageGRPCClient) KVDelete(ctx context.Context, req *KVDeleteRequest) (*KVDeleteResponse, error) {
 	if _, err := c.c.KVDelete(ctx, &storagev1.KVDeleteRequest{Namespace: req.Namespace, Keys: req.Keys}); err != nil {
 		return nil, fromStatus(err)
 	}
 	return &KVDeleteResponse{}, nil
 }
 
-func (c *StorageGRPCClient) KVList(ctx context.Context, req *KVListRequest) (*KVListResponse, error) {
+func (c *storageGRPCClient) KVList(ctx context.Context, req *KVListRequest) (*KVListResponse, error) {
 	out, err := c.c.KVList(ctx, &storagev1.KVListRequest{Namespace: req.Namespace, Prefix: req.Prefix, After: req.After, Limit: int64(req.Limit)})
 	if err != nil {
 		return nil, fromStatus(err)
@@ -202,23 +206,23 @@ func entriesToProto(in []MailboxEntry) []*storagev1.MailboxEntry {
 	return out
 }
 
-// StorageGRPCServer serves sotto.storage.v1 by calling a configured
+// storageGRPCServer serves sotto.storage.v1 by calling a configured
 // Storage. It checks the wire's shapes (32-byte IDs, whole replay tags)
 // and answers bad ones with ErrInvalidArgument, never a panic.
-type StorageGRPCServer struct {
+type storageGRPCServer struct {
 	storagev1.UnimplementedStorageServer
-	holder *Holder
+	holder *implHolder
 }
 
-// NewStorageGRPCServer returns a server shim calling impl (Serve builds its
-// own, configured later through Lifecycle; this one is for embedding the
-// service in another gRPC server and for tests).
-func NewStorageGRPCServer(impl Storage) *StorageGRPCServer {
-	return &StorageGRPCServer{holder: &Holder{impl: impl}}
+// newStorageGRPCServer returns a server shim calling impl, already
+// configured (Serve builds its own, configured later through Lifecycle).
+// The wire fuzz test drives it directly (export_test.go).
+func newStorageGRPCServer(impl Storage) *storageGRPCServer {
+	return &storageGRPCServer{holder: &implHolder{impl: impl}}
 }
 
-func (s *StorageGRPCServer) impl() (Storage, error) {
-	v, err := s.holder.Get()
+func (s *storageGRPCServer) impl() (Storage, error) {
+	v, err := s.holder.get()
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -238,7 +242,7 @@ func mailboxFromWire(b []byte) (MailboxID, error) {
 	return id, nil
 }
 
-func (s *StorageGRPCServer) AppendMailbox(ctx context.Context, in *storagev1.AppendMailboxRequest) (*storagev1.AppendMailboxResponse, error) {
+func (s *storageGRPCServer) AppendMailbox(ctx context.Context, in *storagev1.AppendMailboxRequest) (*storagev1.AppendMailboxResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -258,7 +262,7 @@ func (s *StorageGRPCServer) AppendMailbox(ctx context.Context, in *storagev1.App
 	return &storagev1.AppendMailboxResponse{Ids: out.IDs}, nil
 }
 
-func (s *StorageGRPCServer) ListMailbox(ctx context.Context, in *storagev1.ListMailboxRequest) (*storagev1.MailboxEntries, error) {
+func (s *storageGRPCServer) ListMailbox(ctx context.Context, in *storagev1.ListMailboxRequest) (*storagev1.MailboxEntries, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -274,7 +278,7 @@ func (s *StorageGRPCServer) ListMailbox(ctx context.Context, in *storagev1.ListM
 	return &storagev1.MailboxEntries{Entries: entriesToProto(out.Entries)}, nil
 }
 
-func (s *StorageGRPCServer) FetchMailbox(ctx context.Context, in *storagev1.FetchMailboxRequest) (*storagev1.MailboxEntries, error) {
+func (s *storageGRPCServer) FetchMailbox(ctx context.Context, in *storagev1.FetchMailboxRequest) (*storagev1.MailboxEntries, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -290,7 +294,7 @@ func (s *StorageGRPCServer) FetchMailbox(ctx context.Context, in *storagev1.Fetc
 	return &storagev1.MailboxEntries{Entries: entriesToProto(out.Entries)}, nil
 }
 
-func (s *StorageGRPCServer) AckMailbox(ctx context.Context, in *storagev1.AckMailboxRequest) (*storagev1.AckMailboxResponse, error) {
+func (s *storageGRPCServer) AckMailbox(ctx context.Context, in *storagev1.AckMailboxRequest) (*storagev1.AckMailboxResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -306,7 +310,7 @@ func (s *StorageGRPCServer) AckMailbox(ctx context.Context, in *storagev1.AckMai
 	return &storagev1.AckMailboxResponse{Deleted: int64(out.Deleted)}, nil
 }
 
-func (s *StorageGRPCServer) InsertReplayTags(ctx context.Context, in *storagev1.InsertReplayTagsRequest) (*storagev1.InsertReplayTagsResponse, error) {
+func (s *storageGRPCServer) InsertReplayTags(ctx context.Context, in *storagev1.InsertReplayTagsRequest) (*storagev1.InsertReplayTagsResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -327,7 +331,7 @@ func (s *StorageGRPCServer) InsertReplayTags(ctx context.Context, in *storagev1.
 	return &storagev1.InsertReplayTagsResponse{Seen: out.Seen}, nil
 }
 
-func (s *StorageGRPCServer) DropReplayEpoch(ctx context.Context, in *storagev1.DropReplayEpochRequest) (*storagev1.DropReplayEpochResponse, error) {
+func (s *storageGRPCServer) DropReplayEpoch(ctx context.Context, in *storagev1.DropReplayEpochRequest) (*storagev1.DropReplayEpochResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -338,7 +342,7 @@ func (s *StorageGRPCServer) DropReplayEpoch(ctx context.Context, in *storagev1.D
 	return &storagev1.DropReplayEpochResponse{}, nil
 }
 
-func (s *StorageGRPCServer) KVPut(ctx context.Context, in *storagev1.KVPutRequest) (*storagev1.KVPutResponse, error) {
+func (s *storageGRPCServer) KVPut(ctx context.Context, in *storagev1.KVPutRequest) (*storagev1.KVPutResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -354,7 +358,7 @@ func (s *StorageGRPCServer) KVPut(ctx context.Context, in *storagev1.KVPutReques
 	return &storagev1.KVPutResponse{Applied: out.Applied}, nil
 }
 
-func (s *StorageGRPCServer) KVGet(ctx context.Context, in *storagev1.KVGetRequest) (*storagev1.KVGetResponse, error) {
+func (s *storageGRPCServer) KVGet(ctx context.Context, in *storagev1.KVGetRequest) (*storagev1.KVGetResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -366,7 +370,7 @@ func (s *StorageGRPCServer) KVGet(ctx context.Context, in *storagev1.KVGetReques
 	return &storagev1.KVGetResponse{Values: out.Values, Found: out.Found}, nil
 }
 
-func (s *StorageGRPCServer) KVDelete(ctx context.Context, in *storagev1.KVDeleteRequest) (*storagev1.KVDeleteResponse, error) {
+func (s *storageGRPCServer) KVDelete(ctx context.Context, in *storagev1.KVDeleteRequest) (*storagev1.KVDeleteResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err
@@ -377,7 +381,7 @@ func (s *StorageGRPCServer) KVDelete(ctx context.Context, in *storagev1.KVDelete
 	return &storagev1.KVDeleteResponse{}, nil
 }
 
-func (s *StorageGRPCServer) KVList(ctx context.Context, in *storagev1.KVListRequest) (*storagev1.KVListResponse, error) {
+func (s *storageGRPCServer) KVList(ctx context.Context, in *storagev1.KVListRequest) (*storagev1.KVListResponse, error) {
 	st, err := s.impl()
 	if err != nil {
 		return nil, err

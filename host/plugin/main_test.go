@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 
 	"github.com/sottonet/sotto/interfaces"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
@@ -24,19 +24,6 @@ import (
 // SOTTO_TEST_PLUGIN set (by the host under test re-executing it, as sotto
 // does for built-in plugins) it serves one of these instead of running tests.
 const modeEnv = "SOTTO_TEST_PLUGIN"
-
-// A second kind, registered from outside interfaces as any kind would be,
-// to check that a host refuses a binary of the wrong kind.
-var otherKind = interfaces.RegisterKind("testother", 1, func(*interfaces.Holder) goplugin.Plugin { return &emptyGRPC{} })
-
-type emptyGRPC struct {
-	goplugin.NetRPCUnsupportedPlugin
-}
-
-func (*emptyGRPC) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error { return nil }
-func (*emptyGRPC) GRPCClient(context.Context, *goplugin.GRPCBroker, *grpc.ClientConn) (any, error) {
-	return nil, nil
-}
 
 func TestMain(m *testing.M) {
 	if mode, ok := os.LookupEnv(modeEnv); ok {
@@ -128,7 +115,11 @@ func servePlugin(mode string) {
 		fmt.Println("HELLO|this is|not|a handshake")
 		time.Sleep(time.Minute) // the host must not wait for us
 	case "other-kind":
-		interfaces.Serve(interfaces.Plugin{Kind: otherKind, Factory: func(context.Context, []byte) (any, error) { return struct{}{}, nil }})
+		// Kinds are registered only inside interfaces, so the wrong kind is
+		// another real one; the host refuses it before any Configure.
+		interfaces.Serve(interfaces.AccountingPlugin(func(context.Context, []byte) (interfaces.Accounting, error) {
+			return nil, errors.New("an accounting plugin in a storage slot must never be configured")
+		}))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown test plugin mode", mode)
 		os.Exit(2)

@@ -89,7 +89,7 @@ func TestMisbehavingPluginsGiveClearErrors(t *testing.T) {
 		want       []string
 	}{
 		{"a plugin of another protocol version is refused, naming both", "version2", []string{"storage v1", "Plugin version: 2"}},
-		{"a plugin of another kind is refused, naming both", "other-kind", []string{"testother v1", `"storage"`}},
+		{"a plugin of another kind is refused, naming both", "other-kind", []string{"accounting v1", `"storage"`}},
 		{"a plugin that answers garbage to the handshake is refused", "garbage-handshake", []string{`"HELLO"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

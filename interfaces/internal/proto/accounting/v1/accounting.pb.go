@@ -717,7 +717,7 @@ const file_accounting_v1_accounting_proto_rawDesc = "" +
 	"\x06Redeem\x12\".sotto.accounting.v1.RedeemRequest\x1a#.sotto.accounting.v1.RedeemResponse\x12]\n" +
 	"\n" +
 	"RecordWork\x12&.sotto.accounting.v1.RecordWorkRequest\x1a'.sotto.accounting.v1.RecordWorkResponse\x12W\n" +
-	"\bEarnings\x12$.sotto.accounting.v1.EarningsRequest\x1a%.sotto.accounting.v1.EarningsResponseBGZEgithub.com/sottonet/sotto/interfaces/proto/accounting/v1;accountingv1b\x06proto3"
+	"\bEarnings\x12$.sotto.accounting.v1.EarningsRequest\x1a%.sotto.accounting.v1.EarningsResponseBPZNgithub.com/sottonet/sotto/interfaces/internal/proto/accounting/v1;accountingv1b\x06proto3"
 
 var (
 	file_accounting_v1_accounting_proto_rawDescOnce sync.Once

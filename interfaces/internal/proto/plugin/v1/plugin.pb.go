@@ -180,7 +180,7 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\tErrorInfo\x12\x1c\n" +
 	"\tsentinels\x18\x01 \x03(\tR\tsentinels2_\n" +
 	"\tLifecycle\x12R\n" +
-	"\tConfigure\x12!.sotto.plugin.v1.ConfigureRequest\x1a\".sotto.plugin.v1.ConfigureResponseB?Z=github.com/sottonet/sotto/interfaces/proto/plugin/v1;pluginv1b\x06proto3"
+	"\tConfigure\x12!.sotto.plugin.v1.ConfigureRequest\x1a\".sotto.plugin.v1.ConfigureResponseBHZFgithub.com/sottonet/sotto/interfaces/internal/proto/plugin/v1;pluginv1b\x06proto3"
 
 var (
 	file_plugin_v1_plugin_proto_rawDescOnce sync.Once

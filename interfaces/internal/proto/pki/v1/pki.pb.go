@@ -357,7 +357,7 @@ const file_pki_v1_pki_proto_rawDesc = "" +
 	"\x03PKI\x12F\n" +
 	"\aPublish\x12\x1c.sotto.pki.v1.PublishRequest\x1a\x1d.sotto.pki.v1.PublishResponse\x12I\n" +
 	"\bDocument\x12\x1d.sotto.pki.v1.DocumentRequest\x1a\x1e.sotto.pki.v1.DocumentResponse\x12I\n" +
-	"\bEvidence\x12\x1d.sotto.pki.v1.EvidenceRequest\x1a\x1e.sotto.pki.v1.EvidenceResponseB9Z7github.com/sottonet/sotto/interfaces/proto/pki/v1;pkiv1b\x06proto3"
+	"\bEvidence\x12\x1d.sotto.pki.v1.EvidenceRequest\x1a\x1e.sotto.pki.v1.EvidenceResponseBBZ@github.com/sottonet/sotto/interfaces/internal/proto/pki/v1;pkiv1b\x06proto3"
 
 var (
 	file_pki_v1_pki_proto_rawDescOnce sync.Once

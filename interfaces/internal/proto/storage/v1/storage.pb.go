@@ -1246,7 +1246,7 @@ const file_storage_v1_storage_proto_rawDesc = "" +
 	"\x05KVPut\x12\x1e.sotto.storage.v1.KVPutRequest\x1a\x1f.sotto.storage.v1.KVPutResponse\x12H\n" +
 	"\x05KVGet\x12\x1e.sotto.storage.v1.KVGetRequest\x1a\x1f.sotto.storage.v1.KVGetResponse\x12Q\n" +
 	"\bKVDelete\x12!.sotto.storage.v1.KVDeleteRequest\x1a\".sotto.storage.v1.KVDeleteResponse\x12K\n" +
-	"\x06KVList\x12\x1f.sotto.storage.v1.KVListRequest\x1a .sotto.storage.v1.KVListResponseBAZ?github.com/sottonet/sotto/interfaces/proto/storage/v1;storagev1b\x06proto3"
+	"\x06KVList\x12\x1f.sotto.storage.v1.KVListRequest\x1a .sotto.storage.v1.KVListResponseBJZHgithub.com/sottonet/sotto/interfaces/internal/proto/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_storage_v1_storage_proto_rawDescOnce sync.Once

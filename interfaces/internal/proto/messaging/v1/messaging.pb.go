@@ -544,7 +544,7 @@ const file_messaging_v1_messaging_proto_rawDesc = "" +
 	"\aEncrypt\x12\".sotto.messaging.v1.EncryptRequest\x1a#.sotto.messaging.v1.EncryptResponse\x12R\n" +
 	"\aDecrypt\x12\".sotto.messaging.v1.DecryptRequest\x1a#.sotto.messaging.v1.DecryptResponse\x12[\n" +
 	"\n" +
-	"EndSession\x12%.sotto.messaging.v1.EndSessionRequest\x1a&.sotto.messaging.v1.EndSessionResponseBEZCgithub.com/sottonet/sotto/interfaces/proto/messaging/v1;messagingv1b\x06proto3"
+	"EndSession\x12%.sotto.messaging.v1.EndSessionRequest\x1a&.sotto.messaging.v1.EndSessionResponseBNZLgithub.com/sottonet/sotto/interfaces/internal/proto/messaging/v1;messagingv1b\x06proto3"
 
 var (
 	file_messaging_v1_messaging_proto_rawDescOnce sync.Once
