@@ -115,7 +115,7 @@ func newSimNet(t testing.TB, mixesPerLayer int, params pkidoc.NetworkParams) *si
 		var sds []*pkidoc.SignedDescriptor
 		for _, m := range members {
 			d := &pkidoc.Descriptor{Network: n.network, Epoch: de, Identity: m.key.Public().(ed25519.PublicKey),
-				PeerID: []byte{0, 1, 2}, Addrs: [][]byte{{4, 127, 0, 0, 1}}, Role: m.role}
+				PeerID: pkidoc.PeerIDOf(m.key.Public().(ed25519.PublicKey)), Addrs: [][]byte{{4, 127, 0, 0, 1}}, Role: m.role}
 			for i := range d.SphinxKeys {
 				if k, ok := m.node.keys[de+uint64(i)]; ok {
 					copy(d.SphinxKeys[i][:], k.PublicKey().Bytes())

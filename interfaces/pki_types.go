@@ -67,3 +67,7 @@ func ParseDocument(b []byte) (*Document, error) { return pkidoc.ParseDocument(b)
 func CheckEpochWindow(descEpoch, current, ahead uint64) error {
 	return pkidoc.CheckEpochWindow(descEpoch, current, ahead)
 }
+
+// PeerIDOf is the binary libp2p peer ID a descriptor of identity must
+// carry (see pkidoc.PeerIDOf).
+func PeerIDOf(identity ed25519.PublicKey) []byte { return pkidoc.PeerIDOf(identity) }

@@ -86,9 +86,15 @@ func (d *Descriptor) Validate() error {
 	case len(d.Accounting) > MaxAccountingLen:
 		return fmt.Errorf("%w: accounting info of %d bytes", ErrMalformed, len(d.Accounting))
 	}
+	if !bytes.Equal(d.PeerID, PeerIDOf(d.Identity)) {
+		return fmt.Errorf("%w: peer ID is not the libp2p peer ID of the identity", ErrMalformed)
+	}
 	for i, a := range d.Addrs {
 		if len(a) == 0 || len(a) > MaxAddrLen {
 			return fmt.Errorf("%w: address %d of %d bytes", ErrMalformed, i, len(a))
+		}
+		if err := checkMultiaddr(a); err != nil {
+			return fmt.Errorf("%w: address %d: %v", ErrMalformed, i, err)
 		}
 	}
 	return nil

@@ -16,7 +16,7 @@ func ExampleSignDescriptor() {
 		Network:  "example",
 		Epoch:    42,
 		Identity: key.Public().(ed25519.PublicKey),
-		PeerID:   []byte{0x00, 0x24, 0x08, 0x01},
+		PeerID:   pkidoc.PeerIDOf(key.Public().(ed25519.PublicKey)),
 		Addrs:    [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}}, // /ip4/127.0.0.1/tcp/8080
 		Role:     pkidoc.RoleMix,
 		// SphinxKeys: X25519 public keys for epochs 42, 43 and 44.
@@ -39,5 +39,5 @@ func ExampleSignDescriptor() {
 		len(doc.Nodes), len(doc.Layers()[0]), len(doc.Layers()[1]), len(doc.Layers()[2]), h[:4])
 	// Output:
 	// verifies: true epoch: 42 role: mix
-	// document of 1 node(s), layer sizes 1/0/0, hash dd509590...
+	// document of 1 node(s), layer sizes 1/0/0, hash f8e9e73b...
 }

@@ -26,7 +26,7 @@ func testDescriptor(seed byte, epoch uint64, role Role) (*Descriptor, ed25519.Pr
 		Network:  "testnet",
 		Epoch:    epoch,
 		Identity: k.Public().(ed25519.PublicKey),
-		PeerID:   append([]byte{0x00, 0x24}, bytes.Repeat([]byte{seed}, 36)...),
+		PeerID:   PeerIDOf(k.Public().(ed25519.PublicKey)),
 		Addrs:    [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}},
 		Role:     role,
 	}
@@ -62,6 +62,48 @@ func TestDescriptorRoundTrip(t *testing.T) {
 	}
 }
 
+// A descriptor's peer ID is bound to its identity, and its addresses must
+// be multiaddrs a node can dial: one member cannot publish an entry every
+// other member's routing would choke on.
+func TestValidateBindsPeerIDAndAddresses(t *testing.T) {
+	other, _ := testDescriptor(9, 1, RoleMix)
+	for _, tc := range []struct {
+		name string
+		edit func(d *Descriptor)
+		ok   bool
+	}{
+		{"the identity's own peer ID and a tcp address", func(d *Descriptor) {}, true},
+		{"quic, ws and dns addresses", func(d *Descriptor) {
+			d.Addrs = [][]byte{
+				{0x04, 127, 0, 0, 1, 0x91, 0x02, 0x1f, 0x90, 0xcc, 0x03}, // /ip4/…/udp/8080/quic-v1
+				{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90, 0xdd, 0x03},       // /ip4/…/tcp/8080/ws
+				append(append([]byte{0x36, 9}, "localhost"...), 0x06, 0x1f, 0x90),
+			}
+		}, true},
+		{"a peer ID of one byte", func(d *Descriptor) { d.PeerID = []byte{1} }, false},
+		{"another identity's peer ID", func(d *Descriptor) { d.PeerID = other.PeerID }, false},
+		{"an address of an unknown protocol", func(d *Descriptor) { d.Addrs = [][]byte{{0x7f, 1, 2}} }, false},
+		{"an ip4 address cut short", func(d *Descriptor) { d.Addrs = [][]byte{{0x04, 127, 0}} }, false},
+		{"a dns name longer than the address", func(d *Descriptor) { d.Addrs = [][]byte{{0x36, 40, 'a'}} }, false},
+		{"a bad varint", func(d *Descriptor) { d.Addrs = [][]byte{{0x80}} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, k := testDescriptor(2, 1, RoleMix)
+			tc.edit(d)
+			err := d.Validate()
+			if tc.ok != (err == nil) {
+				t.Fatalf("Validate = %v, want ok %v", err, tc.ok)
+			}
+			if _, serr := SignDescriptor(d, k); (serr == nil) != tc.ok {
+				t.Fatalf("SignDescriptor = %v, want ok %v", serr, tc.ok)
+			}
+			if !tc.ok && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
 func TestDescriptorRejects(t *testing.T) {
 	d, k := testDescriptor(2, 1, RoleProvider)
 	good := mustSign(t, d, k).Raw
@@ -81,7 +123,7 @@ func TestDescriptorRejects(t *testing.T) {
 		{"an unknown version is malformed", flip(0), ErrMalformed},
 		{"a descriptor signed by another key is a bad signature", func() []byte {
 			o := *other
-			o.Identity = d.Identity
+			o.Identity, o.PeerID = d.Identity, d.PeerID
 			body, _ := o.encodeBody()
 			return append(body, ed25519.Sign(testKey(3), append([]byte(descriptorSigLabel), body...))...)
 		}(), ErrBadSignature},

@@ -29,7 +29,7 @@ func testDoc(t *testing.T, p pkidoc.NetworkParams, mixes, provs int) *pkidoc.Doc
 		priv := ed25519.NewKeyFromSeed(seed[:])
 		d := &pkidoc.Descriptor{
 			Network: "topo", Epoch: 7, Identity: priv.Public().(ed25519.PublicKey),
-			PeerID: []byte{byte(i + 1)}, Addrs: [][]byte{{4, 127, 0, 0, 1}}, Role: pkidoc.RoleMix,
+			PeerID: pkidoc.PeerIDOf(priv.Public().(ed25519.PublicKey)), Addrs: [][]byte{{4, 127, 0, 0, 1}}, Role: pkidoc.RoleMix,
 		}
 		if i >= mixes {
 			d.Role = pkidoc.RoleProvider

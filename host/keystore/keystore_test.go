@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/core/pkidoc"
 )
 
 var genesis = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -99,6 +100,15 @@ func TestTheLibp2pKeyIsTheIdentity(t *testing.T) {
 	}
 	if !bytes.Equal(raw, ks.Identity().Public().(ed25519.PublicKey)) {
 		t.Error("the peer ID's key is not the identity's public key")
+	}
+	// core/pkidoc derives the same bytes without libp2p; descriptors are
+	// checked against its derivation, so the two must agree.
+	bin, err := id.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := pkidoc.PeerIDOf(ks.Identity().Public().(ed25519.PublicKey)); !bytes.Equal(bin, want) {
+		t.Errorf("libp2p peer ID %x, pkidoc.PeerIDOf %x", bin, want)
 	}
 }
 

@@ -41,6 +41,7 @@ type epochRoutes struct {
 	layers    [][]*hop // topo.Layers, as hops
 	providers []*hop   // topo.Providers, as hops
 	selfLayer int      // -1 unless this node is a mix of the document
+	skipped   int      // members left out: their peer ID does not parse
 	params    interfaces.NetworkParams
 }
 
@@ -94,9 +95,14 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 		return nil, err
 	}
 	er := &epochRoutes{epoch: doc.Epoch, doc: doc, topo: topo, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, selfLayer: -1, params: doc.Params}
+	// A member the node cannot reach (its peer ID does not parse) is left
+	// out of the node's routes, never the reason to refuse the document:
+	// one bad entry must not stop routing for everyone (pkidoc.Validate
+	// already refuses such descriptors; this holds whatever a PKI serves).
 	mk := func(tn *topology.Node) (*hop, error) {
 		pid, err := peer.IDFromBytes(tn.Desc.PeerID)
 		if err != nil {
+			er.skipped++
 			return nil, fmt.Errorf("node %x: peer ID: %w", tn.ID[:8], err)
 		}
 		h := &hop{id: tn.ID, peer: pid, role: tn.Role, layer: tn.Layer, desc: tn.Desc}
@@ -113,7 +119,7 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 		for _, tn := range layer {
 			h, err := mk(tn)
 			if err != nil {
-				return nil, err
+				continue
 			}
 			if h.id == self {
 				er.selfLayer = i
@@ -125,7 +131,7 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 	for _, tn := range topo.Providers {
 		h, err := mk(tn)
 		if err != nil {
-			return nil, err
+			continue
 		}
 		er.providers = append(er.providers, h)
 	}
@@ -407,7 +413,7 @@ func (n *Node) fetchDocuments(ctx context.Context, cur epoch.Epoch, now time.Tim
 			next.epochs[e] = er
 			changed = true
 			n.log.Info("PKI document", "epoch", e, "hash", fmt.Sprintf("%x", er.hash[:8]), "nodes", len(er.doc.Nodes),
-				"layer", er.selfLayer)
+				"layer", er.selfLayer, "unreachable", er.skipped)
 			continue
 		}
 		if prev != nil && n.clk.KeyValid(e, now) {

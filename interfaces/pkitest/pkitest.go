@@ -61,7 +61,7 @@ func NewDescriptor(t testing.TB, network string, epoch uint64, seed string, alt 
 	id := key.Public().(ed25519.PublicKey)
 	d := &interfaces.Descriptor{
 		Network: network, Epoch: epoch, Identity: id,
-		PeerID: append([]byte{0, 36}, id...),
+		PeerID: interfaces.PeerIDOf(id),
 		Addrs:  [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}},
 		Role:   interfaces.RoleMix,
 	}

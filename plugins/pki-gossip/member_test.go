@@ -46,7 +46,7 @@ func (n node) descriptor(t testing.TB, network string, e uint64, rot byte) *inte
 	id := n.key.Public().(ed25519.PublicKey)
 	d := &interfaces.Descriptor{
 		Network: network, Epoch: e, Identity: id,
-		PeerID: append([]byte{0, 36}, id...),
+		PeerID: interfaces.PeerIDOf(id),
 		Addrs:  [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}},
 		Role:   n.role,
 	}
