@@ -34,13 +34,14 @@ type accountingGRPCPlugin struct {
 
 func newAccountingGRPCPlugin(h *implHolder) plugin.Plugin { return &accountingGRPCPlugin{holder: h} }
 
-func (p *accountingGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *accountingGRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	p.holder.setBroker(broker)
 	accountingv1.RegisterAccountingServer(s, &accountingGRPCServer{holder: p.holder})
 	return nil
 }
 
-func (p *accountingGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return newAccountingGRPCClient(cc), nil
+func (p *accountingGRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return newAccountingGRPCClient(cc, broker), nil
 }
 
 // accountingGRPCClient implements Accounting (and Configurer) by calling a
@@ -53,8 +54,8 @@ type accountingGRPCClient struct {
 var _ Accounting = (*accountingGRPCClient)(nil)
 
 // newAccountingGRPCClient returns a client over an established connection.
-func newAccountingGRPCClient(cc *grpc.ClientConn) *accountingGRPCClient {
-	return &accountingGRPCClient{configureClient: newConfigureClient(AccountingKind, cc), c: accountingv1.NewAccountingClient(cc)}
+func newAccountingGRPCClient(cc *grpc.ClientConn, broker *plugin.GRPCBroker) *accountingGRPCClient {
+	return &accountingGRPCClient{configureClient: newConfigureClient(AccountingKind, cc, broker), c: accountingv1.NewAccountingClient(cc)}
 }
 
 func (c *accountingGRPCClient) Info(ctx context.Context, req *AccountingInfoRequest) (*AccountingInfoResponse, error) {

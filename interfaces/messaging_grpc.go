@@ -34,13 +34,14 @@ type messagingGRPCPlugin struct {
 
 func newMessagingGRPCPlugin(h *implHolder) plugin.Plugin { return &messagingGRPCPlugin{holder: h} }
 
-func (p *messagingGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *messagingGRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	p.holder.setBroker(broker)
 	messagingv1.RegisterMessagingServer(s, &messagingGRPCServer{holder: p.holder})
 	return nil
 }
 
-func (p *messagingGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return newMessagingGRPCClient(cc), nil
+func (p *messagingGRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return newMessagingGRPCClient(cc, broker), nil
 }
 
 // messagingGRPCClient implements Messaging (and Configurer) by calling a
@@ -53,8 +54,8 @@ type messagingGRPCClient struct {
 var _ Messaging = (*messagingGRPCClient)(nil)
 
 // newMessagingGRPCClient returns a client over an established connection.
-func newMessagingGRPCClient(cc *grpc.ClientConn) *messagingGRPCClient {
-	return &messagingGRPCClient{configureClient: newConfigureClient(MessagingKind, cc), c: messagingv1.NewMessagingClient(cc)}
+func newMessagingGRPCClient(cc *grpc.ClientConn, broker *plugin.GRPCBroker) *messagingGRPCClient {
+	return &messagingGRPCClient{configureClient: newConfigureClient(MessagingKind, cc, broker), c: messagingv1.NewMessagingClient(cc)}
 }
 
 func sessionFromWire(b []byte) (SessionID, error) {

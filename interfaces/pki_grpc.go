@@ -44,13 +44,14 @@ type pkiGRPCPlugin struct {
 
 func newPKIGRPCPlugin(h *implHolder) plugin.Plugin { return &pkiGRPCPlugin{holder: h} }
 
-func (p *pkiGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *pkiGRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	p.holder.setBroker(broker)
 	pkiv1.RegisterPKIServer(s, &pkiGRPCServer{holder: p.holder})
 	return nil
 }
 
-func (p *pkiGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return newPKIGRPCClient(cc), nil
+func (p *pkiGRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return newPKIGRPCClient(cc, broker), nil
 }
 
 // pkiGRPCClient implements PKI (and Configurer) by calling a plugin's
@@ -65,8 +66,8 @@ type pkiGRPCClient struct {
 var _ PKI = (*pkiGRPCClient)(nil)
 
 // newPKIGRPCClient returns a client over an established connection.
-func newPKIGRPCClient(cc *grpc.ClientConn) *pkiGRPCClient {
-	return &pkiGRPCClient{configureClient: newConfigureClient(PKIKind, cc), c: pkiv1.NewPKIClient(cc)}
+func newPKIGRPCClient(cc *grpc.ClientConn, broker *plugin.GRPCBroker) *pkiGRPCClient {
+	return &pkiGRPCClient{configureClient: newConfigureClient(PKIKind, cc, broker), c: pkiv1.NewPKIClient(cc)}
 }
 
 func (c *pkiGRPCClient) Publish(ctx context.Context, req *PublishRequest) (*PublishResponse, error) {

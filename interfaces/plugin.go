@@ -42,8 +42,21 @@ type Kind struct {
 // it. Kind shims read it on every call; before Configure it is empty and
 // calls fail with ErrUnavailable.
 type implHolder struct {
-	mu   sync.RWMutex
-	impl any
+	mu     sync.RWMutex
+	impl   any
+	broker *plugin.GRPCBroker // the plugin side's, for host services
+	host   *Host              // what Configure was offered
+}
+
+// setBroker keeps the plugin side's broker for Configure (nil-safe: a test
+// harness serves already configured implementations without a holder).
+func (h *implHolder) setBroker(b *plugin.GRPCBroker) {
+	if h == nil {
+		return
+	}
+	h.mu.Lock()
+	h.broker = b
+	h.mu.Unlock()
 }
 
 // get returns the configured implementation, or an error wrapping
@@ -234,7 +247,17 @@ func (l *lifecycleServer) Configure(ctx context.Context, req *pluginv1.Configure
 		return nil, toStatus(fmt.Errorf("%w: host configures kind %s v%d, plugin serves %s",
 			ErrWrongKind, req.GetKind(), req.GetProtocolVersion(), l.kind))
 	}
-	impl, err := l.factory(ctx, req.GetConfig())
+	l.holder.mu.RLock()
+	broker := l.holder.broker
+	l.holder.mu.RUnlock()
+	host, err := hostFromRequest(req, broker)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("configure %s plugin: %w", l.kind.Name, err))
+	}
+	l.holder.mu.Lock()
+	l.holder.host = host
+	l.holder.mu.Unlock()
+	impl, err := l.factory(WithHost(ctx, host), req.GetConfig())
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("configure %s plugin: %w", l.kind.Name, err))
 	}
@@ -250,8 +273,9 @@ func (l *lifecycleServer) Configure(ctx context.Context, req *pluginv1.Configure
 // configureClient is the host side of Lifecycle, embedded in every kind's
 // client shim.
 type configureClient struct {
-	kind *Kind
-	lc   pluginv1.LifecycleClient
+	kind   *Kind
+	lc     pluginv1.LifecycleClient
+	broker *plugin.GRPCBroker // the host side's, to serve host services on
 }
 
 func (c *configureClient) Configure(ctx context.Context, raw []byte) error {
@@ -261,6 +285,6 @@ func (c *configureClient) Configure(ctx context.Context, raw []byte) error {
 	return fromStatus(err)
 }
 
-func newConfigureClient(k *Kind, cc *grpc.ClientConn) configureClient {
-	return configureClient{kind: k, lc: pluginv1.NewLifecycleClient(cc)}
+func newConfigureClient(k *Kind, cc *grpc.ClientConn, broker *plugin.GRPCBroker) configureClient {
+	return configureClient{kind: k, lc: pluginv1.NewLifecycleClient(cc), broker: broker}
 }

@@ -44,13 +44,14 @@ type storageGRPCPlugin struct {
 
 func newStorageGRPCPlugin(h *implHolder) plugin.Plugin { return &storageGRPCPlugin{holder: h} }
 
-func (p *storageGRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+func (p *storageGRPCPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	p.holder.setBroker(broker)
 	storagev1.RegisterStorageServer(s, &storageGRPCServer{holder: p.holder})
 	return nil
 }
 
-func (p *storageGRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
-	return newStorageGRPCClient(cc), nil
+func (p *storageGRPCPlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return newStorageGRPCClient(cc, broker), nil
 }
 
 // storageGRPCClient implements Storage (and Configurer) by calling a
@@ -65,8 +66,8 @@ type storageGRPCClient struct {
 var _ Storage = (*storageGRPCClient)(nil)
 
 // newStorageGRPCClient returns a client over an established connection.
-func newStorageGRPCClient(cc *grpc.ClientConn) *storageGRPCClient {
-	return &storageGRPCClient{configureClient: newConfigureClient(StorageKind, cc), c: storagev1.NewStorageClient(cc)}
+func newStorageGRPCClient(cc *grpc.ClientConn, broker *plugin.GRPCBroker) *storageGRPCClient {
+	return &storageGRPCClient{configureClient: newConfigureClient(StorageKind, cc, broker), c: storagev1.NewStorageClient(cc)}
 }
 
 func (c *storageGRPCClient) AppendMailbox(ctx context.Context, req *AppendMailboxRequest) (*AppendMailboxResponse, error) {

@@ -3,11 +3,10 @@ package messagingratchet
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 
 	"github.com/sottonet/sotto/interfaces"
-	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
+	"github.com/sottonet/sotto/interfaces/memkv"
 )
 
 // Ciphertexts and contact cards come from the network: any bytes give an
@@ -24,16 +23,8 @@ func FuzzParseCard(f *testing.F) {
 }
 
 func FuzzDecrypt(f *testing.F) {
-	dir := f.TempDir()
 	open := func(name string) *Ratchet {
-		cfg := storagebadger.DefaultConfig(filepath.Join(dir, name))
-		cfg.SyncWrites = false
-		st, err := storagebadger.Open(cfg)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Cleanup(func() { _ = st.Close() })
-		r, err := Open(context.Background(), st, "fuzz")
+		r, err := Open(context.Background(), memkv.New(), "fuzz")
 		if err != nil {
 			f.Fatal(err)
 		}

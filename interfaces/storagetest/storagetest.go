@@ -46,6 +46,28 @@ func Run(t *testing.T, open func(t *testing.T) interfaces.Storage) {
 			tc.run(t, open(t))
 		})
 	}
+	RunKV(t, func(t *testing.T) interfaces.KV { return open(t) })
+}
+
+// MaxNamespace is the longest namespace a Storage's KV accepts.
+const MaxNamespace = 64
+
+// RunKV runs the key-value cases alone, for an implementation of
+// interfaces.KV that is not a whole Storage (an in-memory KV, the host KV a
+// plugin is handed). maxNamespace, if given, is the implementation's
+// longest namespace when it is shorter than MaxNamespace (the host KV's is
+// interfaces.MaxHostNamespace).
+func RunKV(t *testing.T, open func(t *testing.T) interfaces.KV, maxNamespace ...int) {
+	limit := MaxNamespace
+	if len(maxNamespace) > 0 {
+		limit = maxNamespace[0]
+	}
+	for _, tc := range kvCases(limit) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, open(t))
+		})
+	}
 }
 
 var cases = []struct {
@@ -64,12 +86,23 @@ var cases = []struct {
 	{"replay tags report replays, also inside a batch", replaySeen},
 	{"replay epochs are separate and drop alone", replayEpochs},
 	{"concurrent replay batches report each tag new exactly once", replayConcurrent},
-	{"kv put and get round trip, missing keys are not errors", kvRoundTrip},
-	{"kv IfAbsent writes only new keys", kvIfAbsent},
-	{"kv namespaces are isolated and validated", kvNamespaces},
-	{"kv delete is idempotent", kvDelete},
-	{"kv list is ordered and pages with Prefix, After, Limit", kvList},
-	{"kv entries expire after their lifetime", kvExpiry},
+}
+
+func kvCases(maxNamespace int) []struct {
+	name string
+	run  func(t *testing.T, s interfaces.KV)
+} {
+	return []struct {
+		name string
+		run  func(t *testing.T, s interfaces.KV)
+	}{
+		{"kv put and get round trip, missing keys are not errors", kvRoundTrip},
+		{"kv IfAbsent writes only new keys", kvIfAbsent},
+		{"kv namespaces are isolated and validated", func(t *testing.T, s interfaces.KV) { kvNamespaces(t, s, maxNamespace) }},
+		{"kv delete is idempotent", kvDelete},
+		{"kv list is ordered and pages with Prefix, After, Limit", kvList},
+		{"kv entries expire after their lifetime", kvExpiry},
+	}
 }
 
 func ctx(t *testing.T) context.Context {
@@ -476,7 +509,7 @@ func replayEpochs(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func put(t *testing.T, s interfaces.Storage, ns string, entries ...interfaces.KVEntry) []bool {
+func put(t *testing.T, s interfaces.KV, ns string, entries ...interfaces.KVEntry) []bool {
 	t.Helper()
 	resp, err := s.KVPut(ctx(t), &interfaces.KVPutRequest{Namespace: ns, Entries: entries})
 	if err != nil {
@@ -488,7 +521,7 @@ func put(t *testing.T, s interfaces.Storage, ns string, entries ...interfaces.KV
 	return resp.Applied
 }
 
-func get(t *testing.T, s interfaces.Storage, ns string, keys ...string) ([][]byte, []bool) {
+func get(t *testing.T, s interfaces.KV, ns string, keys ...string) ([][]byte, []bool) {
 	t.Helper()
 	var k [][]byte
 	for _, key := range keys {
@@ -506,7 +539,7 @@ func get(t *testing.T, s interfaces.Storage, ns string, keys ...string) ([][]byt
 
 func kv(k, v string) interfaces.KVEntry { return interfaces.KVEntry{Key: []byte(k), Value: []byte(v)} }
 
-func kvRoundTrip(t *testing.T, s interfaces.Storage) {
+func kvRoundTrip(t *testing.T, s interfaces.KV) {
 	if applied := put(t, s, "ns", kv("a", "1"), kv("b", "2")); !equalBools(applied, []bool{true, true}) {
 		t.Errorf("applied = %v, want both", applied)
 	}
@@ -520,7 +553,7 @@ func kvRoundTrip(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func kvIfAbsent(t *testing.T, s interfaces.Storage) {
+func kvIfAbsent(t *testing.T, s interfaces.KV) {
 	spent := func(k, v string) interfaces.KVEntry { e := kv(k, v); e.IfAbsent = true; return e }
 	if got := put(t, s, "spent", spent("tok1", "first"), spent("tok2", "x")); !equalBools(got, []bool{true, true}) {
 		t.Fatalf("first spend applied = %v", got)
@@ -534,7 +567,7 @@ func kvIfAbsent(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func kvNamespaces(t *testing.T, s interfaces.Storage) {
+func kvNamespaces(t *testing.T, s interfaces.KV, limit int) {
 	put(t, s, "one", kv("k", "1"))
 	put(t, s, "two", kv("k", "2"))
 	v1, _ := get(t, s, "one", "k")
@@ -545,8 +578,8 @@ func kvNamespaces(t *testing.T, s interfaces.Storage) {
 	if _, f := get(t, s, "on", "ek"); f[0] {
 		t.Error("namespace and key boundaries are ambiguous: (on, ek) found (one, k)")
 	}
-	put(t, s, strings.Repeat("n", 64), kv("k", "v"))
-	bad := []string{"", strings.Repeat("n", 65)}
+	put(t, s, strings.Repeat("n", limit), kv("k", "v"))
+	bad := []string{"", strings.Repeat("n", limit+1)}
 	for _, ns := range bad {
 		calls := map[string]error{}
 		_, calls["KVPut"] = s.KVPut(ctx(t), &interfaces.KVPutRequest{Namespace: ns, Entries: []interfaces.KVEntry{kv("k", "v")}})
@@ -561,7 +594,7 @@ func kvNamespaces(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func kvDelete(t *testing.T, s interfaces.Storage) {
+func kvDelete(t *testing.T, s interfaces.KV) {
 	put(t, s, "ns", kv("a", "1"), kv("b", "2"))
 	for range 2 {
 		if _, err := s.KVDelete(ctx(t), &interfaces.KVDeleteRequest{Namespace: "ns", Keys: [][]byte{[]byte("a"), []byte("never")}}); err != nil {
@@ -573,7 +606,7 @@ func kvDelete(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func kvList(t *testing.T, s interfaces.Storage) {
+func kvList(t *testing.T, s interfaces.KV) {
 	put(t, s, "ns", kv("p/c", ""), kv("p/a", ""), kv("q", ""), kv("p/b", ""), kv("p/d", ""))
 	put(t, s, "other", kv("p/zzz", ""))
 	for _, tc := range []struct {
@@ -601,7 +634,7 @@ func kvList(t *testing.T, s interfaces.Storage) {
 	}
 }
 
-func kvExpiry(t *testing.T, s interfaces.Storage) {
+func kvExpiry(t *testing.T, s interfaces.KV) {
 	short := kv("short", "x")
 	short.Lifetime = time.Second
 	put(t, s, "ns", short, kv("forever", "y"))

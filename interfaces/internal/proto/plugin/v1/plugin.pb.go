@@ -30,8 +30,18 @@ type ConfigureRequest struct {
 	Config          []byte                 `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
 	Kind            string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	ProtocolVersion uint32                 `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Host services (interfaces.Host). host_kv is the go-plugin broker ID on
+	// which the host serves sotto.storage.v1.Storage's KV calls over a
+	// key-value space private to this plugin's slot; 0: none offered.
+	HostKv uint32 `protobuf:"varint,4,opt,name=host_kv,json=hostKv,proto3" json:"host_kv,omitempty"`
+	// The slot the host loaded the plugin into ("accounting", ...).
+	Slot string `protobuf:"bytes,5,opt,name=slot,proto3" json:"slot,omitempty"`
+	// The network's epoch clock; epoch_period_ns 0: none offered.
+	GenesisUnixNs int64 `protobuf:"varint,6,opt,name=genesis_unix_ns,json=genesisUnixNs,proto3" json:"genesis_unix_ns,omitempty"`
+	EpochPeriodNs int64 `protobuf:"varint,7,opt,name=epoch_period_ns,json=epochPeriodNs,proto3" json:"epoch_period_ns,omitempty"`
+	EpochGraceNs  int64 `protobuf:"varint,8,opt,name=epoch_grace_ns,json=epochGraceNs,proto3" json:"epoch_grace_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigureRequest) Reset() {
@@ -81,6 +91,41 @@ func (x *ConfigureRequest) GetKind() string {
 func (x *ConfigureRequest) GetProtocolVersion() uint32 {
 	if x != nil {
 		return x.ProtocolVersion
+	}
+	return 0
+}
+
+func (x *ConfigureRequest) GetHostKv() uint32 {
+	if x != nil {
+		return x.HostKv
+	}
+	return 0
+}
+
+func (x *ConfigureRequest) GetSlot() string {
+	if x != nil {
+		return x.Slot
+	}
+	return ""
+}
+
+func (x *ConfigureRequest) GetGenesisUnixNs() int64 {
+	if x != nil {
+		return x.GenesisUnixNs
+	}
+	return 0
+}
+
+func (x *ConfigureRequest) GetEpochPeriodNs() int64 {
+	if x != nil {
+		return x.EpochPeriodNs
+	}
+	return 0
+}
+
+func (x *ConfigureRequest) GetEpochGraceNs() int64 {
+	if x != nil {
+		return x.EpochGraceNs
 	}
 	return 0
 }
@@ -171,11 +216,16 @@ var File_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x16plugin/v1/plugin.proto\x12\x0fsotto.plugin.v1\"i\n" +
+	"\x16plugin/v1/plugin.proto\x12\x0fsotto.plugin.v1\"\x8c\x02\n" +
 	"\x10ConfigureRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\"\x13\n" +
+	"\x10protocol_version\x18\x03 \x01(\rR\x0fprotocolVersion\x12\x17\n" +
+	"\ahost_kv\x18\x04 \x01(\rR\x06hostKv\x12\x12\n" +
+	"\x04slot\x18\x05 \x01(\tR\x04slot\x12&\n" +
+	"\x0fgenesis_unix_ns\x18\x06 \x01(\x03R\rgenesisUnixNs\x12&\n" +
+	"\x0fepoch_period_ns\x18\a \x01(\x03R\repochPeriodNs\x12$\n" +
+	"\x0eepoch_grace_ns\x18\b \x01(\x03R\fepochGraceNs\"\x13\n" +
 	"\x11ConfigureResponse\")\n" +
 	"\tErrorInfo\x12\x1c\n" +
 	"\tsentinels\x18\x01 \x03(\tR\tsentinels2_\n" +
