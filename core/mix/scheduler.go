@@ -6,7 +6,8 @@
 // It sits between the replay check and forwarding in the packet pipeline:
 // frame in → Sphinx unwrap → replay check → Scheduler.Push → (delay) →
 // release callback → forward, deliver or drop. It does no I/O and holds no
-// lock while the release callback runs, so a slow link cannot stall pushes.
+// lock while the release callback runs, so pushes never wait on a release;
+// the callback itself must not block (see NewScheduler).
 package mix
 
 import (
@@ -49,6 +50,11 @@ type entry[T any] struct {
 
 // NewScheduler returns a scheduler that holds at most capacity items and
 // calls release for each item when its time comes. capacity must be > 0.
+//
+// release runs on Run's goroutine, one item after another, and must not
+// block: a release that waits (on a link, on storage) holds back every item
+// due after it. A caller with I/O to do queues the item without blocking and
+// drops it when that queue is full, as the node does with its links.
 func NewScheduler[T any](capacity int, release func(T)) (*Scheduler[T], error) {
 	if capacity <= 0 {
 		return nil, errors.New("mix: scheduler capacity must be positive")
@@ -121,7 +127,8 @@ func (s *Scheduler[T]) Run(ctx context.Context) []T {
 		}
 		s.mu.Unlock()
 
-		// Release outside the lock: the callback may block on a link.
+		// Release outside the lock, so pushes never wait on the callback
+		// (which must not block either: see NewScheduler).
 		for i := range s.due {
 			s.release(s.due[i])
 			var zero T

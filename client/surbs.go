@@ -1,0 +1,34 @@
+// The SURBs this client made and awaits a reply through (Client.surbs):
+// fragment ACKs, loop ACKs, and those handed out in contacts.
+
+package client
+
+import (
+	"crypto/hpke"
+	"time"
+)
+
+type surbKind uint8
+
+const (
+	surbACK     surbKind = 1 // ACK of a message fragment
+	surbLoopACK surbKind = 2 // ACK of a loop
+	surbContact surbKind = 3 // handed out in a receiver-anonymous contact
+)
+
+type surbEntry struct {
+	kind    surbKind
+	keys    []byte
+	expires time.Time
+	frag    *outFragment // surbACK
+	mixes   [][32]byte   // surbACK: the attempt's mixes
+	loop    [16]byte     // surbLoopACK
+	// surbContact: the geometry the reply's payload has, and the contact's
+	// own HPKE key.
+	payloadLen, hops int
+	msgKey           hpke.PrivateKey
+}
+
+func surbFingerprint(s []byte) [32]byte {
+	return sha256Sum(s)
+}

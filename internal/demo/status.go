@@ -1,0 +1,102 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sottonet/sotto/internal/localnet"
+)
+
+// showStatus redraws the status line until the returned func is called.
+func (r *run) showStatus(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	every := 5 * time.Second
+	if r.cfg.Live {
+		every = 250 * time.Millisecond
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.pr.update(r.statusLine())
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (r *run) statusLine() string {
+	sent, delivered, _ := r.tr.counts()
+	a, b := r.alice.stats(), r.bob.stats()
+	s := addStats(a, b)
+	total := s.PacketsPayload + s.PacketsLoop + s.PacketsDrop
+	cover := 0.0
+	if total > 0 {
+		cover = 100 * float64(s.PacketsLoop+s.PacketsDrop+s.PayloadDecoys) / float64(total)
+	}
+	bob := "online"
+	if r.bob.client() == nil {
+		bob = "OFFLINE"
+	}
+	return fmt.Sprintf("messages %d sent, %d delivered | client packets %d (%.0f%% cover) | loops %d back, %d lost | retransmissions %d | bob %s",
+		sent, delivered, total, cover, s.LoopsReturned, s.LoopsLost, s.Retransmissions, bob)
+}
+
+// summary gathers the clients' counters and scrapes the nodes.
+func (r *run) summary(ctx context.Context) *Summary {
+	s := &Summary{Config: r.cfg, Dropped: map[string]float64{}}
+	s.Messages, s.Unexpected = r.tr.snapshot()
+	st := addStats(r.alice.stats(), r.bob.stats())
+	s.PacketsPayload, s.PacketsLoop, s.PacketsDrop = st.PacketsPayload, st.PacketsLoop, st.PacketsDrop
+	s.PayloadDecoys, s.Retransmissions = st.PayloadDecoys, st.Retransmissions
+	s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate = st.LoopsSent, st.LoopsReturned, st.LoopsLost, st.LoopsLate
+	names := map[[32]byte]string{}
+	for _, n := range r.ln.Nodes {
+		names[n.ID] = n.Name
+	}
+	var suspects []string
+	for _, p := range []*peer{r.alice, r.bob} {
+		ps := p.stats()
+		for _, id := range ps.Suspects {
+			suspects = append(suspects, names[id])
+		}
+		if r.killed != nil && (ps.LostLoopMixes[r.killed.ID] > 0 || slices.Contains(ps.Suspects, r.killed.ID)) {
+			s.Noticed = true
+		}
+	}
+	slices.Sort(suspects)
+	s.Suspects = slices.Compact(suspects)
+	if r.killed != nil {
+		s.Killed = r.killed.Name
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, n := range r.ln.Nodes {
+		mf, err := n.Scrape(sctx)
+		if err != nil {
+			s.NotScraped = append(s.NotScraped, n.Name)
+			continue
+		}
+		s.MixLoopsSent += localnet.Value(mf, "sotto_mix_loops_sent_total")
+		s.MixLoopsReturned += localnet.Value(mf, "sotto_mix_loops_returned_total")
+		s.MixLoopsLost += localnet.Value(mf, "sotto_mix_loops_lost_total")
+		if f := mf["sotto_packets_dropped_total"]; f != nil {
+			for _, m := range f.Metric {
+				for _, lp := range m.Label {
+					if lp.GetName() == "reason" && m.Counter != nil {
+						s.Dropped[lp.GetValue()] += m.Counter.GetValue()
+					}
+				}
+			}
+		}
+	}
+	return s
+}
