@@ -20,6 +20,7 @@ import (
 	"github.com/sottonet/sotto/host/keystore"
 	"github.com/sottonet/sotto/host/node"
 	"github.com/sottonet/sotto/host/plugin"
+	"github.com/sottonet/sotto/interfaces"
 )
 
 func nodeCmd() *cobra.Command {
@@ -158,12 +159,23 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 			}
 		}
 	}()
+	clk, err := epoch.New(c.Epoch.Genesis, c.Epoch.Period, c.Epoch.Grace)
+	if err != nil {
+		return fmt.Errorf("epoch: %w", err)
+	}
+	// Plugins other than storage are offered host services: the clock, and
+	// a KV under their slot in the storage plugin's store.
+	host := &interfaces.Host{Clock: clk}
 	start := func(kind string, slot config.PluginSlot) (*plugin.Plugin, error) {
 		pc, err := slot.PluginConfig(kind)
 		if err != nil {
 			return nil, err
 		}
-		p, err := plugin.Start(ctx, pc, plugin.Options{Logger: log, Registerer: reg})
+		opts := plugin.Options{Logger: log, Registerer: reg}
+		if kind != "storage" {
+			opts.Host = host
+		}
+		p, err := plugin.Start(ctx, pc, opts)
 		if err != nil {
 			return nil, fmt.Errorf("plugins.%s: %w", kind, err)
 		}
@@ -174,6 +186,7 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	host.KV = storage.Storage()
 	pki, err := start("pki", c.Plugins.PKI)
 	if err != nil {
 		return err

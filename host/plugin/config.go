@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // Config says which plugin fills one slot of the node.
@@ -42,4 +44,11 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the wait between restarts. Defaults
 	// 100ms and 10s; the wait doubles after each failed start.
 	MinBackoff, MaxBackoff time.Duration
+	// Host is what the host offers the plugin besides its config
+	// (interfaces.Host): Host.KV is the node's whole Storage KV, which the
+	// plugin sees only under its slot's prefix (interfaces.SlotKV with
+	// Config.Name); Host.Clock the network's epoch clock. Slot is set from
+	// Config.Name. nil offers nothing (a storage plugin, which the others'
+	// KV lives in, is started without it).
+	Host *interfaces.Host
 }

@@ -65,14 +65,28 @@ func (p *Plugin) launch(ctx context.Context) (*goplugin.Client, any, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%w: %s: %v", ErrHandshake, p.what(), err))
 	}
-	conf, ok := raw.(interfaces.Configurer)
+	conf, ok := raw.(interfaces.HostConfigurer)
 	if !ok {
 		return fail(fmt.Errorf("%s: shim %T cannot be configured", p.what(), raw))
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.StartTimeout)
 	defer cancel()
-	if err := conf.Configure(cctx, p.cfg.RawConfig); err != nil {
+	if err := conf.ConfigureHost(cctx, p.cfg.RawConfig, p.hostFor()); err != nil {
 		return fail(fmt.Errorf("%s: configure: %w", p.what(), err))
 	}
 	return client, raw, nil
+}
+
+// hostFor is the host services offered to this plugin: the slot's share of
+// the host KV and the clock.
+func (p *Plugin) hostFor() *interfaces.Host {
+	h := p.opts.Host
+	if h == nil {
+		return &interfaces.Host{Slot: p.cfg.Name}
+	}
+	out := &interfaces.Host{Slot: p.cfg.Name, Clock: h.Clock}
+	if h.KV != nil {
+		out.KV = interfaces.SlotKV(h.KV, p.cfg.Name)
+	}
+	return out
 }

@@ -1,19 +1,20 @@
 package plugin
 
 import (
-	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/memkv"
 	"github.com/sottonet/sotto/interfaces/messagingtest"
 )
 
 // The messaging suite against the reference plugin as separate processes:
-// each user is a messaging-ratchet process with its own Badger store, and
-// a restart is a new process on the same store.
+// each user is a messaging-ratchet process whose state lives in the host
+// KV the loader offers it over the broker, and a restart is a new process
+// on the same host KV.
 func TestMessagingSuiteOutOfProcess(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "messaging-ratchet")
 	build := exec.Command("go", "build", "-o", bin, "github.com/sottonet/sotto/examples/messaging-ratchet/cmd/messaging-ratchet")
@@ -21,20 +22,27 @@ func TestMessagingSuiteOutOfProcess(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	messagingtest.Run(t, func(t *testing.T) messagingtest.Users {
-		return &procUsers{bin: bin, dir: t.TempDir(), procs: map[interfaces.Messaging]*Plugin{}}
+		return &procUsers{bin: bin, kvs: map[string]interfaces.KV{}, procs: map[interfaces.Messaging]*Plugin{}}
 	})
 }
 
 type procUsers struct {
-	bin, dir string
-	mu       sync.Mutex
-	procs    map[interfaces.Messaging]*Plugin
+	bin   string
+	mu    sync.Mutex
+	kvs   map[string]interfaces.KV
+	procs map[interfaces.Messaging]*Plugin
 }
 
 func (u *procUsers) Open(t *testing.T, name string) interfaces.Messaging {
 	t.Helper()
-	raw, _ := json.Marshal(map[string]any{"storage": map[string]any{"dir": filepath.Join(u.dir, name), "sync_writes": false}})
-	p, err := Start(t.Context(), Config{Name: name, Kind: "messaging", Path: u.bin, RawConfig: raw}, Options{})
+	u.mu.Lock()
+	kv, ok := u.kvs[name]
+	if !ok {
+		kv = memkv.New()
+		u.kvs[name] = kv
+	}
+	u.mu.Unlock()
+	p, err := Start(t.Context(), Config{Name: "messaging", Kind: "messaging", Path: u.bin}, Options{Host: &interfaces.Host{KV: kv}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,13 @@
 //
 // The rules hold for production and test files alike. Tests that run one
 // part under another on purpose (a plugin under the host's supervisor, a
-// client against a real provider, a real node process) live in one home no
-// rule covers: internal/integration.
+// client against a real provider, whole node processes) live where no rule
+// forbids the arrow: in the host (host/plugin runs the plugins' binaries,
+// host/provider and host/node run clients against real nodes) and in
+// cmd/sotto and internal/ (the demo, localnet). A part tests itself through
+// the contracts alone: a plugin through interfaces/plugintest (in process,
+// over gRPC, or its real binary), the client against a provider speaking
+// the wire format.
 package deptest
 
 import (
