@@ -114,8 +114,11 @@ func (e *RemoteError) Unwrap() []error { return e.sentinels }
 func (e *RemoteError) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
 
 // fromStatus turns a gRPC error back into an error the host can branch on.
-// Transport failures (the plugin died, the connection closed) wrap
-// ErrUnavailable; deadlines and cancellations wrap the context's errors.
+// Transport failures (the plugin died, the connection broke) wrap
+// ErrUnavailable; deadlines and cancellations wrap the context's errors
+// and nothing else: a caller that hung up or gave up is not a plugin that
+// failed (a client cancelling its requests must not get a provider's
+// storage plugin restarted).
 func fromStatus(err error) error {
 	if err == nil {
 		return nil
@@ -146,9 +149,7 @@ func fromStatus(err error) error {
 			re.sentinels = []error{ErrInvalidArgument}
 		case codes.NotFound:
 			re.sentinels = []error{ErrNotFound}
-		case codes.Unavailable, codes.Canceled:
-			// Canceled without details comes from the transport when the
-			// connection goes away; a context cancel is checked below.
+		case codes.Unavailable:
 			re.sentinels = []error{ErrUnavailable}
 		case codes.DeadlineExceeded:
 			re.sentinels = []error{context.DeadlineExceeded}

@@ -50,7 +50,9 @@ func call[S, R any](ctx context.Context, p *Plugin, method string, fn func(conte
 		}
 		err = fmt.Errorf("%s: %s: %w", p.what(), method, err)
 	}
-	if outcome == "unavailable" {
+	// Only the transport's failures mark the plugin suspect: a call whose
+	// own context ended fails alone, whatever the transport made of it.
+	if outcome == "unavailable" && ctx.Err() == nil {
 		p.suspect(v)
 	}
 	p.m.latency.WithLabelValues(p.cfg.Name, method, outcome).Observe(time.Since(start).Seconds())
