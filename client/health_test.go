@@ -1,8 +1,11 @@
 package client
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
 )
 
 // What loops and ACKs report becomes the health path choice reads
@@ -55,5 +58,27 @@ func TestReassemblyBytesAreBounded(t *testing.T) {
 	}
 	if c.stats.ReassemblyEvicted == 0 {
 		t.Fatal("nothing evicted although four half-bound messages were fed")
+	}
+}
+
+// A client configured with another epoch clock than the network states is
+// told so when it fetches a document, instead of waiting forever for an
+// epoch that never comes.
+func TestAWrongClockIsAnError(t *testing.T) {
+	net := newSimNet(t, 1, testParams())
+	c, _ := net.newClient(t, 0, 1, func(cfg *Config) {
+		clk, err := epoch.New(net.clock.Genesis().Add(time.Second), net.clock.Period(), net.clock.Grace())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Clock = clk
+	})
+	_, err := c.fetchDocument(t.Context(), net.clock.Now())
+	if !errors.Is(err, ErrWrongClock) {
+		t.Fatalf("err = %v, want ErrWrongClock", err)
+	}
+	good, _ := net.newClient(t, 0, 2, nil)
+	if _, err := good.fetchDocument(t.Context(), net.clock.Now()); err != nil {
+		t.Fatalf("a client on the network's clock: %v", err)
 	}
 }

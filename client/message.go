@@ -24,6 +24,9 @@ var (
 	ErrUnacknowledged  = errors.New("client: message not acknowledged")
 	ErrState           = errors.New("client: malformed state")
 	ErrFragment        = errors.New("client: malformed fragment")
+	// ErrWrongClock: the network's documents state an epoch clock other
+	// than the one the client was configured with.
+	ErrWrongClock = errors.New("client: the network runs on another epoch clock")
 )
 
 // MessageID names one message end to end: the sender draws it at random,

@@ -94,6 +94,10 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 	if doc.Epoch != e {
 		return nil, fmt.Errorf("client: asked for epoch %d, provider sent %d", e, doc.Epoch)
 	}
+	if p, clk := &doc.Params, c.cfg.Clock; p.HasClock() && (!p.Genesis.Equal(clk.Genesis()) || p.EpochPeriod != clk.Period() || p.EpochGrace != clk.Grace()) {
+		return nil, fmt.Errorf("%w: the document of epoch %d states genesis %v, period %v, grace %v; the client runs on %v, %v, %v",
+			ErrWrongClock, e, p.Genesis, p.EpochPeriod, p.EpochGrace, clk.Genesis(), clk.Period(), clk.Grace())
+	}
 	c.mu.Lock()
 	network := c.network
 	c.mu.Unlock()

@@ -77,6 +77,8 @@ func newSimNet(t testing.TB, mixesPerLayer int, params pkidoc.NetworkParams) *si
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The documents state the clock, as the gossip PKI's do.
+	params.Genesis, params.EpochGrace = clock.Genesis(), clock.Grace()
 	n := &simNet{t: t, g: g, clock: clock, params: params, network: "simnet", docs: map[uint64][]byte{},
 		nodes: map[[32]byte]*simNode{}, dropping: map[[32]byte]bool{}, counts: map[string]int{}}
 	e := clock.Now()

@@ -14,7 +14,7 @@ import (
 const (
 	MaxDocumentNodes = 4096
 	MaxLayers        = 16
-	documentVersion  = 1
+	documentVersion  = 2 // 2: the epoch clock (genesis, grace) in the parameters
 )
 
 // NetworkParams are the parameters every member of a network must share.
@@ -29,7 +29,18 @@ type NetworkParams struct {
 	LambdaD     float64 // client drop cover rate
 	LambdaM     float64 // mix loop cover rate
 	EpochPeriod time.Duration
+	// Genesis is the start of epoch 0 and EpochGrace how long a key is
+	// still accepted after its epoch: with EpochPeriod, the network's
+	// epoch clock, so a client learns it from the network instead of from
+	// a node's config. A zero Genesis means the PKI did not state it
+	// (encoded as 0); nodes refuse a document whose stated clock differs
+	// from their own.
+	Genesis    time.Time
+	EpochGrace time.Duration
 }
+
+// HasClock reports whether the parameters state the epoch clock.
+func (p *NetworkParams) HasClock() bool { return !p.Genesis.IsZero() }
 
 // Validate refuses parameters no network can run with, and floats that have
 // more than one encoding (NaN, negative zero) or none that makes sense.
@@ -43,6 +54,10 @@ func (p *NetworkParams) Validate() error {
 		return fmt.Errorf("%w: %d layers", ErrMalformed, p.Layers)
 	case p.EpochPeriod <= 0:
 		return fmt.Errorf("%w: epoch period %v", ErrMalformed, p.EpochPeriod)
+	case p.EpochGrace < 0 || p.EpochGrace >= p.EpochPeriod:
+		return fmt.Errorf("%w: epoch grace %v, want 0 ≤ grace < period %v", ErrMalformed, p.EpochGrace, p.EpochPeriod)
+	case p.HasClock() && (p.Genesis.UnixNano() <= 0 || !p.Genesis.Equal(time.Unix(0, p.Genesis.UnixNano()))):
+		return fmt.Errorf("%w: genesis %v is not a positive time in nanoseconds since 1970", ErrMalformed, p.Genesis)
 	}
 	for _, f := range []struct {
 		name string
@@ -128,6 +143,12 @@ func (d *Document) Encode() ([]byte, error) {
 	w.f64(p.LambdaD)
 	w.f64(p.LambdaM)
 	w.u64(uint64(p.EpochPeriod))
+	var genesis int64
+	if p.HasClock() {
+		genesis = p.Genesis.UnixNano()
+	}
+	w.u64(uint64(genesis))
+	w.u64(uint64(p.EpochGrace))
 	w.u16(uint16(len(d.Nodes)))
 	for _, n := range d.Nodes {
 		w.bytes16(n.Raw)
@@ -175,6 +196,14 @@ func ParseDocument(b []byte) (*Document, error) {
 		return nil, fmt.Errorf("%w: epoch period overflows", ErrMalformed)
 	}
 	p.EpochPeriod = time.Duration(period)
+	genesis, grace := r.u64(), r.u64()
+	if genesis > math.MaxInt64 || grace > math.MaxInt64 {
+		return nil, fmt.Errorf("%w: genesis or grace overflows", ErrMalformed)
+	}
+	if genesis != 0 {
+		p.Genesis = time.Unix(0, int64(genesis))
+	}
+	p.EpochGrace = time.Duration(grace)
 	n := int(r.u16())
 	if n > MaxDocumentNodes {
 		return nil, fmt.Errorf("%w: %d nodes", ErrMalformed, n)

@@ -46,7 +46,8 @@ func mustSign(t testing.TB, d *Descriptor, k ed25519.PrivateKey) *SignedDescript
 }
 
 func testParams() NetworkParams {
-	return NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 2, LambdaP: 1, LambdaL: 0.5, LambdaD: 0.5, LambdaM: 0.25, EpochPeriod: 20 * time.Minute}
+	return NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 2, LambdaP: 1, LambdaL: 0.5, LambdaD: 0.5, LambdaM: 0.25, EpochPeriod: 20 * time.Minute,
+		Genesis: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), EpochGrace: 2 * time.Minute}
 }
 
 func TestDescriptorRoundTrip(t *testing.T) {
@@ -358,6 +359,50 @@ func TestSphinxKeyForEpoch(t *testing.T) {
 			k, ok := d.SphinxKey(tt.epoch)
 			if ok != (tt.want >= 0) || (ok && k != d.SphinxKeys[tt.want]) {
 				t.Fatalf("SphinxKey(%d) = %x, %v", tt.epoch, k[:4], ok)
+			}
+		})
+	}
+}
+
+// The epoch clock travels in the document, so a client learns it from the
+// network; a document that does not state it stays valid.
+func TestTheDocumentCarriesTheEpochClock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(p *NetworkParams)
+		ok   bool
+	}{
+		{"a stated clock", func(p *NetworkParams) {}, true},
+		{"no clock stated", func(p *NetworkParams) { p.Genesis, p.EpochGrace = time.Time{}, 0 }, true},
+		{"a grace as long as the period", func(p *NetworkParams) { p.EpochGrace = p.EpochPeriod }, false},
+		{"a negative grace", func(p *NetworkParams) { p.EpochGrace = -1 }, false},
+		{"a genesis before 1970", func(p *NetworkParams) { p.Genesis = time.Unix(-5, 0) }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, k := testDescriptor(1, 9, RoleMix)
+			p := testParams()
+			tc.edit(&p)
+			doc, err := NewDocument("testnet", 9, p, []*SignedDescriptor{mustSign(t, d, k)})
+			if !tc.ok {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err = %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := doc.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			back, err := ParseDocument(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := back.Params
+			if got.HasClock() != p.HasClock() || !got.Genesis.Equal(p.Genesis) || got.EpochGrace != p.EpochGrace || got.EpochPeriod != p.EpochPeriod {
+				t.Fatalf("clock %v/%v/%v after a round trip, want %v/%v/%v", got.Genesis, got.EpochPeriod, got.EpochGrace, p.Genesis, p.EpochPeriod, p.EpochGrace)
 			}
 		})
 	}

@@ -434,6 +434,13 @@ func (n *Node) acceptDocument(doc *interfaces.Document, rt *routeTable) (*epochR
 	if err := doc.Validate(); err != nil {
 		return nil, fmt.Errorf("node: document for epoch %d: %w", doc.Epoch, err)
 	}
+	// A document that states the epoch clock must state this node's: a
+	// client learns the clock from it, and a node on another clock would
+	// use other keys than the clients expect.
+	if p := &doc.Params; p.HasClock() && (!p.Genesis.Equal(n.clk.Genesis()) || p.EpochPeriod != n.clk.Period() || p.EpochGrace != n.clk.Grace()) {
+		return nil, fmt.Errorf("node: document for epoch %d states the clock %v/%v/%v, this node runs on %v/%v/%v; refused",
+			doc.Epoch, p.Genesis, p.EpochPeriod, p.EpochGrace, n.clk.Genesis(), n.clk.Period(), n.clk.Grace())
+	}
 	g, err := topology.Geometry(&doc.Params)
 	if err != nil {
 		return nil, fmt.Errorf("node: document for epoch %d: %w", doc.Epoch, err)

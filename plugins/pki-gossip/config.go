@@ -42,20 +42,60 @@ type Config struct {
 	// at least 200ms.
 	SyncInterval time.Duration `json:"sync_interval"`
 	// StateDir, if set, persists accepted descriptors so a restarted member
-	// has its view before it reaches any peer.
+	// has its view before it reaches any peer. It is created (0700) if
+	// missing; a member that cannot write to it refuses to start.
 	StateDir string `json:"state_dir"`
+	// Admission is who may have a descriptor in a document: the design
+	// ("endorsed", "open", "none") and its settings. The JSON config must
+	// name a policy.
+	Admission Admission `json:"admission"`
 }
 
 // ParseConfig decodes raw JSON, applies defaults and validates.
 func ParseConfig(raw []byte) (Config, error) {
+	c, err := decodeConfig(raw)
+	if err != nil {
+		return c, err
+	}
+	c.setDefaults()
+	return c, c.Validate()
+}
+
+// decodeConfig decodes raw JSON without defaults. An operator's config must
+// choose its admission policy: leaving it out would silently admit anyone.
+func decodeConfig(raw []byte) (Config, error) {
 	var c Config
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return c, fmt.Errorf("pki-gossip: config: %w", err)
 		}
 	}
-	c.setDefaults()
-	return c, c.Validate()
+	if c.Admission.Policy == "" {
+		return c, fmt.Errorf("%w: admission.policy is required: one of %s (README.md, \"Admission\")", ErrConfig, policyNames())
+	}
+	return c, nil
+}
+
+// adoptClock fills the epoch clock from the host's when the config leaves
+// it out, and refuses a config whose clock disagrees with the host's: a
+// PKI on another clock would publish and serve the wrong epochs.
+func (c *Config) adoptClock(h *interfaces.Host) error {
+	if !h.HasClock() {
+		return nil
+	}
+	hc := h.Clock
+	if c.Genesis.IsZero() && c.EpochPeriod == 0 {
+		c.Genesis, c.EpochPeriod = hc.Genesis(), hc.Period()
+		if c.Grace == 0 {
+			c.Grace = hc.Grace()
+		}
+		return nil
+	}
+	if !c.Genesis.Equal(hc.Genesis()) || c.EpochPeriod != hc.Period() {
+		return fmt.Errorf("%w: epoch clock (genesis %v, period %v) differs from the node's (genesis %v, period %v)",
+			ErrConfig, c.Genesis, c.EpochPeriod, hc.Genesis(), hc.Period())
+	}
+	return nil
 }
 
 func (c *Config) setDefaults() {
@@ -77,9 +117,18 @@ func (c *Config) setDefaults() {
 	if c.Params.EpochPeriod == 0 {
 		c.Params.EpochPeriod = c.EpochPeriod
 	}
+	// The document states the network's clock, so clients learn it from
+	// the network (docs/SPEC.md, "Encodings").
+	if c.Params.Genesis.IsZero() {
+		c.Params.Genesis = c.Genesis
+	}
+	if c.Params.EpochGrace == 0 {
+		c.Params.EpochGrace = c.Grace
+	}
 	if c.SyncInterval == 0 {
 		c.SyncInterval = max(c.EpochPeriod/40, 200*time.Millisecond)
 	}
+	c.Admission.setDefaults()
 }
 
 // ErrConfig: the configuration is unusable.
@@ -99,13 +148,18 @@ func (c *Config) Validate() error {
 	if c.Params.EpochPeriod != c.EpochPeriod {
 		return fmt.Errorf("%w: params.epoch_period %v differs from epoch_period %v", ErrConfig, c.Params.EpochPeriod, c.EpochPeriod)
 	}
+	if !c.Params.Genesis.Equal(c.Genesis) || c.Params.EpochGrace != c.Grace {
+		return fmt.Errorf("%w: params state the clock %v/%v, the member runs on %v/%v", ErrConfig, c.Params.Genesis, c.Params.EpochGrace, c.Genesis, c.Grace)
+	}
 	if err := c.Params.Validate(); err != nil {
 		return fmt.Errorf("%w: params: %w", ErrConfig, err)
 	}
 	if c.SyncInterval <= 0 {
 		return fmt.Errorf("%w: sync interval %v", ErrConfig, c.SyncInterval)
 	}
-	return nil
+	return c.Admission.validate(c.Network)
 }
 
-func (c *Config) topic() string { return "/sotto/pki/" + c.Network + "/1" }
+// topic is the gossip topic. Version 2: messages carry an admission proof
+// beside the descriptor (version 1 carried the descriptor alone).
+func (c *Config) topic() string { return "/sotto/pki/" + c.Network + "/2" }

@@ -1,0 +1,72 @@
+package node
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+func clockDoc(t *testing.T, p interfaces.NetworkParams) *interfaces.Document {
+	t.Helper()
+	var nodes []*interfaces.SignedDescriptor
+	for i := range 4 {
+		key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, ed25519.SeedSize))
+		id := key.Public().(ed25519.PublicKey)
+		d := &interfaces.Descriptor{Network: "n", Epoch: 5, Identity: id, PeerID: interfaces.PeerIDOf(id),
+			Addrs: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}}, Role: interfaces.RoleMix}
+		if i == 3 {
+			d.Role = interfaces.RoleProvider
+		}
+		sd, err := interfaces.SignDescriptor(d, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, sd)
+	}
+	doc, err := interfaces.NewDocument("n", 5, p, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// A document that states the epoch clock must state the node's own; one
+// that states none is routed with as before.
+func TestADocumentOnAnotherClockIsRefused(t *testing.T) {
+	clk, err := epoch.New(time.Unix(1_700_000_000, 0), time.Minute, 6*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{clk: clk}
+	base := interfaces.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 1, EpochPeriod: time.Minute}
+	for _, tc := range []struct {
+		name string
+		edit func(p *interfaces.NetworkParams)
+		ok   bool
+	}{
+		{"no clock stated", func(p *interfaces.NetworkParams) {}, true},
+		{"the node's clock", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis(), clk.Grace() }, true},
+		{"another genesis", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis().Add(time.Second), clk.Grace() }, false},
+		{"another grace", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis(), time.Second }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := base
+			tc.edit(&p)
+			er, err := n.acceptDocument(clockDoc(t, p), &routeTable{})
+			if tc.ok != (err == nil) {
+				t.Fatalf("acceptDocument = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "clock") {
+				t.Fatalf("the refusal does not name the clock: %v", err)
+			}
+			if tc.ok && (len(er.byID) != 4 || len(er.providers) != 1) {
+				t.Fatalf("routes of %d nodes, %d providers", len(er.byID), len(er.providers))
+			}
+		})
+	}
+}
