@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"time"
 
@@ -12,9 +13,20 @@ import (
 // are kept on an absolute schedule, so the time building a packet takes
 // does not stretch the gaps.
 func (c *Client) sendLoop(ctx context.Context) {
+	// The stream's gaps are on the wire for any observer to measure, and
+	// the same generator draws each slot's kind (real, loop or drop): a
+	// generator whose state its outputs give away (PCG) would let the
+	// observer predict which slots are real. ChaCha8 does not; it is seeded
+	// from the client's generator (ChaCha8 from crypto/rand unless a test
+	// injects a seeded one, so tests stay reproducible).
+	var seed [32]byte
 	c.mu.Lock()
-	r := rand.New(rand.NewPCG(c.rnd.Uint64(), c.rnd.Uint64()))
+	for i := 0; i < len(seed); i += 8 {
+		binary.LittleEndian.PutUint64(seed[i:], c.rnd.Uint64())
+	}
 	c.mu.Unlock()
+	r := rand.New(rand.NewChaCha8(seed))
+	clear(seed[:])
 	var (
 		stream *cover.Stream
 		rates  cover.Rates
