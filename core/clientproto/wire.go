@@ -29,7 +29,7 @@ type Op uint8
 
 // Operations. Values are part of the wire format; never renumber.
 const (
-	OpDocument Op = 1 // epoch → canonical PKI document
+	OpDocument Op = 1 // epoch (or CurrentEpoch) → canonical PKI document
 	OpSend     Op = 2 // first hop, packet → ok
 	OpFetch    Op = 3 // mailbox, after, limit → messages
 	OpAck      Op = 4 // mailbox, IDs → ok
@@ -53,6 +53,11 @@ func (o Op) String() string {
 }
 
 func (o Op) known() bool { return o >= OpDocument && o <= OpRedeem }
+
+// CurrentEpoch, as a Document request's epoch, asks for the document of the
+// provider's current epoch: how a client that does not know the network's
+// epoch clock yet learns it (the document states it).
+const CurrentEpoch = ^uint64(0)
 
 // Limits of the protocol. A decoder refuses anything larger.
 const (

@@ -94,7 +94,14 @@ func (n *Node) Forward(to [32]byte, pkt []byte) error {
 
 // Document returns the canonical encoding of the document of epoch e, from
 // the node's route table when it routes with it, else from the PKI.
+//
+// e = clientproto.CurrentEpoch asks for the current epoch's: a client that
+// does not know the network's clock yet learns it from that document
+// (docs/SPEC.md, "Encodings").
 func (n *Node) Document(ctx context.Context, e uint64) ([]byte, error) {
+	if e == clientproto.CurrentEpoch {
+		e = n.clk.Now()
+	}
 	if rt := n.routes.Load(); rt != nil {
 		if er := rt.epochs[e]; er != nil {
 			return er.raw, nil

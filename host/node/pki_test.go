@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -68,5 +69,27 @@ func TestADocumentOnAnotherClockIsRefused(t *testing.T) {
 				t.Fatalf("routes of %d nodes, %d providers", len(er.byID), len(er.providers))
 			}
 		})
+	}
+}
+
+// A client that does not know the clock asks for the current epoch's
+// document with CurrentEpoch and reads the clock from it.
+func TestTheCurrentDocumentTellsTheClock(t *testing.T) {
+	tn := newTestNet(t, netSpec{mixes: 2, providers: 1, layers: 2, mu: 200})
+	pn := tn.nodeByID(tn.route().providers[0].id)
+	raw, err := pn.n.Document(t.Context(), clientproto.CurrentEpoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := interfaces.ParseDocument(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := pn.n.clk.Now(); doc.Epoch != now && doc.Epoch+1 != now {
+		t.Fatalf("document of epoch %d, the current is %d", doc.Epoch, now)
+	}
+	p := doc.Params
+	if p.HasClock() && (!p.Genesis.Equal(pn.n.clk.Genesis()) || p.EpochPeriod != pn.n.clk.Period()) {
+		t.Fatalf("the document states %v/%v, the node runs on %v/%v", p.Genesis, p.EpochPeriod, pn.n.clk.Genesis(), pn.n.clk.Period())
 	}
 }
