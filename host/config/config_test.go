@@ -268,3 +268,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A config that others may write names the binaries the node executes:
+// Load refuses it and says how to fix it.
+func TestLoadRefusesAConfigOthersMayWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+		ok   bool
+	}{
+		{"owner-only", 0o600, true},
+		{"readable by all", 0o644, true},
+		{"group-writable", 0o664, false},
+		{"world-writable", 0o646, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "node.yaml")
+			if err := os.WriteFile(path, []byte("role: mix\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(Sources{File: path, Environ: []string{}})
+			if tc.ok && err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if !tc.ok && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "chmod go-w")) {
+				t.Fatalf("Load = %v, want a refusal that says chmod go-w", err)
+			}
+		})
+	}
+}

@@ -1,8 +1,11 @@
 package config
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +61,9 @@ func RegisterFlags(fs *pflag.FlagSet) {
 func Load(src Sources) (Config, error) {
 	k := koanf.New(".")
 	if src.File != "" {
+		if err := checkConfigFile(src.File); err != nil {
+			return Config{}, err
+		}
 		b, err := os.ReadFile(src.File)
 		if err != nil {
 			return Config{}, fmt.Errorf("config: %w", err)
@@ -69,6 +75,10 @@ func Load(src Sources) (Config, error) {
 	environ := src.Environ
 	if environ == nil {
 		environ = os.Environ()
+	}
+	environ, err := loadPluginConfigDocs(k, environ)
+	if err != nil {
+		return Config{}, err
 	}
 	if err := k.Load(env.Provider(".", env.Opt{
 		Prefix:        EnvPrefix,
@@ -101,13 +111,73 @@ func Parse(b []byte) (Config, error) {
 	return decode(k)
 }
 
+// loadPluginConfigDocs applies the variables that set a plugin's whole
+// config as a JSON document (SOTTO_PLUGINS__ACCOUNTING__CONFIG='{"quota":
+// 3}'): each replaces that slot's config from the file. It returns the
+// other variables, which then apply over it (per-key config variables
+// included).
+func loadPluginConfigDocs(k *koanf.Koanf, environ []string) ([]string, error) {
+	rest := make([]string, 0, len(environ))
+	type doc struct {
+		name, key string
+		value     map[string]any
+	}
+	var docs []doc
+	for _, kv := range environ {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			rest = append(rest, kv)
+			continue
+		}
+		key := envKeyName(name)
+		if parts := strings.Split(key, "."); len(parts) != 3 || parts[0] != "plugins" || parts[2] != "config" {
+			rest = append(rest, kv)
+			continue
+		}
+		var m map[string]any
+		dec := json.NewDecoder(strings.NewReader(value))
+		dec.UseNumber() // 1e3 and 2^63 arrive as the plugin would read them from a file
+		if err := dec.Decode(&m); err != nil || dec.More() || m == nil {
+			if err == nil {
+				err = errors.New("trailing data or null")
+			}
+			return nil, fmt.Errorf("%w: environment: %s: want the plugin's whole config as a JSON object, e.g. %s='{\"key\": 3}': %v",
+				ErrInvalid, name, name, err)
+		}
+		docs = append(docs, doc{name, key, m})
+	}
+	slices.SortFunc(docs, func(a, b doc) int { return strings.Compare(a.name, b.name) })
+	for _, d := range docs {
+		k.Delete(d.key)
+		if err := k.Set(d.key, d.value); err != nil {
+			return nil, fmt.Errorf("%w: environment: %s: %w", ErrInvalid, d.name, err)
+		}
+	}
+	return rest, nil
+}
+
+func envKeyName(name string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
+}
+
 // envKey turns SOTTO_MIX__UNWRAP_WORKERS into mix.unwrap_workers; list
-// keys get their comma-separated value split.
+// keys get their comma-separated value split, and a key inside a plugin's
+// config (SOTTO_PLUGINS__ACCOUNTING__CONFIG__QUOTA=3) its value read as
+// JSON when it is JSON, so that 3 is a number, true a boolean and
+// '"3"' a string; anything else stays the string it is.
 func envKey(name, value string) (string, any) {
-	key := strings.ToLower(strings.TrimPrefix(name, EnvPrefix))
-	key = strings.ReplaceAll(key, "__", ".")
+	key := envKeyName(name)
 	if key == "" {
 		return "", nil
+	}
+	if parts := strings.SplitN(key, ".", 4); len(parts) == 4 && parts[0] == "plugins" && parts[2] == "config" {
+		dec := json.NewDecoder(strings.NewReader(value))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err == nil && !dec.More() {
+			return key, v
+		}
+		return key, value
 	}
 	if key == "listen" || strings.HasSuffix(key, ".args") {
 		var parts []string
