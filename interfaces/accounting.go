@@ -42,12 +42,18 @@ type Accounting interface {
 	// input; opening the same channel twice must not open two.
 	Issue(ctx context.Context, req *IssueRequest) (*IssueResponse, error)
 	// Redeem checks a credential a client presents at its gateway and, if
-	// it is good, grants the client Packets packets of service. A
-	// credential already spent (or a channel update not newer than the
-	// last) gives ErrDoubleSpend; one that does not verify gives
+	// it is good, grants the client up to Packets packets of service (the
+	// grant may be smaller). How much one credential is worth is the
+	// design's: a single-use token is spent once; a reusable-but-capped
+	// credential (a quota per client and epoch, a channel's deposit) grants
+	// until its cap is reached; a free design grants without limit. Every
+	// design counts exactly: concurrent Redeems of one credential never
+	// grant together more than it is worth (for a single-use token, at
+	// most one succeeds), also across restarts. A credential with nothing
+	// left (spent, over its cap, a channel update not newer than the last)
+	// gives ErrDoubleSpend; one that does not verify gives
 	// ErrPaymentRequired; malformed bytes give ErrInvalidArgument. A
-	// credential is spent exactly once: of concurrent Redeems of the same
-	// credential at most one succeeds, also across restarts.
+	// Redeem that fails grants nothing and spends nothing.
 	Redeem(ctx context.Context, req *RedeemRequest) (*RedeemResponse, error)
 	// RecordWork reports work done in an epoch, aggregated (never one call
 	// per packet): packets a node forwarded or delivered, or probes an
@@ -85,17 +91,31 @@ type AccountingInfoResponse struct {
 	Params []byte // what the node's descriptor publishes
 }
 
+// ClientKey names a client by its Ed25519 public key, the key its
+// provider authenticated in the client protocol's Noise handshake. The
+// zero key means the host knows no client for the call.
+type ClientKey [32]byte
+
 type IssueRequest struct {
 	Epoch   uint64
 	Request []byte // design-specific, at most MaxCredentialLen
+	// Client is the authenticated client the issuance is for.
+	Client ClientKey
 }
 type IssueResponse struct{ Response []byte }
 
 type RedeemRequest struct {
+	// Epoch is the epoch the client spends the credential in, by its
+	// clock. The host passes only the gateway's current epoch or one of
+	// its two neighbours (clock skew, a boundary crossed in flight) and
+	// refuses any other before the plugin sees it.
 	Epoch      uint64
 	Gateway    NodeID // the node the credential is spent at
 	Credential []byte // design-specific, at most MaxCredentialLen
 	Packets    uint64 // how many packets the client asks to send
+	// Client is the authenticated client whose allowance the granted
+	// packets fill: a design may bind a credential or a quota to it.
+	Client ClientKey
 }
 type RedeemResponse struct {
 	Granted uint64 // packets granted; may be less than asked

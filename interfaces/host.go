@@ -167,8 +167,9 @@ type hostKVClient struct {
 	cc *grpc.ClientConn
 }
 
-// configureHost sends Configure with the host services of h; the host KV
-// is served on a new broker stream.
+// ConfigureHost sends Configure with the host services of h (nil: none);
+// the host KV is served on a new broker stream. It keeps what the plugin
+// reports about itself (Reported).
 func (c *configureClient) ConfigureHost(ctx context.Context, raw []byte, h *Host) error {
 	req := &pluginv1.ConfigureRequest{Config: raw, Kind: c.kind.Name, ProtocolVersion: uint32(c.kind.ProtocolVersion)}
 	if h != nil {
@@ -192,8 +193,11 @@ func (c *configureClient) ConfigureHost(ctx context.Context, raw []byte, h *Host
 			req.HostKv = id
 		}
 	}
-	_, err := c.lc.Configure(ctx, req)
-	return fromStatus(err)
+	resp, err := c.lc.Configure(ctx, req)
+	if err != nil {
+		return fromStatus(err)
+	}
+	return c.configured(resp)
 }
 
 // hostFromRequest builds the plugin's view of the host services in req,

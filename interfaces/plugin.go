@@ -4,11 +4,17 @@ package interfaces
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -161,10 +167,48 @@ type Configurer interface {
 
 // Plugin is what a plugin's main hands to Serve: a kind and a factory that
 // builds the implementation from raw config. Make one with the kind's
-// constructor, e.g. StoragePlugin.
+// constructor, e.g. StoragePlugin, and name it:
+//
+//	p := interfaces.AccountingPlugin(factory)
+//	p.Name, p.Version = "accounting-quota", "v0.2.0"
+//	interfaces.Serve(p)
 type Plugin struct {
 	Kind    *Kind
 	Factory func(ctx context.Context, rawConfig []byte) (any, error)
+	// Name and Version are what the plugin reports to the host when
+	// configured (PluginInfo): the host shows them in its logs and in the
+	// sotto_plugin_info metric. Both optional; an empty Version is the
+	// main module's version from the binary's build info, if it has one.
+	Name, Version string
+}
+
+// PluginInfo is what a plugin reports about itself when the host
+// configures it (the framework's ConfigureResponse). Fields the plugin
+// leaves empty are empty.
+type PluginInfo struct {
+	Name    string // e.g. "accounting-quota"
+	Version string // free-form, e.g. "v0.2.0"
+	// Kind and ProtocolVersion are what the plugin says it serves; the host
+	// refuses a plugin whose report differs from what it configured.
+	Kind            string
+	ProtocolVersion uint
+}
+
+// Reporter is implemented by every host-side shim beside Configurer:
+// Reported returns what the plugin reported when configured (the zero
+// PluginInfo before Configure).
+type Reporter interface {
+	Reported() PluginInfo
+}
+
+func (p Plugin) info() PluginInfo {
+	v := p.Version
+	if v == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	return PluginInfo{Name: p.Name, Version: v, Kind: p.Kind.Name, ProtocolVersion: p.Kind.ProtocolVersion}
 }
 
 // Serve serves one plugin over go-plugin's gRPC transport and returns when
@@ -186,16 +230,32 @@ type Plugin struct {
 // The factory runs when the host calls Configure, with the raw config bytes
 // from the host's config. If the implementation has a Close() error method,
 // Serve calls it after the host has stopped the plugin, so stores flush.
-// Logs written with log/slog's default logger or to stderr reach the host's
-// log.
+//
+// Logs: Serve makes log/slog's default logger (and so the log package's)
+// write go-plugin's JSON log lines to the process's stderr, at every level;
+// the host re-emits each line at its level, with the plugin's slot, and
+// drops what is below the node's log level. So slog.Warn in a plugin is a
+// WARN line in the node's log.
+//
+// Debugging: with DebugEnv set (SOTTO_PLUGIN_DEBUG=1), Serve needs no host
+// to start it: it listens, prints to stderr the environment variable that
+// points a node's slot at it (SOTTO_PLUGINS__<KIND>__REATTACH='{...}'), and
+// serves the first node that attaches, until that node stops it. Run the
+// binary so under a debugger (dlv exec ./plugin), then start the node
+// (docs/PLUGINS.md, "Debugging a plugin under a live node").
 func Serve(p Plugin) {
-	if err := checkHostKind(p.Kind); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	stderr := os.Stderr // go-plugin swaps os.Stderr for its stdio stream once serving
+	debugMode := os.Getenv(DebugEnv) != ""
+	if !debugMode {
+		if err := checkHostKind(p.Kind); err != nil {
+			fmt.Fprintln(stderr, err)
+			os.Exit(1)
+		}
 	}
+	slog.SetDefault(slog.New(NewLogHandler(stderr)))
 	h := &implHolder{}
-	lc := &lifecycleServer{kind: p.Kind, factory: p.Factory, holder: h}
-	plugin.Serve(&plugin.ServeConfig{
+	lc := &lifecycleServer{kind: p.Kind, factory: p.Factory, holder: h, info: p.info()}
+	cfg := &plugin.ServeConfig{
 		HandshakeConfig: p.Kind.Handshake(),
 		Plugins:         plugin.PluginSet{p.Kind.Name: p.Kind.newGRPC(h)},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
@@ -206,17 +266,103 @@ func Serve(p Plugin) {
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       p.Kind.Name,
 			Level:      hclog.Trace,
-			Output:     os.Stderr,
+			Output:     stderr,
 			JSONFormat: true,
 		}),
-	})
+	}
+	if debugMode {
+		serveDebug(cfg, p.Kind, stderr)
+	} else {
+		plugin.Serve(cfg)
+	}
 	if impl, err := h.get(); err == nil {
 		if c, ok := impl.(interface{ Close() error }); ok {
 			if err := c.Close(); err != nil {
-				fmt.Fprintln(os.Stderr, "sotto plugin: close:", err)
+				slog.Error("closing the plugin", "err", err)
 			}
 		}
 	}
+}
+
+// DebugEnv, set to any value in a plugin's environment, makes Serve run
+// the plugin for a debugger: started by hand, it prints how to point a
+// node at it and waits for the node to attach (see Serve).
+const DebugEnv = "SOTTO_PLUGIN_DEBUG"
+
+// reattachInfo is what a plugin in debug mode prints and what a node's
+// slot takes as `reattach` (host/plugin.Config.Reattach): how to reach a
+// running plugin process instead of starting one.
+type reattachInfo struct {
+	Kind            string `json:"kind"`
+	ProtocolVersion int    `json:"protocol_version"`
+	Network         string `json:"network"`
+	Addr            string `json:"addr"`
+	Pid             int    `json:"pid"`
+}
+
+// serveDebug serves in go-plugin's test mode: no cookie, no handshake line
+// on stdout, a reattach config instead, and an end on SIGINT or SIGTERM.
+func serveDebug(cfg *plugin.ServeConfig, k *Kind, stderr io.Writer) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ch := make(chan *plugin.ReattachConfig, 1)
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: ch}
+	go func() {
+		select {
+		case rc := <-ch:
+			b, _ := json.Marshal(reattachInfo{
+				Kind: k.Name, ProtocolVersion: rc.ProtocolVersion,
+				Network: rc.Addr.Network(), Addr: rc.Addr.String(), Pid: rc.Pid,
+			})
+			fmt.Fprintf(stderr, "Sotto %s plugin serving for a debugger (pid %d). Point a node's %s slot at it with:\n\n\tSOTTO_PLUGINS__%s__REATTACH='%s'\n\n",
+				k, rc.Pid, k.Name, strings.ToUpper(k.Name), b)
+		case <-ctx.Done():
+		}
+	}()
+	plugin.Serve(cfg)
+}
+
+// NewLogHandler returns a slog.Handler that writes go-plugin's (hclog's)
+// JSON log lines to w: one object per line with "@level" (trace, debug,
+// info, warn, error), "@message", "@timestamp" and the record's
+// attributes. A Sotto host reads a plugin's stderr in this format and
+// re-emits each line at its level; Serve installs it as slog's default, so
+// plugins need it only to build a logger of their own.
+func NewLogHandler(w io.Writer) slog.Handler {
+	return slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: slog.LevelDebug - 4, // everything: the host filters by its own level
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				// The exact layout go-plugin parses; any other and the line
+				// would arrive as plain text at DEBUG.
+				return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
+			case slog.LevelKey:
+				l, _ := a.Value.Any().(slog.Level)
+				return slog.String("@level", hclogLevelName(l))
+			case slog.MessageKey:
+				return slog.String("@message", a.Value.String())
+			}
+			return a
+		},
+	})
+}
+
+func hclogLevelName(l slog.Level) string {
+	switch {
+	case l < slog.LevelDebug:
+		return "trace"
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	}
+	return "error"
 }
 
 // ErrWrongKind: the host expected another plugin kind than the binary
@@ -240,6 +386,7 @@ type lifecycleServer struct {
 	kind    *Kind
 	factory func(ctx context.Context, raw []byte) (any, error)
 	holder  *implHolder
+	info    PluginInfo
 }
 
 func (l *lifecycleServer) Configure(ctx context.Context, req *pluginv1.ConfigureRequest) (*pluginv1.ConfigureResponse, error) {
@@ -267,7 +414,10 @@ func (l *lifecycleServer) Configure(ctx context.Context, req *pluginv1.Configure
 	if err := l.holder.set(impl); err != nil {
 		return nil, toStatus(err)
 	}
-	return &pluginv1.ConfigureResponse{}, nil
+	return &pluginv1.ConfigureResponse{
+		Name: l.info.Name, Version: l.info.Version,
+		Kind: l.kind.Name, ProtocolVersion: uint32(l.kind.ProtocolVersion),
+	}, nil
 }
 
 // configureClient is the host side of Lifecycle, embedded in every kind's
@@ -276,13 +426,37 @@ type configureClient struct {
 	kind   *Kind
 	lc     pluginv1.LifecycleClient
 	broker *plugin.GRPCBroker // the host side's, to serve host services on
+
+	mu       sync.Mutex
+	reported PluginInfo
 }
 
 func (c *configureClient) Configure(ctx context.Context, raw []byte) error {
-	_, err := c.lc.Configure(ctx, &pluginv1.ConfigureRequest{
-		Config: raw, Kind: c.kind.Name, ProtocolVersion: uint32(c.kind.ProtocolVersion),
-	})
-	return fromStatus(err)
+	return c.ConfigureHost(ctx, raw, nil)
+}
+
+// Reported returns what the plugin said about itself when configured.
+func (c *configureClient) Reported() PluginInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reported
+}
+
+// configured keeps the plugin's report, refusing one that names another
+// kind or protocol version than the host configured (a plugin, say in
+// another language, that ignored the request's kind).
+func (c *configureClient) configured(resp *pluginv1.ConfigureResponse) error {
+	info := PluginInfo{
+		Name: resp.GetName(), Version: resp.GetVersion(),
+		Kind: resp.GetKind(), ProtocolVersion: uint(resp.GetProtocolVersion()),
+	}
+	if (info.Kind != "" && info.Kind != c.kind.Name) || (info.ProtocolVersion != 0 && info.ProtocolVersion != c.kind.ProtocolVersion) {
+		return fmt.Errorf("%w: host configured kind %s, the plugin reports serving %s v%d", ErrWrongKind, c.kind, info.Kind, info.ProtocolVersion)
+	}
+	c.mu.Lock()
+	c.reported = info
+	c.mu.Unlock()
+	return nil
 }
 
 func newConfigureClient(k *Kind, cc *grpc.ClientConn, broker *plugin.GRPCBroker) configureClient {

@@ -33,8 +33,11 @@ func nodeCmd() *cobra.Command {
 		Short: "Run a mix node or provider",
 		Long: "Run a mix node or provider. The config is read from --config (YAML), then from\n" +
 			"SOTTO_ environment variables (SOTTO_MIX__LAYER sets mix.layer), then from flags.\n" +
-			"With --check, load and validate the config and the keys, print every problem and\n" +
-			"exit non-zero if there is any.",
+			"With --check, load and validate the config and the keys, start each configured\n" +
+			"plugin as the node would (configured, with host services), ask it what it is,\n" +
+			"stop it, print every problem by slot and exit non-zero if there is any. Plugins\n" +
+			"open what the node would (the storage database, the PKI's listeners): check a\n" +
+			"node's config while the node is stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Catch SIGTERM first: a node asked to stop while it starts must
@@ -42,11 +45,16 @@ func nodeCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			problems, summary := checkNode(cfgFile, cmd)
+			if check {
+				plugProblems, plugSummary := checkPlugins(ctx, cfgFile, cmd, problems)
+				problems = append(problems, plugProblems...)
+				summary = strings.Join(append([]string{summary}, plugSummary...), "\n")
+			}
 			for _, p := range problems {
 				fmt.Fprintln(cmd.ErrOrStderr(), p)
 			}
 			if len(problems) > 0 {
-				return fmt.Errorf("%d problem(s) in the config and keys", len(problems))
+				return fmt.Errorf("%d problem(s) in the config, keys and plugins", len(problems))
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), summary)
 			if check {
@@ -56,7 +64,7 @@ func nodeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cfgFile, "config", "", "node config file (YAML)")
-	cmd.Flags().BoolVar(&check, "check", false, "only check the config and keys")
+	cmd.Flags().BoolVar(&check, "check", false, "only check the config, the keys and the plugins, then exit")
 	cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
 	config.RegisterFlags(cmd.Flags())
 	return cmd
@@ -110,6 +118,92 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		summary += fmt.Sprintf(" in layer %d", c.Mix.Layer)
 	}
 	summary += fmt.Sprintf(" on network %q, peer ID %s", c.Network, pid)
+	return problems, summary
+}
+
+// checkPlugins starts each configured plugin as runNode would (storage
+// first, then the others with host services: the clock and a KV in that
+// storage), asks it what it is (its report, and Info for accounting),
+// stops it, and returns one problem per slot that failed, each naming its
+// slot, and one summary line per slot that started. A slot that already
+// has a problem in known (the config's) is not started.
+func checkPlugins(ctx context.Context, cfgFile string, cmd *cobra.Command, known []error) (problems []error, summary []string) {
+	c, err := config.Load(config.Sources{File: cfgFile, Flags: cmd.Flags()})
+	if err != nil {
+		return nil, nil // checkNode reported it
+	}
+	// Plugins' own warnings matter here; their routine lines do not.
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	host := &interfaces.Host{}
+	if clk, err := epoch.New(c.Epoch.Genesis, c.Epoch.Period, c.Epoch.Grace); err == nil {
+		host.Clock = clk
+	}
+	var started []*plugin.Plugin
+	defer func() {
+		for _, p := range slices.Backward(started) {
+			_ = p.Close()
+		}
+	}()
+	check := func(kind string, slot config.PluginSlot) *plugin.Plugin {
+		path := "plugins." + kind
+		for _, k := range known {
+			if m := k.Error(); strings.HasPrefix(m, path+".") || strings.HasPrefix(m, path+":") {
+				return nil // reported already, e.g. an unknown built-in
+			}
+		}
+		if !slot.IsSet() {
+			return nil
+		}
+		pc, err := slot.PluginConfig(kind)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %w", path, err))
+			return nil
+		}
+		opts := plugin.Options{Logger: log}
+		if kind != "storage" {
+			opts.Host = host
+		}
+		p, err := plugin.Start(ctx, pc, opts)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: %w", path, err))
+			return nil
+		}
+		started = append(started, p)
+		info := p.Info()
+		line := fmt.Sprintf("%s: %s plugin %s", path, info.Kind, info.Name)
+		if info.Version != "" {
+			line += " " + info.Version
+		}
+		line += " started and configured"
+		if kind == "accounting" {
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			var e uint64
+			if host.HasClock() {
+				e = host.Clock.At(time.Now())
+			}
+			r, err := p.Accounting().Info(ictx, &interfaces.AccountingInfoRequest{Epoch: e})
+			switch {
+			case err != nil:
+				problems = append(problems, fmt.Errorf("%s: Info: %w", path, err))
+				return p
+			case r.Scheme == "":
+				problems = append(problems, fmt.Errorf("%s: Info names no scheme", path))
+				return p
+			case len(r.Params) > interfaces.MaxAccountingLen:
+				problems = append(problems, fmt.Errorf("%s: Info params of %d bytes do not fit a descriptor (at most %d)", path, len(r.Params), interfaces.MaxAccountingLen))
+				return p
+			}
+			line += fmt.Sprintf(", scheme %q", r.Scheme)
+		}
+		summary = append(summary, line)
+		return p
+	}
+	if s := check("storage", c.Plugins.Storage); s != nil {
+		host.KV = s.Storage()
+	}
+	check("pki", c.Plugins.PKI)
+	check("accounting", c.Plugins.Accounting)
 	return problems, summary
 }
 

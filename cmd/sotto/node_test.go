@@ -31,7 +31,8 @@ func nodeConfig(t *testing.T, dataDir, extra string) string {
 		"listen: [/ip4/127.0.0.1/tcp/0, /ip4/127.0.0.1/udp/0/quic-v1]\n" +
 		"mix: {layer: 1}\n" +
 		"epoch: {genesis: " + testGenesis + ", period: 24h, grace: 1h}\n" +
-		"plugins:\n  pki: {builtin: pki-static}\n  storage: {builtin: storage-badger, config: {dir: " + dataDir + "/badger}}\n" +
+		"plugins:\n  pki: {builtin: pki-static, config: {operator_key: " + strings.Repeat("ab", 32) + ", network: testnet, dir: " + t.TempDir() + "}}\n" +
+		"  storage: {builtin: storage-badger, config: {dir: " + dataDir + "/badger}}\n" +
 		extra
 	p := filepath.Join(t.TempDir(), "node.yaml")
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
@@ -168,6 +169,16 @@ func TestNodeCheck(t *testing.T) {
 		{name: "a missing external plugin is reported", extra: "  accounting: {path: /nonexistent/sotto-pay}\n", wantErr: []string{"plugins.accounting.path", "no such file"}},
 		{name: "an external plugin path that is a directory is reported", extra: "  accounting: {path: /}\n", wantErr: []string{"plugins.accounting.path", "not an executable"}},
 		{name: "an unknown key is reported", extra: "mixnig: {}\n", wantErr: []string{"mixnig"}},
+		// The issue's --check tests: plugins are started, and what they
+		// refuse is reported by slot.
+		{name: "a bad plugin config is reported naming the slot", extra: "  accounting: {builtin: test-accounting, config: {quota: 0}}\n",
+			wantErr: []string{"plugins.accounting:", "quota must be at least 1"}},
+		{name: "a bad plugin config from the environment is reported naming the slot", env: map[string]string{"SOTTO_PLUGINS__PKI__CONFIG__OPERATOR_KEY": "beef"},
+			wantErr: []string{"plugins.pki:", "operator_key"}},
+		{name: "a binary of the wrong kind is reported naming the slot", extra: "  accounting: {path: SELF, args: [plugin, storage-badger]}\n",
+			wantErr: []string{"plugins.accounting:", "plugin handshake refused", "kind storage v1", `"accounting"`}},
+		{name: "a pinned plugin whose binary differs is reported naming the slot", extra: "  accounting: {path: SELF, args: [plugin, test-accounting], sha256: " + strings.Repeat("ab", 32) + "}\n",
+			wantErr: []string{"plugins.accounting:", "checksum mismatch", "refusing to start"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +194,8 @@ func TestNodeCheck(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			args := append([]string{"node", "--check", "--config", nodeConfig(t, dir, tt.extra)}, tt.args...)
+			extra := strings.ReplaceAll(tt.extra, "SELF", os.Args[0])
+			args := append([]string{"node", "--check", "--config", nodeConfig(t, dir, extra)}, tt.args...)
 			out, stderr, err := run(t, args...)
 			if len(tt.wantErr) == 0 {
 				if err != nil || !strings.Contains(out, "config and keys OK: mix in layer 1") {

@@ -9,7 +9,10 @@
 // nesting levels and a single underscore stays part of the name, so
 // SOTTO_MIX__LAYER sets mix.layer, SOTTO_DATA_DIR sets data_dir and
 // SOTTO_MIXING__UNWRAP_WORKERS sets mixing.unwrap_workers. List keys
-// (listen, plugins.*.args) take a comma-separated value. An unknown key is
+// (listen, plugins.*.args) take a comma-separated value. A plugin's own
+// config is set whole as a JSON document (SOTTO_PLUGINS__ACCOUNTING__CONFIG=
+// '{"quota": 3}') or key by key with JSON values, so types survive
+// (SOTTO_PLUGINS__ACCOUNTING__CONFIG__QUOTA=3): see PluginSlot. An unknown key is
 // an error wherever it comes from, a stray SOTTO_ variable included, so that
 // a misspelt setting never passes silently.
 package config
@@ -118,6 +121,11 @@ type Provider struct {
 	// Clients bounds what clients may hold of the provider (see
 	// host/provider.Config); zero values take the service's defaults.
 	Clients ClientLimits `koanf:"clients"`
+	// MailboxMaxMessages and MailboxMaxMB bound what one mailbox holds:
+	// a payload that would take it over either is dropped (counted as
+	// mailbox_messages or mailbox_bytes). Zero: 4096 messages, 16 MiB.
+	MailboxMaxMessages int `koanf:"mailbox_max_messages"`
+	MailboxMaxMB       int `koanf:"mailbox_max_mb"`
 }
 
 // ClientLimits are the provider's client-service limits. Zero means the
@@ -131,6 +139,15 @@ type ClientLimits struct {
 	ReplyMB             int           `koanf:"reply_mb"`               // reply bytes held at once, MiB; default 64
 	FirstRequestTimeout time.Duration `koanf:"first_request_timeout"`  // default 10s
 	IdleTimeout         time.Duration `koanf:"idle_timeout"`           // default 5m
+	ReplyMBPerClient    int           `koanf:"reply_mb_per_client"`    // of reply_mb, one client's share, MiB; default 4
+	ReplyMBPerIP        int           `koanf:"reply_mb_per_ip"`        // of reply_mb, one address's share, MiB; default 16
+	// Sends per second, per client and per address (token buckets). Zero:
+	// send_rate is ten times the document's λP+λL+λD (at least 10),
+	// send_rate_per_ip 16 times send_rate, and each burst 10 s of its rate.
+	SendRate       float64 `koanf:"send_rate"`
+	SendBurst      int     `koanf:"send_burst"`
+	SendRatePerIP  float64 `koanf:"send_rate_per_ip"`
+	SendBurstPerIP int     `koanf:"send_burst_per_ip"`
 }
 
 // DefaultClientProtocol is the provider's client protocol ID.

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -211,6 +212,13 @@ func TestValidate(t *testing.T) {
 			c.Role, c.Mix.Layer = RoleProvider, 0
 			c.Provider.Clients.MaxStreamsPerIP, c.Provider.Clients.IdleTimeout = -1, -time.Second
 		}, []string{"provider.clients.max_streams_per_ip", "provider.clients.idle_timeout"}},
+		{"negative or infinite send rates and negative mailbox quotas are refused", func(c *Config) {
+			c.Role, c.Mix.Layer = RoleProvider, 0
+			c.Provider.Clients.SendRate, c.Provider.Clients.SendRatePerIP = -1, math.Inf(1)
+			c.Provider.Clients.SendBurst, c.Provider.Clients.ReplyMBPerIP = -1, -1
+			c.Provider.MailboxMaxMessages, c.Provider.MailboxMaxMB = -1, -1
+		}, []string{"provider.clients.send_rate:", "provider.clients.send_rate_per_ip", "provider.clients.send_burst",
+			"provider.clients.reply_mb_per_ip", "provider.mailbox_max_messages", "provider.mailbox_max_mb"}},
 		{"every problem is reported at once", func(c *Config) {
 			c.Role, c.Network, c.Mixing.QueueCapacity, c.Plugins.PKI = "", "", -1, PluginSlot{}
 		}, []string{"role", "network", "mixing.queue_capacity", "plugins.pki"}},

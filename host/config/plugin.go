@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -11,16 +13,32 @@ import (
 // PluginSlot names the plugin that fills one slot: a built-in plugin by
 // name, or an external executable by path, plus the plugin's own config,
 // which the node hands to it as JSON (see host/plugin.Config.RawConfig).
+//
+// From the environment, a plugin's config is set whole as a JSON document,
+// SOTTO_PLUGINS__ACCOUNTING__CONFIG='{"quota": 3}', which replaces the
+// file's; or key by key, SOTTO_PLUGINS__ACCOUNTING__CONFIG__QUOTA=3, whose
+// value is read as JSON when it is JSON (3 a number, true a boolean,
+// '"3"' a string) and as a string otherwise; nested keys take more
+// double underscores. Per-key variables apply over a document. Variable
+// names are lower-cased, so a key with capitals needs the document form.
 type PluginSlot struct {
 	Builtin     string         `koanf:"builtin"`
 	Path        string         `koanf:"path"`
 	Args        []string       `koanf:"args"`
 	Config      map[string]any `koanf:"config"`
 	CallTimeout time.Duration  `koanf:"call_timeout"`
+	// SHA256 pins Path's executable (hex, as `sha256sum` prints it): the
+	// node refuses to start a file whose hash differs.
+	SHA256 string `koanf:"sha256"`
+	// Reattach points the slot at a plugin already running in debug mode
+	// (the JSON it printed; see docs/PLUGINS.md) instead of starting one.
+	// Usually set for one run from the environment, as the plugin says:
+	// SOTTO_PLUGINS__ACCOUNTING__REATTACH='{...}'.
+	Reattach string `koanf:"reattach"`
 }
 
 // IsSet reports whether the slot names a plugin.
-func (s *PluginSlot) IsSet() bool { return s.Builtin != "" || s.Path != "" }
+func (s *PluginSlot) IsSet() bool { return s.Builtin != "" || s.Path != "" || s.Reattach != "" }
 
 func (s *PluginSlot) validate(path string, required bool) error {
 	switch {
@@ -33,6 +51,12 @@ func (s *PluginSlot) validate(path string, required bool) error {
 		return nil
 	case s.Builtin != "" && s.Path != "":
 		return problem(path, "set exactly one of builtin and path, got both")
+	case s.SHA256 != "" && s.Path == "":
+		return problem(path+".sha256", "pins an external executable, but the slot names no path")
+	case s.SHA256 != "" && !isSHA256(s.SHA256):
+		return problem(path+".sha256", "must be 64 hex digits (as sha256sum prints them), got %q", s.SHA256)
+	case s.Reattach != "" && !json.Valid([]byte(s.Reattach)):
+		return problem(path+".reattach", "must be the JSON a plugin in debug mode printed, got %q", s.Reattach)
 	case s.Builtin != "" && len(s.Args) > 0:
 		return problem(path, "args are for external plugins (path), not built-in ones")
 	case s.CallTimeout < 0:
@@ -59,5 +83,11 @@ func (s *PluginSlot) PluginConfig(kind string) (plugin.Config, error) {
 		Name: kind, Kind: kind,
 		Builtin: s.Builtin, Path: s.Path, Args: s.Args,
 		RawConfig: raw, CallTimeout: s.CallTimeout,
+		SHA256: s.SHA256, Reattach: s.Reattach,
 	}, nil
+}
+
+func isSHA256(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -121,10 +122,26 @@ func (c *Config) Validate() error {
 			{"max_streams_per_ip", int64(cl.MaxStreamsPerIP)}, {"max_in_flight", int64(cl.MaxInFlight)},
 			{"max_requests", int64(cl.MaxRequests)}, {"reply_mb", int64(cl.ReplyMB)},
 			{"first_request_timeout", int64(cl.FirstRequestTimeout)}, {"idle_timeout", int64(cl.IdleTimeout)},
+			{"reply_mb_per_client", int64(cl.ReplyMBPerClient)}, {"reply_mb_per_ip", int64(cl.ReplyMBPerIP)},
+			{"send_burst", int64(cl.SendBurst)}, {"send_burst_per_ip", int64(cl.SendBurstPerIP)},
 		} {
 			if f.v < 0 {
 				add(problem("provider.clients."+f.key, "must not be negative (0 takes the default)"))
 			}
+		}
+		for _, f := range []struct {
+			key string
+			v   float64
+		}{{"send_rate", cl.SendRate}, {"send_rate_per_ip", cl.SendRatePerIP}} {
+			if !(f.v >= 0) || math.IsInf(f.v, 0) {
+				add(problem("provider.clients."+f.key, "must be a finite number of packets per second, not negative (0 takes the default), got %v", f.v))
+			}
+		}
+		if c.Provider.MailboxMaxMessages < 0 {
+			add(problem("provider.mailbox_max_messages", "must not be negative (0 takes the default)"))
+		}
+		if c.Provider.MailboxMaxMB < 0 {
+			add(problem("provider.mailbox_max_mb", "must not be negative (0 takes the default)"))
 		}
 		if !strings.HasPrefix(c.Provider.ClientProtocol, "/") {
 			add(problem("provider.client_protocol", "must be a libp2p protocol ID starting with /, got %q", c.Provider.ClientProtocol))

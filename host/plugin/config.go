@@ -21,6 +21,18 @@ type Config struct {
 	// Path is an external plugin executable; Args are passed to it.
 	Path string
 	Args []string
+	// SHA256, if set, pins Path's executable: the lowercase hex SHA-256 of
+	// its bytes (`sha256sum PATH`). Before each start (restarts included)
+	// the host hashes the file and refuses, with ErrChecksum naming both
+	// sums, to start one that differs. Only for Path.
+	SHA256 string
+	// Reattach, if set, attaches the slot to a plugin process already
+	// running in debug mode (interfaces.DebugEnv) instead of starting
+	// Builtin or Path: the JSON the plugin printed,
+	// {"kind":..., "protocol_version":..., "network":..., "addr":..., "pid":...}.
+	// The host neither starts nor restarts that process; Close asks it to
+	// stop. For debugging only (docs/PLUGINS.md).
+	Reattach string
 	// RawConfig is the plugin's own config, passed to it verbatim.
 	RawConfig []byte
 	// CallTimeout bounds a call that carries no earlier deadline. Default 10s.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -83,6 +85,17 @@ func servePlugin(mode string) {
 	switch mode {
 	case "badger":
 		interfaces.Serve(interfaces.StoragePlugin(badgerFactory))
+	case "logs":
+		// A plugin that logs at every level, the ways a plugin author might.
+		p := interfaces.StoragePlugin(func(ctx context.Context, raw []byte) (interfaces.Storage, error) {
+			slog.Debug("debug detail", "n", 1)
+			slog.Info("ready to store", "n", 2)
+			slog.Warn("quota low", "left", 3)
+			log.Printf("std log line")
+			return badgerFactory(ctx, raw)
+		})
+		p.Name, p.Version = "test-store", "v9.9.9"
+		interfaces.Serve(p)
 	case "bad-replies":
 		interfaces.Serve(interfaces.StoragePlugin(func(ctx context.Context, raw []byte) (interfaces.Storage, error) {
 			s, err := badgerFactory(ctx, raw)

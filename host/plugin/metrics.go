@@ -11,6 +11,7 @@ type metrics struct {
 	restarts *prometheus.CounterVec
 	crashes  *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	info     *prometheus.GaugeVec
 }
 
 var (
@@ -38,9 +39,13 @@ func metricsOf(reg prometheus.Registerer) *metrics {
 			Help:    "Latency of calls into plugins.",
 			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 16),
 		}, []string{"plugin", "method", "outcome"}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "sotto", Subsystem: "plugin", Name: "info",
+			Help: "1 for each running plugin, labelled with the name and version it reports.",
+		}, []string{"plugin", "kind", "name", "version"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.restarts, m.crashes, m.latency)
+		reg.MustRegister(m.restarts, m.crashes, m.latency, m.info)
 		metricsFor[reg] = m
 	}
 	return m

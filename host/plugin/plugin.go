@@ -1,10 +1,14 @@
 // Package plugin loads and supervises a node's plugins. From config, a
 // plugin is either built in (the sotto binary re-executes itself as
 // `sotto plugin NAME`) or external (any executable named by path). It runs
-// the plugin under go-plugin, hands it its raw config, relays its logs into
-// the host's slog, and watches it: a crashed plugin is restarted with
+// the plugin under go-plugin, hands it its raw config and the host
+// services, relays its logs into the host's slog at their own level with
+// the slot's name, and watches it: a crashed plugin is restarted with
 // backoff, its death is logged and counted, and calls made while it is down
-// fail with errors wrapping interfaces.ErrUnavailable.
+// fail with errors wrapping interfaces.ErrUnavailable. What a plugin
+// reports about itself (name, version) is logged and exported as
+// sotto_plugin_info; a slot may pin its executable's SHA-256, or attach to
+// a plugin running under a debugger instead of starting one (Config).
 //
 // The host uses a kind through a supervised handle (Storage for the storage
 // kind) that never changes across restarts.
@@ -12,10 +16,13 @@ package plugin
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -44,8 +51,13 @@ type Plugin struct {
 	log  *slog.Logger
 	m    *metrics
 
+	reattach *goplugin.ReattachConfig // set: attach to a debug-mode process, start none
+
+	infoMu sync.Mutex
+	info   interfaces.PluginInfo
+
 	mu      sync.Mutex
-	client  *goplugin.Client
+	proc    *proc
 	shim    any // the dispensed host-side shim; nil while down
 	closed  bool
 	changed chan struct{} // closed and replaced when shim changes
@@ -68,11 +80,23 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Plugin, error) {
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: unknown plugin kind %q (known: %s)", ErrConfig, cfg.Kind, strings.Join(interfaces.Kinds(), ", "))
-	case (cfg.Builtin == "") == (cfg.Path == ""):
+	case cfg.Reattach == "" && (cfg.Builtin == "") == (cfg.Path == ""):
 		return nil, fmt.Errorf("%w: %s plugin %q: set exactly one of builtin and path", ErrConfig, cfg.Kind, cfg.Name)
+	case cfg.SHA256 != "" && cfg.Path == "":
+		return nil, fmt.Errorf("%w: %s plugin %q: sha256 pins an external executable (path), and none is set", ErrConfig, cfg.Kind, cfg.Name)
+	case cfg.SHA256 != "" && !isSHA256Hex(cfg.SHA256):
+		return nil, fmt.Errorf("%w: %s plugin %q: sha256 %q is not 64 hex digits", ErrConfig, cfg.Kind, cfg.Name, cfg.SHA256)
 	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Kind
+	}
+	var reattach *goplugin.ReattachConfig
+	if cfg.Reattach != "" {
+		r, err := parseReattach(cfg.Reattach, kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s plugin %q: %w", cfg.Kind, cfg.Name, err)
+		}
+		reattach = r
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 10 * time.Second
@@ -89,7 +113,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Plugin, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(10*time.Second, opts.MinBackoff)
 	}
-	if cfg.Builtin != "" && opts.Self == "" {
+	if cfg.Builtin != "" && reattach == nil && opts.Self == "" {
 		self, err := os.Executable()
 		if err != nil {
 			return nil, fmt.Errorf("built-in plugin %q: find own executable: %w", cfg.Builtin, err)
@@ -97,22 +121,59 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Plugin, error) {
 		opts.Self = self
 	}
 	p := &Plugin{
-		cfg: cfg, opts: opts, kind: kind, m: metricsOf(opts.Registerer),
+		cfg: cfg, opts: opts, kind: kind, m: metricsOf(opts.Registerer), reattach: reattach,
 		log:     opts.Logger.With("plugin", cfg.Name, "kind", cfg.Kind),
 		changed: make(chan struct{}),
 		poke:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
 	p.life, p.stop = context.WithCancel(context.Background())
-	client, shim, err := p.launch(ctx)
+	pr, shim, err := p.launch(ctx)
 	if err != nil {
 		p.stop()
 		return nil, err
 	}
-	p.client, p.shim = client, shim
+	p.proc, p.shim = pr, shim
 	p.started = time.Now()
+	info := p.Info()
+	p.log.Info("plugin started", "name", info.Name, "version", info.Version, "pid", p.Pid())
 	go p.supervise(p.life)
 	return p, nil
+}
+
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
+// Info is what the plugin reported about itself when last configured
+// (interfaces.PluginInfo), its Name defaulting to the built-in's name or
+// the executable's file name when it reported none.
+func (p *Plugin) Info() interfaces.PluginInfo {
+	p.infoMu.Lock()
+	defer p.infoMu.Unlock()
+	return p.info
+}
+
+// setInfo keeps a (re)started plugin's report and exports it as the
+// sotto_plugin_info gauge, replacing the previous process's.
+func (p *Plugin) setInfo(info interfaces.PluginInfo) {
+	if info.Name == "" {
+		switch {
+		case p.cfg.Builtin != "":
+			info.Name = p.cfg.Builtin
+		case p.cfg.Path != "":
+			info.Name = filepath.Base(p.cfg.Path)
+		}
+	}
+	p.infoMu.Lock()
+	old := p.info
+	p.info = info
+	p.infoMu.Unlock()
+	if old != (interfaces.PluginInfo{}) {
+		p.m.info.DeleteLabelValues(p.cfg.Name, p.cfg.Kind, old.Name, old.Version)
+	}
+	p.m.info.WithLabelValues(p.cfg.Name, p.cfg.Kind, info.Name, info.Version).Set(1)
 }
 
 // WaitReady blocks until the plugin is up (it may be restarting), the
@@ -140,10 +201,10 @@ func (p *Plugin) WaitReady(ctx context.Context) error {
 func (p *Plugin) Pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.client == nil {
+	if p.proc == nil {
 		return 0
 	}
-	if rc := p.client.ReattachConfig(); rc != nil {
+	if rc := p.proc.client.ReattachConfig(); rc != nil {
 		return rc.Pid
 	}
 	return 0
@@ -159,15 +220,13 @@ func (p *Plugin) Close() error {
 		return nil
 	}
 	p.closed = true
-	client := p.client
-	p.client, p.shim = nil, nil
+	pr := p.proc
+	p.proc, p.shim = nil, nil
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
-	if client != nil {
-		client.Kill() // graceful first, so the plugin can flush and close
-	}
-	p.stop() // kills a process still in its handshake (a restart)
+	pr.kill() // graceful first, so the plugin can flush and close
+	p.stop()  // kills a process still in its handshake (a restart)
 	<-p.done
 	return nil
 }

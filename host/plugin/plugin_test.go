@@ -67,12 +67,34 @@ func start(t *testing.T, mode string, raw []byte, tweak func(*Config)) (*Plugin,
 }
 
 func TestStorageConformanceOutOfProcess(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) interfaces.Storage {
-		p, _, err := start(t, "badger", badgerConfig(t, t.TempDir()), nil)
+	var (
+		mu    sync.Mutex
+		procs = map[interfaces.Storage]*Plugin{}
+		dirs  = map[interfaces.Storage]string{}
+	)
+	open := func(t *testing.T, dir string) interfaces.Storage {
+		p, _, err := start(t, "badger", badgerConfig(t, dir), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return p.Storage()
+		s := p.Storage()
+		mu.Lock()
+		procs[s], dirs[s] = p, dir
+		mu.Unlock()
+		return s
+	}
+	storagetest.Run(t, func(t *testing.T) interfaces.Storage { return open(t, t.TempDir()) }, storagetest.Options{
+		// A restart is the plugin process stopping and starting again on
+		// the same Badger directory.
+		Reopen: func(t *testing.T, s interfaces.Storage) interfaces.Storage {
+			mu.Lock()
+			p, dir := procs[s], dirs[s]
+			mu.Unlock()
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return open(t, dir)
+		},
 	})
 }
 

@@ -3,8 +3,6 @@ package plugin
 import (
 	"context"
 	"time"
-
-	goplugin "github.com/hashicorp/go-plugin"
 )
 
 // stableAfter is how long a plugin must run for its next crash to be
@@ -24,22 +22,22 @@ func (p *Plugin) supervise(ctx context.Context) {
 		case <-p.poke:
 		}
 		p.mu.Lock()
-		client, up, closed := p.client, p.shim != nil, p.closed
+		pr, up, closed := p.proc, p.shim != nil, p.closed
 		p.mu.Unlock()
 		if closed {
 			return
 		}
-		if up && client != nil && !client.Exited() {
+		if up && pr != nil && !pr.client.Exited() {
 			continue
 		}
-		exited := client == nil || client.Exited()
+		exited := pr == nil || pr.client.Exited()
 		// A call noticed first: give the process a moment to be reaped, so
 		// the log says whether it died or hung.
 		for wait := 0; !exited && wait < 10; wait++ {
 			time.Sleep(50 * time.Millisecond)
-			exited = client.Exited()
+			exited = pr.client.Exited()
 		}
-		p.setDown(client)
+		p.setDown(pr)
 		p.m.crashes.WithLabelValues(p.cfg.Name).Inc()
 		if exited {
 			p.log.Error("plugin process died; restarting", "what", p.what())
@@ -52,15 +50,13 @@ func (p *Plugin) supervise(ctx context.Context) {
 	}
 }
 
-func (p *Plugin) setDown(old *goplugin.Client) {
+func (p *Plugin) setDown(old *proc) {
 	p.mu.Lock()
-	p.client, p.shim = nil, nil
+	p.proc, p.shim = nil, nil
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
-	if old != nil {
-		old.Kill() // reaps the process and its goroutines
-	}
+	old.kill() // reaps the process and its goroutines
 }
 
 func (p *Plugin) restart(ctx context.Context) bool {
@@ -76,21 +72,22 @@ func (p *Plugin) restart(ctx context.Context) bool {
 			return false
 		case <-time.After(wait):
 		}
-		client, shim, err := p.launch(ctx)
+		pr, shim, err := p.launch(ctx)
 		if err == nil {
 			p.mu.Lock()
 			if p.closed {
 				p.mu.Unlock()
-				client.Kill()
+				pr.kill()
 				return false
 			}
-			p.client, p.shim = client, shim
+			p.proc, p.shim = pr, shim
 			close(p.changed)
 			p.changed = make(chan struct{})
 			p.mu.Unlock()
 			p.started, p.lastWait = time.Now(), wait
 			p.m.restarts.WithLabelValues(p.cfg.Name).Inc()
-			p.log.Warn("plugin restarted", "attempt", attempt)
+			info := p.Info()
+			p.log.Warn("plugin restarted", "attempt", attempt, "name", info.Name, "version", info.Version)
 			return true
 		}
 		p.log.Error("plugin restart failed", "attempt", attempt, "err", err, "retry_in", wait*2)

@@ -7,8 +7,28 @@
 //	})
 //
 // Options describe what is design-specific (how to obtain a valid
-// credential, whether one is single-use, whether forged ones are refused);
-// everything else is checked for every design.
+// credential, whether one is single-use or capped, whether forged ones are
+// refused, how to restart the design on its state); everything else is
+// checked for every design. The cases, by the names they run under:
+//
+//   - info names a scheme and fits a descriptor
+//   - a valid credential is granted at most what was asked
+//   - a spent credential cannot be spent again (SingleUse; 4 at once)
+//   - a forged credential is refused (Forged)
+//   - an oversized credential is an invalid argument (Redeem and Issue)
+//   - work adds up per node and per epoch
+//   - a repeated batch ID is counted once
+//   - unknown work kinds are invalid arguments
+//   - concurrent work reports all count
+//   - a credential never grants more than its cap, also concurrently (Cap)
+//   - a cancelled call fails with the context's error and a cancelled
+//     batch is all or nothing (retrying it counts it once)
+//   - concurrent redeems of different credentials all succeed
+//   - spent credentials and counted work survive a restart (Reopen)
+//
+// A case whose option is unset is skipped, saying which option it needs.
+// To run the suite against the plugin's real binary, as a node starts it,
+// see plugintest.Build and plugintest.Process.
 package accountingtest
 
 import (
@@ -33,6 +53,14 @@ type Options struct {
 	// Forged, if set, returns a well-formed credential that must be
 	// refused with ErrPaymentRequired.
 	Forged func(t *testing.T) []byte
+	// Cap, if not 0, is how many packets one credential grants in all, for
+	// reusable-but-capped designs (a quota per client and epoch, a
+	// channel's deposit): concurrent Redeems never grant more.
+	Cap uint64
+	// Reopen, if set, closes a (as a plugin process stopping would) and
+	// returns the design opened again on the same durable state (the same
+	// KV, database or files): the restart cases check what must survive.
+	Reopen func(t *testing.T, a interfaces.Accounting) interfaces.Accounting
 }
 
 // OverGRPC returns a as seen by a host through a real go-plugin gRPC
@@ -60,6 +88,10 @@ func Run(t *testing.T, open func(t *testing.T) interfaces.Accounting, opts Optio
 		{"a repeated batch ID is counted once", batchIdempotent},
 		{"unknown work kinds are invalid arguments", badWorkKind},
 		{"concurrent work reports all count", concurrentWork},
+		{"a credential never grants more than its cap, also concurrently", capped},
+		{"a cancelled call fails with the context's error and a cancelled batch is all or nothing", cancelled},
+		{"concurrent redeems of different credentials all succeed", concurrentRedeems},
+		{"spent credentials and counted work survive a restart", restart},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -80,6 +112,13 @@ func node(b byte) interfaces.NodeID {
 	return n
 }
 
+// client is a client key as a host passes it (RedeemRequest.Client).
+func client(b byte) interfaces.ClientKey {
+	var k interfaces.ClientKey
+	k[0], k[31] = b, ^b
+	return k
+}
+
 func info(t *testing.T, a interfaces.Accounting, _ Options) {
 	r, err := a.Info(ctx(t), &interfaces.AccountingInfoRequest{Epoch: 1})
 	if err != nil {
@@ -94,7 +133,7 @@ func info(t *testing.T, a interfaces.Accounting, _ Options) {
 }
 
 func redeemGrant(t *testing.T, a interfaces.Accounting, o Options) {
-	r, err := a.Redeem(ctx(t), &interfaces.RedeemRequest{Epoch: 1, Gateway: node(1), Credential: o.Credential(t, a), Packets: 5})
+	r, err := a.Redeem(ctx(t), &interfaces.RedeemRequest{Epoch: 1, Gateway: node(1), Credential: o.Credential(t, a), Packets: 5, Client: client(1)})
 	if err != nil {
 		t.Fatalf("Redeem of a valid credential: %v", err)
 	}
@@ -113,7 +152,7 @@ func doubleSpend(t *testing.T, a interfaces.Accounting, o Options) {
 	ok, spent := 0, 0
 	for range 4 {
 		wg.Go(func() {
-			_, err := a.Redeem(ctx(t), &interfaces.RedeemRequest{Epoch: 1, Gateway: node(1), Credential: cred, Packets: 1})
+			_, err := a.Redeem(ctx(t), &interfaces.RedeemRequest{Epoch: 1, Gateway: node(1), Credential: cred, Packets: 1, Client: client(2)})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

@@ -3,7 +3,23 @@
 // or over gRPC (OverGRPC), and the suite checks the contract of
 // interfaces/messaging.go: sessions from contact cards, both directions,
 // reordering, replays and forgeries refused without harming the session,
-// and state that survives a restart.
+// and state that survives a restart. The cases, by the names they run
+// under:
+//
+//   - messages flow both ways from a contact card
+//   - starting twice with one card reuses the session
+//   - reordered messages are all read
+//   - a replayed message is refused and harms nothing
+//   - a forged message is refused and harms nothing
+//   - bad cards, unknown sessions and big bodies are refused
+//   - sessions survive a restart of both users (Users.Close, then Open)
+//   - an ended session is gone
+//   - a cancelled call fails with the context's error and a cancelled
+//     decrypt can be retried
+//   - concurrent encrypts on one session all decrypt
+//
+// To run it against a plugin's real binary, see plugintest.Build and
+// plugintest.Process.
 package messagingtest
 
 import (
@@ -48,6 +64,8 @@ func Run(t *testing.T, users func(t *testing.T) Users) {
 		{"bad cards, unknown sessions and big bodies are refused", badInput},
 		{"sessions survive a restart of both users", restart},
 		{"an ended session is gone", ended},
+		{"a cancelled call fails with the context's error and a cancelled decrypt can be retried", cancelled},
+		{"concurrent encrypts on one session all decrypt", concurrentEncrypts},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

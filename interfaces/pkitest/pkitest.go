@@ -2,7 +2,27 @@
 // implementation runs it (in process and over gRPC with OverGRPC) to show
 // it keeps the contract of interfaces.PKI. The suite covers what every
 // design must do; design-specific behaviour (how descriptors spread, how
-// fast views converge) is tested by each plugin.
+// fast views converge) is tested by each plugin. The cases, by the names
+// they run under:
+//
+//   - a document is for its epoch, verifies and hashes to what is reported
+//   - an epoch far ahead has no document yet
+//   - a nil or empty publication is an invalid argument
+//   - a forged signature is refused
+//   - a descriptor for another network is refused
+//   - republishing a held descriptor is idempotent
+//   - a published descriptor appears in the document, or is refused by a
+//     closed design (Harness.Accepts)
+//   - an equivocation is refused, reported as verifiable evidence and
+//     excluded
+//   - an epoch without misbehaviour has no evidence
+//   - a cancelled call fails with the context's error and harms nothing
+//   - concurrent readers see one document
+//   - concurrent publications all appear (Accepts)
+//   - a reopened PKI serves the same document (Harness.Reopen)
+//
+// To run it against a plugin's real binary, see plugintest.Build and
+// plugintest.Process.
 package pkitest
 
 import (
@@ -42,6 +62,10 @@ type Harness struct {
 	// Settle is how long a published descriptor may take to appear in the
 	// document (0: at once).
 	Settle time.Duration
+	// Reopen, if set, closes PKI (as its plugin process stopping would) and
+	// returns it opened again on the same state (its files, its store): the
+	// restart case checks it serves the same document.
+	Reopen func(t *testing.T) interfaces.PKI
 }
 
 // Run runs the suite; open returns a fresh harness and arranges cleanup.
@@ -91,6 +115,10 @@ var cases = []struct {
 	{"a published descriptor appears in the document, or is refused by a closed design", publishAppears},
 	{"an equivocation is refused, reported as verifiable evidence and excluded", equivocation},
 	{"an epoch without misbehaviour has no evidence", noEvidence},
+	{"a cancelled call fails with the context's error and harms nothing", cancelled},
+	{"concurrent readers see one document", concurrentReaders},
+	{"concurrent publications all appear", concurrentPublications},
+	{"a reopened PKI serves the same document", reopened},
 }
 
 func document(t *testing.T, h *Harness, want func(*interfaces.Document) bool) *interfaces.DocumentResponse {

@@ -44,6 +44,28 @@ func Process(t testing.TB, k *interfaces.Kind, cmd *exec.Cmd, rawConfig []byte) 
 // StartProcess is Process returning the start or Configure error.
 func StartProcess(t testing.TB, k *interfaces.Kind, cmd *exec.Cmd, rawConfig []byte) (any, error) {
 	t.Helper()
+	return StartProcessWithHost(t, k, cmd, rawConfig, nil)
+}
+
+// ProcessWithHost is Process offering the plugin host services, as a node
+// does: h.KV is served to the plugin over go-plugin's broker (a node
+// offers each slot its own share of its Storage; pass an
+// interfaces/memkv.New() or a SlotKV of one), h.Clock its epoch clock.
+// The host KV outlives the process, so a test restarts a plugin on its
+// state by starting the binary again with the same h.
+func ProcessWithHost(t testing.TB, k *interfaces.Kind, cmd *exec.Cmd, rawConfig []byte, h *interfaces.Host) any {
+	t.Helper()
+	v, err := StartProcessWithHost(t, k, cmd, rawConfig, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// StartProcessWithHost is ProcessWithHost returning the start or
+// Configure error.
+func StartProcessWithHost(t testing.TB, k *interfaces.Kind, cmd *exec.Cmd, rawConfig []byte, h *interfaces.Host) (any, error) {
+	t.Helper()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  k.Handshake(),
 		Plugins:          plugin.PluginSet{k.Name: k.GRPCPlugin()},
@@ -63,7 +85,7 @@ func StartProcess(t testing.TB, k *interfaces.Kind, cmd *exec.Cmd, rawConfig []b
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := v.(interfaces.Configurer).Configure(ctx, rawConfig); err != nil {
+	if err := v.(interfaces.HostConfigurer).ConfigureHost(ctx, rawConfig, h); err != nil {
 		return nil, err
 	}
 	return v, nil

@@ -13,7 +13,30 @@
 //
 // Each subtest opens a fresh, empty store. Expiry subtests use lifetimes of
 // one second (stores may round lifetimes to whole seconds) and poll, so the
-// suite takes a few seconds; its subtests run in parallel.
+// suite takes a few seconds; its subtests run in parallel. The cases, by
+// the names they run under:
+//
+//   - append assigns growing IDs in request order; append is not idempotent;
+//     append refuses a zero or negative lifetime, all or nothing
+//   - list is ascending, pages with After and Limit, has no payloads
+//   - fetch returns payloads and respects MaxBytes; fetch does not remove
+//     and ack deletes idempotently; mailboxes are isolated
+//   - expired messages are not listed or fetched
+//   - concurrent appends get unique IDs
+//   - replay tags report replays, also inside a batch; replay epochs are
+//     separate and drop alone; concurrent replay batches report each tag
+//     new exactly once
+//   - a cancelled call fails with the context's error and a cancelled
+//     batch is all or nothing
+//   - acknowledged writes survive a restart (Options.Reopen): messages,
+//     acks, KV entries, replay tags, growing IDs
+//   - and the KV cases, which RunKV runs alone: round trip, IfAbsent,
+//     namespaces isolated and validated, idempotent delete, ordered and
+//     paged list, expiry, and concurrent IfAbsent puts of one key apply
+//     exactly once
+//
+// To run it against a plugin's real binary, see plugintest.Build and
+// plugintest.Process.
 package storagetest
 
 import (
@@ -38,14 +61,25 @@ func OverGRPC(t testing.TB, s interfaces.Storage) interfaces.Storage {
 }
 
 // Run runs the suite. open must return a fresh, empty store and arrange its
-// closing with t.Cleanup.
-func Run(t *testing.T, open func(t *testing.T) interfaces.Storage) {
+// closing with t.Cleanup. opts (at most one) adds optional cases.
+func Run(t *testing.T, open func(t *testing.T) interfaces.Storage, opts ...Options) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.run(t, open(t))
 		})
 	}
+	t.Run("acknowledged writes survive a restart", func(t *testing.T) {
+		if o.Reopen == nil {
+			t.Skip("no Options.Reopen")
+		}
+		t.Parallel()
+		restarted(t, open(t), o.Reopen)
+	})
 	RunKV(t, func(t *testing.T) interfaces.KV { return open(t) })
 }
 
@@ -86,6 +120,7 @@ var cases = []struct {
 	{"replay tags report replays, also inside a batch", replaySeen},
 	{"replay epochs are separate and drop alone", replayEpochs},
 	{"concurrent replay batches report each tag new exactly once", replayConcurrent},
+	{"a cancelled call fails with the context's error and a cancelled batch is all or nothing", cancelledCalls},
 }
 
 func kvCases(maxNamespace int) []struct {
@@ -102,6 +137,7 @@ func kvCases(maxNamespace int) []struct {
 		{"kv delete is idempotent", kvDelete},
 		{"kv list is ordered and pages with Prefix, After, Limit", kvList},
 		{"kv entries expire after their lifetime", kvExpiry},
+		{"kv concurrent IfAbsent puts of one key apply exactly once", kvConcurrentIfAbsent},
 	}
 }
 

@@ -130,10 +130,20 @@ func (x *ConfigureRequest) GetEpochGraceNs() int64 {
 	return 0
 }
 
+// What the plugin says about itself, once configured. Every field is
+// optional: a host takes an empty one as "not reported", and refuses a
+// kind or protocol version that differs from what it configured.
 type ConfigureResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The plugin's name and version as its author gives them
+	// ("accounting-quota", "v1.2.0"): shown in the host's logs and metrics.
+	Name    string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// The kind and protocol version the plugin serves.
+	Kind            string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	ProtocolVersion uint32 `protobuf:"varint,4,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ConfigureResponse) Reset() {
@@ -164,6 +174,34 @@ func (x *ConfigureResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ConfigureResponse.ProtoReflect.Descriptor instead.
 func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConfigureResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfigureResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ConfigureResponse) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ConfigureResponse) GetProtocolVersion() uint32 {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return 0
 }
 
 // ErrorInfo rides in a gRPC status's details: the names of the Sotto
@@ -225,8 +263,12 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x04slot\x18\x05 \x01(\tR\x04slot\x12&\n" +
 	"\x0fgenesis_unix_ns\x18\x06 \x01(\x03R\rgenesisUnixNs\x12&\n" +
 	"\x0fepoch_period_ns\x18\a \x01(\x03R\repochPeriodNs\x12$\n" +
-	"\x0eepoch_grace_ns\x18\b \x01(\x03R\fepochGraceNs\"\x13\n" +
-	"\x11ConfigureResponse\")\n" +
+	"\x0eepoch_grace_ns\x18\b \x01(\x03R\fepochGraceNs\"\x80\x01\n" +
+	"\x11ConfigureResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12)\n" +
+	"\x10protocol_version\x18\x04 \x01(\rR\x0fprotocolVersion\")\n" +
 	"\tErrorInfo\x12\x1c\n" +
 	"\tsentinels\x18\x01 \x03(\tR\tsentinels2_\n" +
 	"\tLifecycle\x12R\n" +
