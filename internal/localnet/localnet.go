@@ -1,8 +1,9 @@
 // Package localnet runs a Sotto network on 127.0.0.1: every node its own
 // `sotto node` process (the same binary), with the built-in gossip PKI and
 // Badger storage plugins, keys and state in a temporary directory, and a
-// short epoch. `sotto demo` and the tests that need real node processes use
-// it.
+// short epoch. Admission to the PKI is on: by default the network has an
+// operator trust root that endorses every node it starts. `sotto demo` and
+// the tests that need real node processes use it.
 package localnet
 
 import (
@@ -35,6 +36,7 @@ import (
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/host/keystore"
 	"github.com/sottonet/sotto/interfaces"
+	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 )
 
 // Spec describes a network.
@@ -57,7 +59,19 @@ type Spec struct {
 	// Logger receives the network's progress (not the nodes' logs, which go
 	// to DIR/NAME/node.log). Default: discard.
 	Logger *slog.Logger
+	// Admission is the gossip PKI's admission policy: "endorsed" (the
+	// default: Start makes an operator trust root and endorses every node
+	// it starts), "open" (a proof of work per identity per epoch, priced
+	// by Open) or "none".
+	Admission string
+	// Open prices admission under "open"; zero fields take the plugin's
+	// defaults (seconds of work per node and epoch: see its README).
+	Open pkigossip.OpenPolicy
 }
+
+// endorsementLifetime is how long the operator's endorsements of a local
+// network's nodes last: far longer than any demo or test runs.
+const endorsementLifetime = 7 * 24 * time.Hour
 
 // Node is one node process.
 type Node struct {
@@ -84,7 +98,12 @@ type Net struct {
 	Genesis time.Time
 	Clock   epoch.Clock
 	Nodes   []*Node
-	log     *slog.Logger
+	// Operator is the network's trust root under "endorsed" admission
+	// (nil otherwise): every node's PKI config carries its endorsement, and
+	// a test can endorse more identities with it. Its seed is also in
+	// DIR/operator-root.key (0600).
+	Operator ed25519.PrivateKey
+	log      *slog.Logger
 }
 
 // Start writes the nodes' keys and configs and starts every node. It returns
@@ -102,6 +121,9 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 	if spec.Params.PayloadLen == 0 {
 		spec.Params.PayloadLen = 2048
 	}
+	if spec.Admission == "" {
+		spec.Admission = "endorsed"
+	}
 	spec.Params.Hops, spec.Params.Layers = uint8(spec.Layers), uint8(spec.Layers)
 	spec.Params.EpochPeriod = spec.EpochPeriod
 	if err := spec.Params.Validate(); err != nil {
@@ -118,6 +140,14 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 		return nil, err
 	}
 	ln.Clock = clk
+	if spec.Admission == "endorsed" {
+		seed := make([]byte, ed25519.SeedSize)
+		rand.Read(seed)
+		ln.Operator = ed25519.NewKeyFromSeed(seed)
+		if err := os.WriteFile(filepath.Join(spec.Dir, "operator-root.key"), seed, 0o600); err != nil {
+			return nil, fmt.Errorf("localnet: %w", err)
+		}
+	}
 
 	type plan struct {
 		name, role string
@@ -203,6 +233,10 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	copy(n.ID[:], ks.Identity().Public().(ed25519.PublicKey))
 	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
 	period := ln.Spec.EpochPeriod
+	adm, err := ln.admission(n)
+	if err != nil {
+		return nil, err
+	}
 	cfg := map[string]any{
 		"role":     role,
 		"network":  ln.Spec.Network,
@@ -226,6 +260,7 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 				"grace":         period / 10,
 				"params":        ln.Spec.Params,
 				"state_dir":     filepath.Join(dir, "pki"),
+				"admission":     adm,
 			}},
 			"storage": map[string]any{"builtin": "storage-badger", "config": map[string]any{
 				"dir": filepath.Join(dir, "badger"),
@@ -240,6 +275,31 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 		return nil, err
 	}
 	return n, os.WriteFile(n.Config, b, 0o600)
+}
+
+// admission is node n's admission config: under "endorsed", the operator
+// root as the one trust root and the operator's endorsement of n in its role.
+func (ln *Net) admission(n *Node) (pkigossip.Admission, error) {
+	adm := pkigossip.Admission{Policy: ln.Spec.Admission}
+	switch ln.Spec.Admission {
+	case "endorsed":
+		role := interfaces.RoleMix
+		if n.Role == "provider" {
+			role = interfaces.RoleProvider
+		}
+		adm.Endorsed = pkigossip.EndorsedPolicy{
+			Roots:     [][]byte{ln.Operator.Public().(ed25519.PublicKey)},
+			Threshold: 1,
+			Endorsements: []pkigossip.Endorsement{pkigossip.Endorse(ln.Operator, ln.Spec.Network,
+				n.ID[:], role, ln.Genesis.Add(endorsementLifetime))},
+		}
+	case "open":
+		adm.Open = ln.Spec.Open
+	case "none":
+	default:
+		return adm, fmt.Errorf("localnet: admission %q, want endorsed, open or none", ln.Spec.Admission)
+	}
+	return adm, nil
 }
 
 // Start starts the node's process (again, after Kill).

@@ -39,6 +39,7 @@ func newAttacker(t *testing.T, cfg Config, target *Member) *attacker {
 	t.Helper()
 	h := bareHost(t)
 	ps, err := pubsub.NewGossipSub(t.Context(), h,
+		pubsub.WithPeerOutboundQueueSize(queueSize), // a flood of hundreds, not dropped at its source
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithMaxMessageSize(1<<20),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { s := sha256.Sum256(m.Data); return string(s[:]) }))
@@ -69,7 +70,7 @@ func newAttacker(t *testing.T, cfg Config, target *Member) *attacker {
 			t.Fatal("the attacker's messages never reach the member")
 		}
 		probe = newNode(999, interfaces.RoleMix).descriptor(t, cfg.Network, probe.Descriptor.Epoch+1, 0)
-		_ = topic.Publish(t.Context(), probe.Raw)
+		_ = topic.Publish(t.Context(), msgOf(probe))
 		time.Sleep(100 * time.Millisecond)
 	}
 	return &attacker{topic: topic}
@@ -125,19 +126,22 @@ func TestBadMessagesAreRejectedAndNoMemberCrashes(t *testing.T) {
 	for i := range garbage {
 		garbage[i] = byte(rng.Uint32())
 	}
-	oversized := append(bytes.Clone(good.Raw), make([]byte, interfaces.MaxDescriptorSize)...)
+	oversized := append(msgOf(good), make([]byte, maxMessageLen)...)
 	tests := []struct {
 		name   string
 		data   []byte
 		reject bool // true: rejected (peer penalised); false: ignored
 	}{
 		{"random bytes", garbage, true},
-		{"a forged signature", forged, true},
-		{"a truncated descriptor", good.Raw[:len(good.Raw)/2], true},
+		{"a bare descriptor, as the version 1 topic carried", good.Raw, true},
+		{"a forged signature", encodeMessage(kindNone, forged, nil), true},
+		{"a truncated descriptor", encodeMessage(kindNone, good.Raw[:len(good.Raw)/2], nil), true},
 		{"an oversized message", oversized, true},
-		{"a descriptor for another network", newNode(101, interfaces.RoleMix).descriptor(t, "othernet", e, 0).Raw, true},
-		{"an expired descriptor", newNode(102, interfaces.RoleMix).descriptor(t, "testnet", cur-1, 0).Raw, false},
-		{"a descriptor too far in the future", newNode(103, interfaces.RoleMix).descriptor(t, "testnet", cur+5, 0).Raw, false},
+		{"a descriptor for another network", msgOf(newNode(101, interfaces.RoleMix).descriptor(t, "othernet", e, 0)), true},
+		{"a proof under another policy's kind", encodeMessage(kindEndorsed, newNode(104, interfaces.RoleMix).descriptor(t, "testnet", e, 0).Raw, []byte{0}), true},
+		{"a proof where the policy wants none", encodeMessage(kindNone, newNode(105, interfaces.RoleMix).descriptor(t, "testnet", e, 0).Raw, []byte{1}), true},
+		{"an expired descriptor", msgOf(newNode(102, interfaces.RoleMix).descriptor(t, "testnet", cur-1, 0)), false},
+		{"a descriptor too far in the future", msgOf(newNode(103, interfaces.RoleMix).descriptor(t, "testnet", cur+5, 0)), false},
 		{"an empty message", []byte{}, true},
 	}
 	for _, tt := range tests {
@@ -145,7 +149,7 @@ func TestBadMessagesAreRejectedAndNoMemberCrashes(t *testing.T) {
 	}
 	// A valid marker sent last: once every member holds it, every earlier
 	// message has been judged by member 0.
-	att.send(t, good.Raw)
+	att.send(t, msgOf(good))
 	waitFor(t, "the marker to reach every member", 15*time.Second, func() bool {
 		for _, m := range members {
 			if len(docNodes(m, e)) != 1 {
@@ -198,8 +202,8 @@ func TestEquivocatorIsReportedEverywhereAndExcluded(t *testing.T) {
 	}
 	// Two faces, shown to two members at once, as a real equivocator would.
 	att0, att3 := newAttacker(t, cfg, members[0]), newAttacker(t, cfg, members[3])
-	att0.send(t, a.Raw)
-	att3.send(t, b.Raw)
+	att0.send(t, msgOf(a))
+	att3.send(t, msgOf(b))
 	waitFor(t, "every member to hold the evidence", 15*time.Second, func() bool {
 		for _, m := range members {
 			ev, _ := m.Evidence(t.Context(), &interfaces.EvidenceRequest{Epoch: e})
@@ -240,8 +244,8 @@ func TestRestartedMemberRecoversTheDocument(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range members[0].store.raws(e) {
-			if _, err := m.ingest(r); err != nil {
+		for _, r := range members[0].store.messages(e) {
+			if _, err := m.ingest(t.Context(), r, ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -295,22 +299,24 @@ func TestClientFetchesTheDocumentFromAnyMember(t *testing.T) {
 
 func FuzzReadState(f *testing.F) {
 	n := newNode(1, interfaces.RoleMix)
-	sd := n.descriptor(f, "testnet", 1, 0)
+	msg := msgOf(n.descriptor(f, "testnet", 1, 0))
 	var seed []byte
-	seed = append(seed, 0, 0, 0, 1, byte(len(sd.Raw)>>8), byte(len(sd.Raw)))
-	seed = append(seed, sd.Raw...)
+	seed = append(seed, 0, 0, 0, 1, byte(len(msg)>>8), byte(len(msg)))
+	seed = append(seed, msg...)
 	f.Add(seed)
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		raws, err := readState(bytes.NewReader(b))
+		msgs, err := readState(bytes.NewReader(b), maxMessageLen)
 		if err != nil {
 			return
 		}
-		for _, r := range raws {
-			if len(r) > interfaces.MaxDescriptorSize {
-				t.Fatal("oversized descriptor passed")
+		for _, m := range msgs {
+			if len(m) > maxMessageLen {
+				t.Fatal("oversized message passed")
 			}
-			_, _ = interfaces.ParseSignedDescriptor(r)
+			if _, desc, _, err := parseMessage(m); err == nil {
+				_, _ = interfaces.ParseSignedDescriptor(desc)
+			}
 		}
 	})
 }

@@ -1,9 +1,14 @@
 package pkigossip
 
 import (
+	"context"
+	"crypto/ed25519"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // BenchmarkConvergence measures, for one epoch, how long N members on
@@ -65,4 +70,46 @@ func BenchmarkConvergence(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// BenchmarkAdmission measures what admission costs at the defaults: under
+// "open", one Argon2id evaluation (what a member pays to check a proof) and
+// from it the expected price of one identity for one epoch (2^difficulty
+// evaluations); under "endorsed", checking a proof of two endorsements.
+// README.md ("Costs") quotes it. Run:
+//
+//	go test ./plugins/pki-gossip -run '^$' -bench Admission -benchtime 10x
+func BenchmarkAdmission(b *testing.B) {
+	b.Run("open/check", func(b *testing.B) {
+		o := OpenPolicy{}
+		o.setDefaults()
+		id := newNode(1, interfaces.RoleMix).descriptor(b, "testnet", 1, 0).Descriptor.Identity
+		b.ReportAllocs()
+		var nonce uint64
+		for b.Loop() {
+			o.ticket("testnet", 1, id, nonce)
+			nonce++
+		}
+		per := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(per*1e3, "ms/eval")
+		b.ReportMetric(per*float64(uint64(1)<<o.Difficulty), "s/identity-epoch")
+		b.ReportMetric(float64(o.MemoryKiB)/1024, "MiB/eval")
+	})
+	b.Run("endorsed/check-2-of-3", func(b *testing.B) {
+		clock, _ := epoch.New(time.Now(), time.Minute, 0)
+		roots := []ed25519.PrivateKey{rootKey(0), rootKey(1), rootKey(2)}
+		cfg := Config{Network: "testnet", Admission: Admission{Policy: "endorsed", Endorsed: EndorsedPolicy{
+			Roots: publicKeys(roots...), Threshold: 2}}}
+		p, _ := newEndorsedPolicy(&cfg, clock)
+		sd := newNode(1, interfaces.RoleMix).descriptor(b, "testnet", 1, 0)
+		later := time.Now().Add(time.Hour)
+		proof := endorsementProof(Endorse(roots[0], "testnet", sd.Descriptor.Identity, interfaces.RoleMix, later),
+			Endorse(roots[1], "testnet", sd.Descriptor.Identity, interfaces.RoleMix, later))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.check(context.Background(), "", sd, proof); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -8,12 +8,27 @@ import (
 	"github.com/sottonet/sotto/interfaces/pkitest"
 )
 
+// gossipHarness runs the suite against the first of two members. Its
+// state_dir makes the restart case meaningful: the member is reopened
+// with no peer to dial, so it serves what it kept on disk.
 func gossipHarness(t *testing.T, wrap func(testing.TB, interfaces.PKI) interfaces.PKI) *pkitest.Harness {
-	m := startMembers(t, 2, testConfig(time.Now(), time.Minute), 3)
-	return &pkitest.Harness{
+	cfg := testConfig(time.Now(), time.Minute)
+	cfg.StateDir = t.TempDir()
+	m := startMembers(t, 2, cfg, 3)
+	h := &pkitest.Harness{
 		PKI: wrap(t, m[0]), Network: "testnet", Epoch: m[0].Clock().Now() + 1,
 		Accepts: true, Settle: 5 * time.Second,
 	}
+	h.Reopen = func(t *testing.T) interfaces.PKI {
+		m[0].Close()
+		again, err := New(t.Context(), cfg) // no bootstrap: only the disk
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { again.Close() })
+		return wrap(t, again)
+	}
+	return h
 }
 
 func TestConformanceInProcess(t *testing.T) {

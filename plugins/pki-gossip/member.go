@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/interfaces"
@@ -34,22 +36,24 @@ const queueSize = 1024
 // Member is one participant of the gossip PKI. It implements
 // interfaces.PKI. Build it with New; stop it with Close.
 type Member struct {
-	cfg   Config
-	clock epoch.Clock
-	log   *slog.Logger
-	host  host.Host
-	bw    *metrics.BandwidthCounter
-	ps    *pubsub.PubSub
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
-	store *store
-	boot  []peer.AddrInfo // bootstrap peers, redialled while unreachable
+	cfg    Config
+	clock  epoch.Clock
+	log    *slog.Logger
+	host   host.Host
+	bw     *metrics.BandwidthCounter
+	ps     *pubsub.PubSub
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	store  *store
+	policy policy          // admission: who may be in a document
+	boot   []peer.AddrInfo // bootstrap peers, redialled while unreachable
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed sync.Once
 
 	accepted, rejected, ignored, equivocations atomic.Uint64
+	notAdmitted, throttled                     atomic.Uint64
 }
 
 var _ interfaces.PKI = (*Member)(nil)
@@ -70,30 +74,44 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Member, error) {
 		return nil, err
 	}
 	clock, _ := epoch.New(cfg.Genesis, cfg.EpochPeriod, cfg.Grace) // validated above
-	m := &Member{cfg: cfg, clock: clock, log: slog.Default(), store: newStore(cfg.StateDir), bw: metrics.NewBandwidthCounter()}
+	if cfg.StateDir != "" {
+		if err := prepareStateDir(cfg.StateDir); err != nil {
+			return nil, err
+		}
+	}
+	pol, err := policies[cfg.Admission.Policy](&cfg, clock)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{cfg: cfg, clock: clock, log: slog.Default(), store: newStore(cfg.StateDir), policy: pol, bw: metrics.NewBandwidthCounter()}
 	for _, o := range opts {
 		o(m)
 	}
 	m.log = m.log.With("plugin", "pki-gossip", "network", cfg.Network)
+	m.logAdmission()
 
 	if cfg.StateDir != "" {
 		recs, err := loadRecords(cfg.StateDir)
 		if err != nil {
+			pol.close()
 			return nil, err
 		}
 		for _, r := range recs {
-			m.ingest(r) // expired or bad records are simply not taken back
+			// Expired or bad records are simply not taken back.
+			m.admitWith(r.msg, func(sd *interfaces.SignedDescriptor, proof []byte) ([]byte, error) {
+				return m.policy.restore(ctx, sd, proof, r.rank)
+			})
 		}
 	}
 
 	var priv crypto.PrivKey
-	var err error
 	if len(cfg.IdentitySeed) == 32 {
 		priv, err = crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(cfg.IdentitySeed))
 	} else {
 		priv, _, err = crypto.GenerateEd25519Key(nil)
 	}
 	if err != nil {
+		pol.close()
 		return nil, fmt.Errorf("pki-gossip: host key: %w", err)
 	}
 	h, err := libp2p.New(
@@ -105,14 +123,32 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Member, error) {
 		libp2p.BandwidthReporter(m.bw),
 	)
 	if err != nil {
+		pol.close()
 		return nil, fmt.Errorf("pki-gossip: libp2p host: %w", err)
 	}
 	m.host = h
 	if err := m.start(ctx); err != nil {
 		h.Close()
+		pol.close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// logAdmission says at start which admission design the member enforces.
+func (m *Member) logAdmission() {
+	a := m.cfg.Admission
+	switch a.Policy {
+	case "endorsed":
+		m.log.Info("admission: endorsed", "roots", len(a.Endorsed.Roots), "threshold", a.Endorsed.Threshold,
+			"own_endorsements", len(a.Endorsed.Endorsements))
+	case "open":
+		o := a.Open
+		m.log.Info("admission: open, by proof of work", "argon2id_memory_kib", o.MemoryKiB, "passes", o.Passes,
+			"difficulty_bits", o.Difficulty, "max_per_epoch", o.MaxPerEpoch, "source_rate", o.SourceRate, "source_burst", o.SourceBurst)
+	default:
+		m.log.Warn("admission: none: anyone may publish descriptors for free (a baseline for comparison, not a deployment)")
+	}
 }
 
 func (m *Member) start(ctx context.Context) error {
@@ -202,15 +238,31 @@ func (m *Member) drain(ctx context.Context) {
 func (m *Member) pruneLoop(ctx context.Context) {
 	defer m.wg.Done()
 	for e := range m.clock.Ticks(ctx) {
+		m.policy.forget(e)
 		if e > m.cfg.Keep {
 			m.store.prune(e - m.cfg.Keep)
 		}
 	}
 }
 
-// ingest verifies raw descriptor bytes from anywhere (gossip, sync, disk)
-// and stores them.
-func (m *Member) ingest(raw []byte) (verdict, error) {
+// ingest verifies a gossip message from anywhere (gossip, sync, disk,
+// Publish) and stores its descriptor. source is the address it came from,
+// "" for the member itself. Checks run cheapest first: the admission proof
+// (a proof of work, under "open") only for a descriptor that is valid, in
+// the window and new.
+func (m *Member) ingest(ctx context.Context, msg []byte, source string) (verdict, error) {
+	return m.admitWith(msg, func(sd *interfaces.SignedDescriptor, proof []byte) ([]byte, error) {
+		return m.policy.check(ctx, source, sd, proof)
+	})
+}
+
+// admitWith is ingest with the admission check given: check, or restore
+// for the member's own records.
+func (m *Member) admitWith(msg []byte, admit func(*interfaces.SignedDescriptor, []byte) ([]byte, error)) (verdict, error) {
+	kind, raw, proof, err := parseMessage(msg)
+	if err != nil {
+		return 0, err
+	}
 	sd, err := interfaces.ParseSignedDescriptor(raw)
 	if err != nil {
 		return 0, err
@@ -221,7 +273,20 @@ func (m *Member) ingest(raw []byte) (verdict, error) {
 	if err := interfaces.CheckEpochWindow(sd.Descriptor.Epoch, m.clock.Now(), m.cfg.Ahead); err != nil {
 		return 0, err
 	}
-	v, err := m.store.add(sd)
+	if m.store.excluded(sd.Descriptor.Epoch, sd.Descriptor.Identity) {
+		return verdictExcluded, nil
+	}
+	if m.store.holds(sd) {
+		return verdictDuplicate, nil
+	}
+	if want := m.policy.kind(); kind != want {
+		return 0, fmt.Errorf("%w: admission proof of kind %d, this network's policy %q is kind %d", ErrNotAdmitted, kind, m.cfg.Admission.Policy, want)
+	}
+	rank, err := admit(sd, proof)
+	if err != nil {
+		return 0, err
+	}
+	v, err := m.store.add(sd, msg, rank, m.policy.capacity())
 	if err != nil {
 		m.log.Error("state not persisted", "err", err)
 	}
@@ -237,16 +302,35 @@ func (m *Member) ingest(raw []byte) (verdict, error) {
 }
 
 // validate is the gossipsub validator. Rejected messages count against the
-// sending peer's score; ignored ones are merely not forwarded.
-func (m *Member) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-	v, err := m.ingest(msg.Data)
+// sending peer's score; ignored ones are merely not forwarded. Either way a
+// descriptor that fails admission is not relayed.
+func (m *Member) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if from == m.host.ID() {
+		return pubsub.ValidationAccept // Publish has ingested it already
+	}
+	v, err := m.ingest(ctx, msg.Data, m.sourceOf(from))
+	return m.judge(v, err, from)
+}
+
+// judge counts the outcome of ingesting one message from peer p and turns it
+// into a gossipsub verdict.
+func (m *Member) judge(v verdict, err error, p peer.ID) pubsub.ValidationResult {
 	switch {
 	case errors.Is(err, interfaces.ErrEpochWindow):
 		m.ignored.Add(1)
 		return pubsub.ValidationIgnore
+	case errors.Is(err, errThrottled):
+		m.throttled.Add(1)
+		m.ignored.Add(1)
+		return pubsub.ValidationIgnore
+	case errors.Is(err, ErrNotAdmitted):
+		m.notAdmitted.Add(1)
+		m.rejected.Add(1)
+		m.log.Debug("descriptor not admitted", "peer", p, "err", err)
+		return pubsub.ValidationReject
 	case err != nil:
 		m.rejected.Add(1)
-		m.log.Debug("descriptor rejected", "err", err)
+		m.log.Debug("descriptor rejected", "peer", p, "err", err)
 		return pubsub.ValidationReject
 	case v == verdictNew || v == verdictEquivocation:
 		// Evidence is forwarded too, so every member learns of it.
@@ -257,7 +341,21 @@ func (m *Member) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pub
 	}
 }
 
-// Publish implements interfaces.PKI.
+// sourceOf is the source address a peer's messages count against under a
+// rate-limited admission policy: the remote IP of its connection.
+func (m *Member) sourceOf(p peer.ID) string {
+	for _, c := range m.host.Network().ConnsToPeer(p) {
+		ip, err := manet.ToIP(c.RemoteMultiaddr())
+		if a, ok := netip.AddrFromSlice(ip); err == nil && ok {
+			return sourceKey(a)
+		}
+	}
+	return "peer " + p.String() // not connected any more: its ID is all we know
+}
+
+// Publish implements interfaces.PKI. The member attaches its admission
+// proof (its endorsements, or its proof of work, computed once per epoch)
+// and checks the result as any member would before it gossips it.
 func (m *Member) Publish(ctx context.Context, req *interfaces.PublishRequest) (*interfaces.PublishResponse, error) {
 	if req == nil || req.Descriptor == nil {
 		return nil, fmt.Errorf("pki-gossip: publish: %w: no descriptor", interfaces.ErrInvalidArgument)
@@ -279,15 +377,34 @@ func (m *Member) Publish(ctx context.Context, req *interfaces.PublishRequest) (*
 	if m.store.holds(sd) {
 		return &interfaces.PublishResponse{}, nil
 	}
-	pubErr := m.topic.Publish(ctx, sd.Raw) // the local validator stores it
-	if m.store.excluded(sd.Descriptor.Epoch, sd.Descriptor.Identity) {
+	proof, err := m.policy.prove(ctx, sd)
+	if err != nil {
+		if errors.Is(err, ErrNotAdmitted) {
+			return nil, fmt.Errorf("pki-gossip: publish: %w: %w", interfaces.ErrInvalidArgument, err)
+		}
+		return nil, fmt.Errorf("pki-gossip: publish: %w", err)
+	}
+	msg := encodeMessage(m.policy.kind(), sd.Raw, proof)
+	v, err := m.ingest(ctx, msg, "")
+	switch {
+	case errors.Is(err, ErrNotAdmitted):
+		return nil, fmt.Errorf("pki-gossip: publish: %w: %w", interfaces.ErrInvalidArgument, err)
+	case err != nil:
+		return nil, fmt.Errorf("pki-gossip: publish: %w", err)
+	case v == verdictFull:
+		return nil, fmt.Errorf("pki-gossip: publish: %w: epoch %d is full and this descriptor's admission ranks below every one held",
+			ErrNotAdmitted, sd.Descriptor.Epoch)
+	case v == verdictExcluded:
 		return nil, fmt.Errorf("pki-gossip: publish: %w", interfaces.ErrEquivocation)
 	}
-	if !m.store.holds(sd) {
-		if pubErr == nil {
-			pubErr = errors.New("descriptor not stored")
-		}
-		return nil, fmt.Errorf("pki-gossip: publish: %w", pubErr)
+	// New, or new evidence: either way every member should learn of it.
+	pubErr := m.topic.Publish(ctx, msg)
+	if v == verdictEquivocation {
+		return nil, fmt.Errorf("pki-gossip: publish: %w", interfaces.ErrEquivocation)
+	}
+	if pubErr != nil {
+		// Stored here; anti-entropy spreads it even if gossip did not.
+		m.log.Warn("descriptor stored but not gossiped", "epoch", sd.Descriptor.Epoch, "err", pubErr)
 	}
 	return &interfaces.PublishResponse{}, nil
 }
@@ -312,9 +429,12 @@ func (m *Member) Evidence(_ context.Context, req *interfaces.EvidenceRequest) (*
 	return &interfaces.EvidenceResponse{Equivocations: m.store.evidence(req.Epoch)}, nil
 }
 
-// Stats are a member's counters since it started.
+// Stats are a member's counters since it started. NotAdmitted counts
+// messages rejected for their admission proof (also in Rejected), Throttled
+// those ignored because their source was over its rate (also in Ignored).
 type Stats struct {
 	Accepted, Rejected, Ignored, Equivocations uint64
+	NotAdmitted, Throttled                     uint64
 	BytesIn, BytesOut                          int64
 }
 
@@ -324,6 +444,7 @@ func (m *Member) Stats() Stats {
 	return Stats{
 		Accepted: m.accepted.Load(), Rejected: m.rejected.Load(),
 		Ignored: m.ignored.Load(), Equivocations: m.equivocations.Load(),
+		NotAdmitted: m.notAdmitted.Load(), Throttled: m.throttled.Load(),
 		BytesIn: bw.TotalIn, BytesOut: bw.TotalOut,
 	}
 }
@@ -353,6 +474,7 @@ func (m *Member) Close() error {
 		m.sub.Cancel()
 		m.host.RemoveStreamHandler(ProtocolID)
 		m.wg.Wait()
+		m.policy.close()
 		m.topic.Close()
 		err = m.host.Close()
 	})

@@ -60,6 +60,9 @@ func (n node) descriptor(t testing.TB, network string, e uint64, rot byte) *inte
 	return sd
 }
 
+// msgOf is sd's gossip message under admission policy none.
+func msgOf(sd *interfaces.SignedDescriptor) []byte { return encodeMessage(kindNone, sd.Raw, nil) }
+
 // startMembers starts n members; each dials up to three random earlier ones.
 func startMembers(t testing.TB, n int, cfg Config, seed uint64) []*Member {
 	t.Helper()

@@ -24,8 +24,9 @@ func TestConformanceAsAPluginProcess(t *testing.T) {
 	pkitest.Run(t, func(t *testing.T) *pkitest.Harness {
 		cfg := pkigossip.Config{
 			Network: "testnet", Listen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Genesis: genesis, EpochPeriod: time.Minute, StateDir: t.TempDir(),
-			Params: interfaces.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 1, LambdaP: 1, LambdaL: 1, LambdaD: 1, LambdaM: 1},
+			Genesis: genesis, EpochPeriod: time.Minute, StateDir: t.TempDir() + "/pki",
+			Admission: pkigossip.Admission{Policy: "none"},
+			Params:    interfaces.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 1, LambdaP: 1, LambdaL: 1, LambdaD: 1, LambdaM: 1},
 		}
 		raw, err := json.Marshal(cfg)
 		if err != nil {

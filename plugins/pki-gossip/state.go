@@ -26,18 +26,21 @@ const (
 	verdictDuplicate                   // byte-identical to one held
 	verdictEquivocation                // a second, different descriptor: new evidence
 	verdictExcluded                    // the identity is already excluded; nothing new
-	verdictFull                        // the epoch already holds as many identities as a document can
+	verdictFull                        // the epoch is full and this one does not outrank anyone held
 )
 
 type epochState struct {
-	byID     map[string]*interfaces.SignedDescriptor
-	evidence map[string]interfaces.Equivocation
-	doc      *interfaces.Document // cached; nil when stale
+	byID     map[string]*interfaces.SignedDescriptor // admitted, not excluded
+	rank     map[string][]byte                       // identity → rank, under a ranked policy
+	evidence map[string]interfaces.Equivocation      // excluded identities: both faces
+	msgs     map[string][]byte                       // descriptor bytes → the gossip message it came in
+	doc      *interfaces.Document                    // cached; nil when stale
 	hash     [32]byte
 }
 
-// store holds every verified descriptor per epoch. It assumes its callers
-// have verified signatures and the epoch window.
+// store holds every verified descriptor per epoch, with the gossip message
+// (descriptor and admission proof) it arrived in. It assumes its callers
+// have verified signatures, the epoch window and admission.
 type store struct {
 	mu       sync.Mutex
 	epochs   map[uint64]*epochState
@@ -49,13 +52,18 @@ func newStore(dir string) *store {
 	return &store{epochs: map[uint64]*epochState{}, dir: dir, maxNodes: interfaces.MaxDocumentNodes}
 }
 
-func (s *store) add(sd *interfaces.SignedDescriptor) (verdict, error) {
+// add stores sd, which arrived in msg. capacity (0: none) caps the epoch's
+// admitted identities below maxNodes; under a cap, a newcomer with a lower
+// rank than the worst held takes its place (ties: lower identity), so that
+// every member keeps the same identities whatever order they came in.
+func (s *store) add(sd *interfaces.SignedDescriptor, msg, rank []byte, capacity int) (verdict, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := sd.Descriptor.Epoch
 	st := s.epochs[e]
 	if st == nil {
-		st = &epochState{byID: map[string]*interfaces.SignedDescriptor{}, evidence: map[string]interfaces.Equivocation{}}
+		st = &epochState{byID: map[string]*interfaces.SignedDescriptor{}, rank: map[string][]byte{},
+			evidence: map[string]interfaces.Equivocation{}, msgs: map[string][]byte{}}
 		s.epochs[e] = st
 	}
 	id := string(sd.Descriptor.Identity)
@@ -72,18 +80,56 @@ func (s *store) add(sd *interfaces.SignedDescriptor) (verdict, error) {
 			a, b = b, a
 		}
 		st.evidence[id] = interfaces.Equivocation{A: a, B: b}
+		delete(st.byID, id)
+		delete(st.rank, id) // an excluded identity holds no place under a cap
+		st.msgs[string(sd.Raw)] = msg
 		st.doc = nil
-		return verdictEquivocation, s.persist(e, sd.Raw)
+		return verdictEquivocation, s.persist(e, record{msg, rank})
 	}
-	if len(st.byID) >= s.maxNodes {
-		// First come, first served: a Sybil flood can crowd out late
-		// honest nodes (docs/SPEC.md says so), but cannot make the
-		// document unencodable for everyone.
-		return verdictFull, nil
+	limit := s.maxNodes
+	if capacity > 0 {
+		limit = min(limit, capacity)
+	}
+	if len(st.byID) >= limit {
+		worst := ""
+		if capacity > 0 && rank != nil {
+			worst = st.worst()
+		}
+		if worst == "" || compareRank(rank, id, st.rank[worst], worst) >= 0 {
+			// Unranked: first come, first served: a Sybil flood can crowd
+			// out late honest nodes (docs/SPEC.md says so), but cannot make
+			// the document unencodable for everyone.
+			return verdictFull, nil
+		}
+		delete(st.msgs, string(st.byID[worst].Raw))
+		delete(st.byID, worst)
+		delete(st.rank, worst)
 	}
 	st.byID[id] = sd
+	if rank != nil {
+		st.rank[id] = bytes.Clone(rank)
+	}
+	st.msgs[string(sd.Raw)] = msg
 	st.doc = nil
-	return verdictNew, s.persist(e, sd.Raw)
+	return verdictNew, s.persist(e, record{msg, rank})
+}
+
+func compareRank(ra []byte, ida string, rb []byte, idb string) int {
+	if c := bytes.Compare(ra, rb); c != 0 {
+		return c
+	}
+	return strings.Compare(ida, idb)
+}
+
+// worst is the held identity with the highest rank ("" if none is ranked).
+func (st *epochState) worst() string {
+	worst := ""
+	for id, r := range st.rank {
+		if worst == "" || compareRank(r, id, st.rank[worst], worst) > 0 {
+			worst = id
+		}
+	}
+	return worst
 }
 
 // document assembles (and caches) the epoch's document: every held
@@ -99,10 +145,8 @@ func (s *store) document(network string, e uint64, params interfaces.NetworkPara
 		return st.doc, st.hash, nil
 	}
 	nodes := make([]*interfaces.SignedDescriptor, 0, len(st.byID))
-	for id, sd := range st.byID {
-		if _, bad := st.evidence[id]; !bad {
-			nodes = append(nodes, sd)
-		}
+	for _, sd := range st.byID {
+		nodes = append(nodes, sd)
 	}
 	doc, err := interfaces.NewDocument(network, e, params, nodes)
 	if err != nil {
@@ -143,18 +187,35 @@ func (s *store) raws(e uint64) [][]byte {
 	if st == nil {
 		return nil
 	}
-	var out [][]byte
-	for id, sd := range st.byID {
+	return st.raws()
+}
+
+func (st *epochState) raws() [][]byte {
+	out := make([][]byte, 0, len(st.byID)+2*len(st.evidence))
+	for _, sd := range st.byID {
 		out = append(out, sd.Raw)
-		if ev, bad := st.evidence[id]; bad {
-			other := ev.A
-			if bytes.Equal(other.Raw, sd.Raw) {
-				other = ev.B
-			}
-			out = append(out, other.Raw)
-		}
+	}
+	for _, ev := range st.evidence {
+		out = append(out, ev.A.Raw, ev.B.Raw)
 	}
 	slices.SortFunc(out, bytes.Compare)
+	return out
+}
+
+// messages lists the gossip messages of every descriptor held for an epoch,
+// in the order of raws.
+func (s *store) messages(e uint64) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.epochs[e]
+	if st == nil {
+		return nil
+	}
+	raws := st.raws()
+	out := make([][]byte, 0, len(raws))
+	for _, r := range raws {
+		out = append(out, st.msgs[string(r)])
+	}
 	return out
 }
 
@@ -212,12 +273,24 @@ func (s *store) prune(oldest uint64) {
 }
 
 func (s *store) path(e uint64) string {
-	return filepath.Join(s.dir, "epoch-"+strconv.FormatUint(e, 10)+".desc")
+	return filepath.Join(s.dir, "epoch-"+strconv.FormatUint(e, 10)+stateSuffix)
 }
 
-// persist appends one record (u16 length, descriptor) to the epoch's file.
-// A torn last record after a crash is skipped on load.
-func (s *store) persist(e uint64, raw []byte) error {
+// stateSuffix names the per-epoch files of gossip messages. (Files of bare
+// descriptors, ".desc", from before admission are not read: their
+// descriptors carry no proof.)
+const stateSuffix = ".msgs"
+
+// record is one persisted gossip message with the rank its admission
+// gave it (nil when unranked).
+type record struct {
+	msg, rank []byte
+}
+
+// persist appends one record (u16 length ‖ gossip message ‖ u8 length ‖
+// rank) to the epoch's file. A torn last record after a crash is skipped on
+// load.
+func (s *store) persist(e uint64, r record) error {
 	if s.dir == "" {
 		return nil
 	}
@@ -225,8 +298,10 @@ func (s *store) persist(e uint64, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("pki-gossip: persisting: %w", err)
 	}
-	rec := binary.BigEndian.AppendUint16(nil, uint16(len(raw)))
-	rec = append(rec, raw...)
+	rec := binary.BigEndian.AppendUint16(nil, uint16(len(r.msg)))
+	rec = append(rec, r.msg...)
+	rec = append(rec, byte(len(r.rank)))
+	rec = append(rec, r.rank...)
 	if _, err := f.Write(rec); err != nil {
 		f.Close()
 		return fmt.Errorf("pki-gossip: persisting: %w", err)
@@ -234,10 +309,9 @@ func (s *store) persist(e uint64, raw []byte) error {
 	return f.Close()
 }
 
-// loadRecords reads the persisted descriptors of every epoch from dir,
-// oldest epoch first. Records are returned raw: the caller re-verifies them
-// as if they came from the network.
-func loadRecords(dir string) ([][]byte, error) {
+// loadRecords reads the persisted records of every epoch from dir, oldest
+// epoch first. Records are returned raw: the caller re-verifies them.
+func loadRecords(dir string) ([]record, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -252,27 +326,59 @@ func loadRecords(dir string) ([][]byte, error) {
 	var files []file
 	for _, de := range entries {
 		num, ok := strings.CutPrefix(de.Name(), "epoch-")
-		num, ok2 := strings.CutSuffix(num, ".desc")
+		num, ok2 := strings.CutSuffix(num, stateSuffix)
 		e, err := strconv.ParseUint(num, 10, 64)
 		if ok && ok2 && err == nil {
 			files = append(files, file{e, de.Name()})
 		}
 	}
 	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(a.epoch, b.epoch) })
-	var out [][]byte
+	var out []record
 	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(dir, f.name))
 		if err != nil {
 			return nil, fmt.Errorf("pki-gossip: reading state: %w", err)
 		}
-		for len(b) >= 2 {
+		for len(b) >= 3 {
 			n := int(binary.BigEndian.Uint16(b))
-			if len(b)-2 < n {
+			if len(b) < 2+n+1 || len(b) < 2+n+1+int(b[2+n]) {
 				break // torn tail
 			}
-			out = append(out, b[2:2+n])
-			b = b[2+n:]
+			r := int(b[2+n])
+			rec := record{msg: b[2 : 2+n]}
+			if r > 0 {
+				rec.rank = b[3+n : 3+n+r]
+			}
+			out = append(out, rec)
+			b = b[3+n+r:]
 		}
 	}
 	return out, nil
+}
+
+// prepareStateDir creates dir (0700, parents too) if it does not exist and
+// proves it writable, so that persistence is never silently off: a member
+// that cannot keep its state refuses to start with an error naming the
+// directory.
+func prepareStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pki-gossip: state_dir %q cannot be created: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("pki-gossip: state_dir %q: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("pki-gossip: state_dir %q is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("pki-gossip: state_dir %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("pki-gossip: state_dir %q: %w", dir, err)
+	}
+	return nil
 }

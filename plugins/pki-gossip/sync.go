@@ -27,6 +27,7 @@ const (
 	opStateHash byte = 1 // answer: 32-byte hash of every descriptor held (zero: none)
 	opState     byte = 2 // answer: u32 count || count × (u16 length || descriptor)
 	opDocument  byte = 3 // answer: status (0 ok, 1 none) || u32 length || document
+	opMessages  byte = 4 // answer: as opState, each descriptor in its gossip message (with its admission proof)
 
 	streamTimeout = 10 * time.Second
 	maxStateItems = 2 * interfaces.MaxDocumentNodes
@@ -49,10 +50,13 @@ func (m *Member) serveStream(s network.Stream) {
 	case opStateHash:
 		h := m.store.stateHash(e)
 		w.Write(h[:])
-	case opState:
-		raws := m.store.raws(e)
-		w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(raws))))
-		for _, r := range raws {
+	case opState, opMessages:
+		items := m.store.raws(e)
+		if req[0] == opMessages {
+			items = m.store.messages(e)
+		}
+		w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(items))))
+		for _, r := range items {
 			w.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r))))
 			w.Write(r)
 		}
@@ -97,9 +101,10 @@ func request(ctx context.Context, h host.Host, p peer.ID, op byte, e uint64) (ne
 	return s, nil
 }
 
-// readState decodes an opState answer. It never trusts the peer's counts:
-// lengths are bounded before anything is allocated.
-func readState(r io.Reader) ([][]byte, error) {
+// readState decodes an opState or opMessages answer, whose items are at
+// most maxItem bytes. It never trusts the peer's counts: lengths are
+// bounded before anything is allocated.
+func readState(r io.Reader, maxItem int) ([][]byte, error) {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return nil, fmt.Errorf("%w: state count: %w", ErrProtocol, err)
@@ -115,8 +120,8 @@ func readState(r io.Reader) ([][]byte, error) {
 			return nil, fmt.Errorf("%w: descriptor length: %w", ErrProtocol, err)
 		}
 		size := int(binary.BigEndian.Uint16(l[:]))
-		if size > interfaces.MaxDescriptorSize {
-			return nil, fmt.Errorf("%w: descriptor of %d bytes", ErrProtocol, size)
+		if size > maxItem {
+			return nil, fmt.Errorf("%w: item of %d bytes", ErrProtocol, size)
 		}
 		b := make([]byte, size)
 		if _, err := io.ReadFull(r, b); err != nil {
@@ -218,19 +223,20 @@ func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
 	if theirs == ([32]byte{}) || theirs == m.store.stateHash(e) {
 		return nil
 	}
-	s, err = request(ctx, m.host, p, opState, e)
+	s, err = request(ctx, m.host, p, opMessages, e)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	raws, err := readState(bufio.NewReader(s))
+	msgs, err := readState(bufio.NewReader(s), maxMessageLen)
 	if err != nil {
 		return err
 	}
-	for _, r := range raws {
-		if _, err := m.ingest(r); err != nil && !errors.Is(err, interfaces.ErrEpochWindow) {
-			m.rejected.Add(1)
-			m.log.Debug("peer sent a bad descriptor", "peer", p, "err", err)
+	src := m.sourceOf(p)
+	for _, msg := range msgs {
+		v, err := m.ingest(ctx, msg, src)
+		if err != nil || v != verdictDuplicate {
+			m.judge(v, err, p)
 		}
 	}
 	return nil
