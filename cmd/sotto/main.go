@@ -31,6 +31,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(keygenCmd())
 	root.AddCommand(nodeCmd())
 	root.AddCommand(demoCmd())
+	root.AddCommand(simCmd())
 	root.AddCommand(sendCmd())
 	root.AddCommand(recvCmd())
 	return root
@@ -46,7 +47,7 @@ func builtinNames() []string {
 }
 
 func pluginCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "plugin NAME",
 		Short: "Serve a built-in plugin (a node runs this itself; not for humans)",
 		Long: "Serve a built-in plugin over go-plugin. A Sotto node starts this when its config\n" +
@@ -61,4 +62,6 @@ func pluginCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.AddCommand(pluginNewCmd())
+	return cmd
 }
