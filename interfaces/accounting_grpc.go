@@ -67,7 +67,7 @@ func (c *accountingGRPCClient) Info(ctx context.Context, req *AccountingInfoRequ
 }
 
 func (c *accountingGRPCClient) Issue(ctx context.Context, req *IssueRequest) (*IssueResponse, error) {
-	out, err := c.c.Issue(ctx, &accountingv1.IssueRequest{Epoch: req.Epoch, Request: req.Request})
+	out, err := c.c.Issue(ctx, &accountingv1.IssueRequest{Epoch: req.Epoch, Request: req.Request, Client: clientToWire(req.Client)})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
@@ -75,7 +75,7 @@ func (c *accountingGRPCClient) Issue(ctx context.Context, req *IssueRequest) (*I
 }
 
 func (c *accountingGRPCClient) Redeem(ctx context.Context, req *RedeemRequest) (*RedeemResponse, error) {
-	out, err := c.c.Redeem(ctx, &accountingv1.RedeemRequest{Epoch: req.Epoch, Gateway: req.Gateway[:], Credential: req.Credential, Packets: req.Packets})
+	out, err := c.c.Redeem(ctx, &accountingv1.RedeemRequest{Epoch: req.Epoch, Gateway: req.Gateway[:], Credential: req.Credential, Packets: req.Packets, Client: clientToWire(req.Client)})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
@@ -110,6 +110,26 @@ func (c *accountingGRPCClient) Earnings(ctx context.Context, req *EarningsReques
 		resp.Nodes[i] = NodeEarnings{Node: id, Forwarded: n.GetForwarded(), Delivered: n.GetDelivered(), Probed: n.GetProbed(), Amount: n.GetAmount()}
 	}
 	return resp, nil
+}
+
+// clientToWire sends the zero key (no client) as no bytes.
+func clientToWire(k ClientKey) []byte {
+	if k == (ClientKey{}) {
+		return nil
+	}
+	return k[:]
+}
+
+func clientFromWire(b []byte) (ClientKey, error) {
+	var k ClientKey
+	switch len(b) {
+	case 0:
+	case len(k):
+		copy(k[:], b)
+	default:
+		return k, fmt.Errorf("%w: client key of %d bytes, want %d or none", ErrInvalidArgument, len(b), len(k))
+	}
+	return k, nil
 }
 
 func nodeFromWire(b []byte) (NodeID, error) {
@@ -157,7 +177,11 @@ func (s *accountingGRPCServer) Issue(ctx context.Context, in *accountingv1.Issue
 	if err != nil {
 		return nil, err
 	}
-	out, err := a.Issue(ctx, &IssueRequest{Epoch: in.GetEpoch(), Request: in.GetRequest()})
+	client, err := clientFromWire(in.GetClient())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := a.Issue(ctx, &IssueRequest{Epoch: in.GetEpoch(), Request: in.GetRequest(), Client: client})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -173,7 +197,11 @@ func (s *accountingGRPCServer) Redeem(ctx context.Context, in *accountingv1.Rede
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out, err := a.Redeem(ctx, &RedeemRequest{Epoch: in.GetEpoch(), Gateway: gw, Credential: in.GetCredential(), Packets: in.GetPackets()})
+	client, err := clientFromWire(in.GetClient())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := a.Redeem(ctx, &RedeemRequest{Epoch: in.GetEpoch(), Gateway: gw, Credential: in.GetCredential(), Packets: in.GetPackets(), Client: client})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -21,6 +22,7 @@ func (n *Node) newClientService() error {
 		return nil
 	}
 	cl := n.cfg.Provider.Clients
+	rate, burst, ipRate, ipBurst := n.sendRates()
 	svc, err := provider.New(provider.Config{
 		Backend:      n,
 		Mailboxes:    n.opts.Storage,
@@ -28,6 +30,7 @@ func (n *Node) newClientService() error {
 		PacketLength: n.geo.PacketLength,
 		Logger:       n.log.With("service", "client"),
 		Registerer:   n.reg,
+		CurrentEpoch: n.clk.Now,
 
 		MaxStreams:          cl.MaxStreams,
 		MaxStreamsPerClient: cl.MaxStreamsPerClient,
@@ -35,14 +38,58 @@ func (n *Node) newClientService() error {
 		MaxInFlight:         cl.MaxInFlight,
 		MaxRequests:         cl.MaxRequests,
 		ReplyBytes:          cl.ReplyMB << 20,
+		ReplyBytesPerClient: cl.ReplyMBPerClient << 20,
+		ReplyBytesPerIP:     cl.ReplyMBPerIP << 20,
 		FirstRequestTimeout: cl.FirstRequestTimeout,
 		IdleTimeout:         cl.IdleTimeout,
+		SendRate:            rate,
+		SendBurst:           burst,
+		SendRatePerIP:       ipRate,
+		SendBurstPerIP:      ipBurst,
 	})
 	if err != nil {
 		return fmt.Errorf("node: provider service: %w", err)
 	}
 	n.clients = svc
 	return nil
+}
+
+// Gateway rate limits, when the config leaves them zero: a client's own
+// Poisson streams send λP+λL+λD packets a second on average, so ten times
+// that (and at least minSendRate) refuses no honest client, while a flood
+// from one identity, or from sendRateIPClients identities at one address,
+// is held to it; a burst is sendBurstSeconds of its rate.
+const (
+	sendRateFactor    = 10
+	minSendRate       = 10
+	sendRateIPClients = 16
+	sendBurstSeconds  = 10
+)
+
+// sendRates are the client service's Send rate limits: the config's, or
+// defaults from the client rates of the document the node started with.
+func (n *Node) sendRates() (rate float64, burst int, ipRate float64, ipBurst int) {
+	cl := n.cfg.Provider.Clients
+	rate, burst, ipRate, ipBurst = cl.SendRate, cl.SendBurst, cl.SendRatePerIP, cl.SendBurstPerIP
+	if rate == 0 {
+		var sum float64
+		if rt := n.routes.Load(); rt != nil {
+			if er := rt.epochs[rt.current]; er != nil {
+				sum = er.params.LambdaP + er.params.LambdaL + er.params.LambdaD
+			}
+		}
+		rate = max(sendRateFactor*sum, minSendRate)
+	}
+	if ipRate == 0 {
+		ipRate = sendRateIPClients * rate
+	}
+	if burst == 0 {
+		burst = int(math.Ceil(sendBurstSeconds * rate))
+	}
+	if ipBurst == 0 {
+		ipBurst = int(math.Ceil(sendBurstSeconds * ipRate))
+	}
+	return rate, burst, ipRate, ipBurst
 }
 
 // serveClients installs the client protocol on a provider.

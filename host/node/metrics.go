@@ -21,6 +21,11 @@ const (
 	dropNotForUs  = "not_deliverable" // a final hop on a node that cannot deliver it
 	dropStorage   = "storage"         // the mailbox write failed
 	dropShutdown  = "shutdown"        // still queued when the node stopped
+
+	dropFirstHop     = "first_hop"        // a client's packet whose first hop was its last: mailboxes take only what crossed the mixes
+	dropMailboxMsgs  = "mailbox_messages" // the mailbox held provider.mailbox_max_messages
+	dropMailboxBytes = "mailbox_bytes"    // the payload would take the mailbox over provider.mailbox_max_mb
+	dropAckRoute     = "ack_route"        // a SURB-ACK whose SURB does not start at a layer-0 mix (not sent)
 )
 
 // metrics are the node's Prometheus series.
@@ -103,7 +108,8 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	m.outAck, m.outLoop = m.out.WithLabelValues("ack"), m.out.WithLabelValues("loop")
 	m.drop = map[string]prometheus.Counter{}
 	for _, r := range []string{dropOverload, dropInvalid, dropPayload, dropReplay, dropReplayErr, dropDelay, dropQueueFull,
-		dropNoRoute, dropBadRoute, dropLinkFull, dropLink, dropDecoy, dropNotForUs, dropStorage, dropShutdown} {
+		dropNoRoute, dropBadRoute, dropLinkFull, dropLink, dropDecoy, dropNotForUs, dropStorage, dropShutdown,
+		dropFirstHop, dropMailboxMsgs, dropMailboxBytes, dropAckRoute} {
 		m.drop[r] = m.dropped.WithLabelValues(r)
 	}
 	if reg != nil {

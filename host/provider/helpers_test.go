@@ -178,6 +178,7 @@ func startProvider(t testing.TB, change func(*Config)) *testProvider {
 		Registerer:          p.reg,
 		MaxStreamsPerClient: 4,
 		RequestTimeout:      5 * time.Second,
+		CurrentEpoch:        func() uint64 { return 1 },
 	}
 	if change != nil {
 		change(&pc)
@@ -292,14 +293,26 @@ func (p *testProvider) metric(t testing.TB, name string, labels ...string) float
 }
 
 // rawClient is a bare libp2p host, for clients that misbehave or have
-// keys of another type.
+// keys of another type. It reaches the provider from 127.0.0.1.
 func rawClient(t testing.TB, keyType int) host.Host {
+	t.Helper()
+	return rawClientAt(t, keyType, "")
+}
+
+// rawClientAt is rawClient reaching the provider from another loopback
+// address (127.0.0.2, ...): it listens there, and libp2p's TCP dials from
+// its listen address, so the provider sees the client at that address.
+func rawClientAt(t testing.TB, keyType int, ip string) host.Host {
 	t.Helper()
 	key, _, err := crypto.GenerateKeyPair(keyType, 256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := libp2p.New(libp2p.Identity(key), libp2p.NoListenAddrs, libp2p.DisableMetrics())
+	listen := libp2p.NoListenAddrs
+	if ip != "" {
+		listen = libp2p.ListenAddrStrings("/ip4/" + ip + "/tcp/0")
+	}
+	h, err := libp2p.New(libp2p.Identity(key), listen, libp2p.DisableMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ type metrics struct {
 	replyBytes      prometheus.Gauge
 	streamsRefused  *prometheus.CounterVec // reason
 	streamsReset    *prometheus.CounterVec // reason
+	streamsEvicted  *prometheus.CounterVec // reason: the table that was full
+	rateLimited     *prometheus.CounterVec // scope: client, ip
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -67,13 +69,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "client_streams_reset_total",
 			Help: "Client streams reset while served, by reason.",
 		}, []string{"reason"}),
+		streamsEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "client_streams_evicted_total",
+			Help: "Idle client streams reset to make room for a newcomer, by the table that was full (max_streams, max_streams_per_ip).",
+		}, []string{"reason"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "sends_rate_limited_total",
+			Help: "Sends answered busy because the client's (scope=client) or its address's (scope=ip) send rate was exceeded.",
+		}, []string{"scope"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.duration, m.packetsAccepted, m.fetchedBytes, m.entriesReturned,
-		m.corruptEntries, m.streams, m.replyBytes, m.streamsRefused, m.streamsReset,
+		m.corruptEntries, m.streams, m.replyBytes, m.streamsRefused, m.streamsReset, m.streamsEvicted, m.rateLimited,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

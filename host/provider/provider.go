@@ -26,10 +26,21 @@
 // identities are free, per-client bounds alone do not bound the service:
 // MaxRequests bounds the requests being served in all, ReplyBytes the bytes
 // of the replies they build and wait to write, and a request beyond either
-// is answered busy at once. A stream whose client does not read its replies
-// is not read either while a reply to it is being written, so its unread
-// replies hold at most MaxInFlight requests' share of the budget until the
-// write deadline resets it.
+// is answered busy at once. One client may hold at most ReplyBytesPerClient
+// of those bytes and one address ReplyBytesPerIP, so that a few addresses
+// cannot pin the whole budget. A stream whose client does not read its
+// replies is not read either while a reply to it is being written, and a
+// reply not written within RequestTimeout of being ready (waiting behind
+// another included) resets the stream. A full table of streams (the
+// service's, or an address's) does not lock newcomers out: it makes room
+// by resetting an idle stream (no request being served) of the heaviest
+// address, or the heaviest client at the address, the one idle longest;
+// only when no stream in it is idle is the newcomer refused. Sending is
+// rate-limited per client (SendRate) and per address (SendRatePerIP).
+//
+// What a client reads in an error reply is a code and a short reason
+// written here; the errors of plugins and of the node behind them (paths,
+// plugin internals) go to the log only.
 package provider
 
 import (
@@ -41,7 +52,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -78,6 +88,14 @@ const (
 	DefaultRequestTimeout      = 10 * time.Second
 	DefaultFirstRequestTimeout = 10 * time.Second
 	DefaultIdleTimeout         = 5 * time.Minute
+	DefaultReplyBytesPerClient = 4 << 20
+	DefaultReplyBytesPerIP     = 16 << 20
+	// A client's own Poisson streams send λP+λL+λD packets per second
+	// (4 in the demo); the node passes ten times its document's sum.
+	DefaultSendRate       = 50
+	DefaultSendBurst      = 500 // 10 s at the default rate
+	DefaultSendRatePerIP  = 800 // 16 clients at the default rate
+	DefaultSendBurstPerIP = 8000
 )
 
 // Config is what a Service is made of. Backend, Mailboxes and PacketLength
@@ -138,16 +156,30 @@ type Config struct {
 	FirstRequestTimeout time.Duration
 	// IdleTimeout closes a stream on which no request started for that long.
 	IdleTimeout time.Duration
+	// ReplyBytesPerClient and ReplyBytesPerIP bound the bytes of
+	// ReplyBytes that one client, and all clients at one IPv4 address or
+	// IPv6 /64, hold at once (at most ReplyBytes); a request beyond them
+	// gets busy. A reply larger than the share is sent only when its
+	// client (address) holds nothing else.
+	ReplyBytesPerClient int
+	ReplyBytesPerIP     int
+	// SendRate bounds the packets per second one client may Send, with
+	// bursts of SendBurst (a token bucket); SendRatePerIP and
+	// SendBurstPerIP bound all clients at one address together. A Send
+	// beyond either gets busy and costs nothing.
+	SendRate       float64
+	SendBurst      int
+	SendRatePerIP  float64
+	SendBurstPerIP int
+	// CurrentEpoch returns the node's current epoch. A Redeem for an
+	// epoch other than it or its two neighbours is refused (bad request)
+	// before Accounting sees it. Required with Accounting.
+	CurrentEpoch func() uint64
 }
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
 	}
 	def(&c.MaxInFlight, DefaultMaxInFlight)
 	def(&c.MaxStreamsPerClient, DefaultMaxStreamsPerClient)
@@ -157,14 +189,22 @@ func (c *Config) setDefaults() {
 	def(&c.ReplyBytes, DefaultReplyBytes)
 	def(&c.FetchLimit, DefaultFetchLimit)
 	def(&c.FetchBytes, DefaultFetchBytes)
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.FirstRequestTimeout == 0 {
-		c.FirstRequestTimeout = DefaultFirstRequestTimeout
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
+	def(&c.RequestTimeout, DefaultRequestTimeout)
+	def(&c.FirstRequestTimeout, DefaultFirstRequestTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.ReplyBytesPerClient, DefaultReplyBytesPerClient)
+	def(&c.ReplyBytesPerIP, DefaultReplyBytesPerIP)
+	def(&c.SendRate, DefaultSendRate)
+	def(&c.SendBurst, DefaultSendBurst)
+	def(&c.SendRatePerIP, DefaultSendRatePerIP)
+	def(&c.SendBurstPerIP, DefaultSendBurstPerIP)
+}
+
+// def sets a zero config value to its default.
+func def[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
 }
 
@@ -189,6 +229,13 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: ReplyBytes %d is less than FetchBytes %d", ErrConfig, c.ReplyBytes, c.FetchBytes)
 	case c.RequestTimeout < 0 || c.FirstRequestTimeout < 0 || c.IdleTimeout < 0:
 		return fmt.Errorf("%w: negative timeout", ErrConfig)
+	case c.ReplyBytesPerClient < 0 || c.ReplyBytesPerIP < 0:
+		return fmt.Errorf("%w: negative reply byte shares", ErrConfig)
+	case !(c.SendRate > 0) || !(c.SendRatePerIP > 0) || c.SendBurst < 1 || c.SendBurstPerIP < 1:
+		return fmt.Errorf("%w: send rates must be positive and bursts at least 1 (rate %v, burst %d; per IP %v, %d)",
+			ErrConfig, c.SendRate, c.SendBurst, c.SendRatePerIP, c.SendBurstPerIP)
+	case c.Accounting != nil && c.CurrentEpoch == nil:
+		return fmt.Errorf("%w: Accounting needs CurrentEpoch", ErrConfig)
 	}
 	return nil
 }
@@ -209,11 +256,12 @@ type Service struct {
 
 	mu        sync.Mutex
 	closed    bool
-	streams   map[network.Stream]struct{}
+	streams   map[*clientStream]struct{}
 	perClient map[peer.ID]int
 	perIP     map[netip.Prefix]int
 	allowance map[peer.ID]uint64
 	garbage   map[peer.ID]struct{} // clients already logged for garbage
+	sendRate  rateLimits
 }
 
 // New validates cfg and returns a Service. It registers the metrics with
@@ -229,19 +277,26 @@ func New(cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Service{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "provider"),
-		m:         m,
-		nodeID:    cfg.Backend.NodeID(),
-		ctx:       ctx,
-		cancel:    cancel,
-		requests:  make(chan struct{}, cfg.MaxRequests),
-		replies:   replyBudget{limit: cfg.ReplyBytes, gauge: m.replyBytes},
-		streams:   map[network.Stream]struct{}{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "provider"),
+		m:        m,
+		nodeID:   cfg.Backend.NodeID(),
+		ctx:      ctx,
+		cancel:   cancel,
+		requests: make(chan struct{}, cfg.MaxRequests),
+		replies: replyBudget{
+			limit: cfg.ReplyBytes, perClient: min(cfg.ReplyBytesPerClient, cfg.ReplyBytes), perIP: min(cfg.ReplyBytesPerIP, cfg.ReplyBytes),
+			gauge: m.replyBytes, byClient: map[peer.ID]int{}, byIP: map[netip.Prefix]int{},
+		},
+		streams:   map[*clientStream]struct{}{},
 		perClient: map[peer.ID]int{},
 		perIP:     map[netip.Prefix]int{},
 		allowance: map[peer.ID]uint64{},
 		garbage:   map[peer.ID]struct{}{},
+		sendRate: rateLimits{
+			client: rateTable[peer.ID]{rate: cfg.SendRate, burst: float64(cfg.SendBurst), buckets: map[peer.ID]*bucket{}},
+			ip:     rateTable[netip.Prefix]{rate: cfg.SendRatePerIP, burst: float64(cfg.SendBurstPerIP), buckets: map[netip.Prefix]*bucket{}},
+		},
 	}, nil
 }
 
@@ -256,8 +311,8 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	s.cancel()
-	for st := range s.streams {
-		_ = st.Reset()
+	for c := range s.streams {
+		_ = c.st.Reset()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -272,44 +327,110 @@ func (s *Service) Allowance(client peer.ID) uint64 {
 	return s.allowance[client]
 }
 
-// admit registers a new stream, or says why it is refused. ip is the
-// stream's remote address as ipKey gives it.
-func (s *Service) admit(st network.Stream, client peer.ID, ip netip.Prefix) string {
+// admit registers a new stream, or says why it is refused. A full
+// table of the stream's address, or of the service, makes room by
+// evicting an idle stream (see victim), which admit returns for the
+// caller to reset once the lock is released; a client's own table is its
+// own business, and a full one refuses the newcomer.
+func (s *Service) admit(c *clientStream) (evicted []*clientStream, refused string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return "closed"
-	case len(s.streams) >= s.cfg.MaxStreams:
-		return "max_streams"
-	case s.perClient[client] >= s.cfg.MaxStreamsPerClient:
-		return "max_streams_per_client"
-	case ip.IsValid() && s.perIP[ip] >= s.cfg.MaxStreamsPerIP:
-		return "max_streams_per_ip"
+	if s.closed {
+		return nil, "closed"
 	}
-	s.streams[st] = struct{}{}
-	s.perClient[client]++
-	if ip.IsValid() {
-		s.perIP[ip]++
+	if s.perClient[c.client] >= s.cfg.MaxStreamsPerClient {
+		return nil, "max_streams_per_client"
+	}
+	if c.ip.IsValid() && s.perIP[c.ip] >= s.cfg.MaxStreamsPerIP {
+		// Among the streams of the address, the heaviest client's.
+		v := s.victim(func(o *clientStream) (bool, int) { return o.ip == c.ip, s.perClient[o.client] })
+		if v == nil {
+			return nil, "max_streams_per_ip"
+		}
+		s.evict(v, "max_streams_per_ip")
+		evicted = append(evicted, v)
+	}
+	if len(s.streams) >= s.cfg.MaxStreams {
+		// Among all streams, the heaviest address's.
+		v := s.victim(func(o *clientStream) (bool, int) {
+			if o.ip.IsValid() {
+				return true, s.perIP[o.ip]
+			}
+			return true, s.perClient[o.client]
+		})
+		if v == nil {
+			return evicted, "max_streams"
+		}
+		s.evict(v, "max_streams")
+		evicted = append(evicted, v)
+	}
+	s.streams[c] = struct{}{}
+	c.registered = true
+	s.perClient[c.client]++
+	if c.ip.IsValid() {
+		s.perIP[c.ip]++
 	}
 	s.wg.Add(1)
 	s.m.streams.Inc()
-	return ""
+	return evicted, ""
 }
 
-func (s *Service) release(st network.Stream, client peer.ID, ip netip.Prefix) {
-	s.mu.Lock()
-	delete(s.streams, st)
-	if s.perClient[client]--; s.perClient[client] <= 0 {
-		delete(s.perClient, client)
-	}
-	if ip.IsValid() {
-		if s.perIP[ip]--; s.perIP[ip] <= 0 {
-			delete(s.perIP, ip)
+// victim picks the stream to evict from a full table: among the idle
+// streams (no request being read, served or answered) that scope takes,
+// one of the largest group (the weight scope gives it), and of those the
+// one idle longest. An attacker that holds many streams from few
+// addresses or identities is evicted before the clients next to it, and
+// one that keeps every stream busy holds its streams but cannot take
+// anyone else's. Nil if no stream in scope is idle. Called with s.mu held.
+func (s *Service) victim(scope func(*clientStream) (in bool, weight int)) *clientStream {
+	var (
+		best       *clientStream
+		bestWeight int
+		bestActive int64
+	)
+	for o := range s.streams {
+		in, w := scope(o)
+		if !in || o.busy.Load() > 0 {
+			continue
+		}
+		a := o.active.Load()
+		if best == nil || w > bestWeight || (w == bestWeight && a < bestActive) {
+			best, bestWeight, bestActive = o, w, a
 		}
 	}
-	s.mu.Unlock()
+	return best
+}
+
+// evict takes c out of the tables (its handler returns once the caller
+// resets it). Called with s.mu held.
+func (s *Service) evict(c *clientStream, reason string) {
+	c.evicted.Store(true)
+	s.unregister(c)
+	s.m.streamsEvicted.WithLabelValues(reason).Inc()
+}
+
+// unregister takes c out of the tables, once. Called with s.mu held.
+func (s *Service) unregister(c *clientStream) {
+	if !c.registered {
+		return
+	}
+	c.registered = false
 	s.m.streams.Dec()
+	delete(s.streams, c)
+	if s.perClient[c.client]--; s.perClient[c.client] <= 0 {
+		delete(s.perClient, c.client)
+	}
+	if c.ip.IsValid() {
+		if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+			delete(s.perIP, c.ip)
+		}
+	}
+}
+
+func (s *Service) release(c *clientStream) {
+	s.mu.Lock()
+	s.unregister(c)
+	s.mu.Unlock()
 	s.wg.Done()
 }
 
@@ -345,14 +466,14 @@ func ipKey(a ma.Multiaddr) netip.Prefix {
 // share of ReplyBytes a request of op needs before it is served; false
 // (nothing taken) if either is exhausted. The caller gives the token back
 // with endRequest and the reservation with replies.give.
-func (s *Service) startRequest(op clientproto.Op) (reserved int, ok bool) {
+func (s *Service) startRequest(c *clientStream, op clientproto.Op) (reserved int, ok bool) {
 	select {
 	case s.requests <- struct{}{}:
 	default:
 		return 0, false
 	}
 	reserved = s.replyReserve(op)
-	if !s.replies.take(reserved) {
+	if !s.replies.resize(c, 0, reserved) {
 		<-s.requests
 		return 0, false
 	}
@@ -380,15 +501,10 @@ func (s *Service) replyReserve(op clientproto.Op) int {
 // fitReply resizes a request's reservation from held to what its built
 // reply needs (at most the whole budget), or reports false, keeping held,
 // if there is no room for it.
-func (s *Service) fitReply(resp *clientproto.Response, held int) (int, bool) {
+func (s *Service) fitReply(c *clientStream, resp *clientproto.Response, held int) (int, bool) {
 	need := min(replyLength(resp), s.cfg.ReplyBytes)
-	switch {
-	case need > held:
-		if !s.replies.take(need - held) {
-			return held, false
-		}
-	case need < held:
-		s.replies.give(held - need)
+	if !s.replies.resize(c, held, need) {
+		return held, false
 	}
 	return need, true
 }
@@ -409,39 +525,6 @@ func replyLength(resp *clientproto.Response) int {
 		n += 8 + len(resp.Receipt)
 	}
 	return n
-}
-
-// replyBudget counts the bytes of replies being built or waiting to be
-// written against ReplyBytes.
-type replyBudget struct {
-	limit int
-	gauge prometheus.Gauge
-
-	mu   sync.Mutex
-	used int
-	peak int // the most ever used, for tests
-}
-
-func (b *replyBudget) take(n int) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+n > b.limit {
-		return false
-	}
-	b.used += n
-	b.peak = max(b.peak, b.used)
-	b.gauge.Set(float64(b.used))
-	return true
-}
-
-func (b *replyBudget) give(n int) {
-	if n == 0 {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.used -= n
-	b.gauge.Set(float64(b.used))
 }
 
 // logGarbage logs a client's protocol violation once per client (until

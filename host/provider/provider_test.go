@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -589,6 +590,11 @@ func TestConfigIsValidated(t *testing.T) {
 		{"a negative bound on streams per IP is refused", func(c *Config) { c.MaxStreamsPerIP = -1 }},
 		{"a negative bound on requests is refused", func(c *Config) { c.MaxRequests = -1 }},
 		{"a reply budget below the fetch budget is refused", func(c *Config) { c.ReplyBytes = DefaultFetchBytes - 1 }},
+		{"a negative reply share is refused", func(c *Config) { c.ReplyBytesPerIP = -1 }},
+		{"a negative send rate is refused", func(c *Config) { c.SendRate = -1 }},
+		{"a send rate that is not a number is refused", func(c *Config) { c.SendRatePerIP = math.NaN() }},
+		{"a negative send burst is refused", func(c *Config) { c.SendBurstPerIP = -1 }},
+		{"accounting without the epoch clock is refused", func(c *Config) { c.Accounting = newTokenAccounting() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
@@ -24,7 +25,7 @@ func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *client
 	resp := &clientproto.Response{ID: req.ID, Op: req.Op}
 	var err error
 	if !c.authenticated {
-		err = fmt.Errorf("%w: client key is not Ed25519", clientproto.ErrForbidden)
+		err = refuse(clientproto.CodeForbidden, "client key is not Ed25519", nil)
 	} else {
 		switch req.Op {
 		case clientproto.OpDocument:
@@ -43,7 +44,7 @@ func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *client
 		resp = s.errorReply(c, req, err)
 	}
 	var ok bool
-	if held, ok = s.fitReply(resp, held); !ok {
+	if held, ok = s.fitReply(c, resp, held); !ok {
 		s.log.Debug("no room for a client reply", "op", req.Op, "peer", c.client, "bytes", replyLength(resp))
 		resp = busyReply(req)
 	}
@@ -51,8 +52,40 @@ func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *client
 	return resp, held
 }
 
-// errorReply turns an operation's error into its reply. Internal errors
-// are logged here and reach the client without their details.
+// replyError is an error whose code and reason the client reads as they
+// are: the reason is written in this package, never taken from a plugin
+// or the node, whose error (cause) only goes to the log.
+type replyError struct {
+	code   clientproto.Code
+	reason string
+	cause  error
+}
+
+func (e *replyError) Error() string {
+	if e.cause == nil {
+		return e.reason
+	}
+	return e.reason + ": " + e.cause.Error()
+}
+
+// Unwrap gives the code's sentinel, so clientproto.CodeOf reads the code.
+func (e *replyError) Unwrap() error { return (&clientproto.Error{Code: e.code}).Unwrap() }
+
+// refuse is a request's failure as the client will read it: code and a
+// short reason (at most clientproto.MaxErrorMessageLength bytes), and the
+// cause for the log.
+func refuse(code clientproto.Code, reason string, cause error) error {
+	return &replyError{code: code, reason: reason, cause: cause}
+}
+
+// genericReason is what a client reads for an error this package did not
+// word: the code's name, and nothing of where the error came from.
+func genericReason(code clientproto.Code) string { return strings.ReplaceAll(code.String(), "_", " ") }
+
+// errorReply turns an operation's error into its reply: the code, and the
+// reason when this package wrote one (refuse), else the code's name. The
+// whole error, plugin and node text included, goes to the log: at Warn
+// when the provider failed (internal, busy), at Debug when the client did.
 func (s *Service) errorReply(c *clientStream, req *clientproto.Request, err error) *clientproto.Response {
 	var unreadable *unreadableError
 	if errors.As(err, &unreadable) {
@@ -60,6 +93,30 @@ func (s *Service) errorReply(c *clientStream, req *clientproto.Request, err erro
 		// of the provider.
 		return &clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeInternal, Message: unreadable.Error()}
 	}
+	var code clientproto.Code
+	var msg string
+	var re *replyError
+	if errors.As(err, &re) {
+		code, msg = re.code, re.reason
+	} else {
+		code = codeOf(err)
+		msg = genericReason(code)
+	}
+	if len(msg) > clientproto.MaxErrorMessageLength {
+		msg = msg[:clientproto.MaxErrorMessageLength]
+	}
+	if code == clientproto.CodeInternal || code == clientproto.CodeBusy {
+		s.log.Warn("client request failed", "op", req.Op, "peer", c.client, "code", code, "err", err)
+	} else {
+		s.log.Debug("client request refused", "op", req.Op, "peer", c.client, "code", code, "err", err)
+	}
+	return &clientproto.Response{ID: req.ID, Op: req.Op, Code: code, Message: msg}
+}
+
+// codeOf is the code of an error this package did not word: that of the
+// client protocol sentinel it wraps (the node's errors), else what the
+// plugin sentinel means to a client.
+func codeOf(err error) clientproto.Code {
 	code := clientproto.CodeOf(err)
 	switch {
 	case code != clientproto.CodeInternal:
@@ -73,17 +130,15 @@ func (s *Service) errorReply(c *clientStream, req *clientproto.Request, err erro
 	case errors.Is(err, interfaces.ErrInvalidArgument):
 		code = clientproto.CodeBadRequest
 	}
-	msg := err.Error()
-	if code == clientproto.CodeInternal || code == clientproto.CodeBusy {
-		s.log.Warn("client request failed", "op", req.Op, "peer", c.client, "code", code, "err", err)
-		msg = code.String()
-	}
-	return &clientproto.Response{ID: req.ID, Op: req.Op, Code: code, Message: msg}
+	return code
 }
 
 func (s *Service) document(ctx context.Context, epoch uint64) ([]byte, error) {
 	doc, err := s.cfg.Backend.Document(ctx, epoch)
 	if err != nil {
+		if errors.Is(err, clientproto.ErrNoDocument) {
+			return nil, refuse(clientproto.CodeNotFound, fmt.Sprintf("no document for epoch %d", epoch), err)
+		}
 		return nil, fmt.Errorf("document of epoch %d: %w", epoch, err)
 	}
 	if len(doc) > clientproto.MaxDocumentLength {
@@ -96,25 +151,39 @@ func (s *Service) document(ctx context.Context, epoch uint64) ([]byte, error) {
 // Backend's to keep.
 func (s *Service) send(c *clientStream, req *clientproto.Request) error {
 	if len(req.Packet) != s.cfg.PacketLength {
-		return fmt.Errorf("%w: packet of %d bytes, this network's are %d", clientproto.ErrBadRequest, len(req.Packet), s.cfg.PacketLength)
+		return refuse(clientproto.CodeBadRequest, fmt.Sprintf("packet of %d bytes, this network's are %d", len(req.Packet), s.cfg.PacketLength), nil)
+	}
+	if scope := s.sendRate.take(c, time.Now()); scope != "" {
+		s.m.rateLimited.WithLabelValues(scope).Inc()
+		return refuse(clientproto.CodeBusy, "send rate limit ("+scope+"); slow down", nil)
 	}
 	if !s.takePacket(c.client) {
-		return fmt.Errorf("%w: no packets left; redeem a credential", clientproto.ErrPaymentRequired)
+		s.sendRate.give(c)
+		return refuse(clientproto.CodePaymentRequired, "no packets left; redeem a credential", nil)
 	}
 	route := "inject"
 	var err error
 	if req.FirstHop == s.nodeID {
-		err = s.cfg.Backend.Inject(req.Packet)
+		if err = s.cfg.Backend.Inject(req.Packet); err != nil {
+			if clientproto.CodeOf(err) == clientproto.CodeBusy {
+				err = refuse(clientproto.CodeBusy, "busy", err)
+			}
+		}
 	} else {
 		route = "forward"
-		if err = s.cfg.Backend.Forward(req.FirstHop, req.Packet); err != nil && !errors.Is(err, clientproto.ErrBusy) {
-			// Not a full queue: the first hop is not a mix this provider
-			// forwards to.
-			err = fmt.Errorf("%w: first hop refused: %v", clientproto.ErrBadRequest, err)
+		if err = s.cfg.Backend.Forward(req.FirstHop, req.Packet); err != nil {
+			if clientproto.CodeOf(err) == clientproto.CodeBusy {
+				err = refuse(clientproto.CodeBusy, "busy", err)
+			} else {
+				// Not a full queue: the first hop is not a mix this
+				// provider forwards to.
+				err = refuse(clientproto.CodeBadRequest, "first hop is not a layer-0 mix of the current document", err)
+			}
 		}
 	}
 	if err != nil {
 		s.grant(c.client, 1) // not accepted: not spent
+		s.sendRate.give(c)
 		return err
 	}
 	s.m.packetsAccepted.WithLabelValues(route).Inc()
@@ -213,24 +282,35 @@ func (s *Service) ack(ctx context.Context, c *clientStream, req *clientproto.Req
 }
 
 // redeem spends a credential with the accounting plugin and adds what it
-// grants to the client's allowance. A free service grants what is asked.
+// grants to the client's allowance. The epoch must be the current one or
+// a neighbour (clock skew, a boundary crossed in flight); any other is
+// refused before the plugin sees it. The plugin learns the client's key.
+// A free service grants what is asked.
 func (s *Service) redeem(ctx context.Context, c *clientStream, req *clientproto.Request) (uint64, []byte, error) {
+	if now := s.cfg.CurrentEpoch; now != nil {
+		if cur := now(); req.Epoch+1 < cur || req.Epoch > cur+1 {
+			return 0, nil, refuse(clientproto.CodeBadRequest,
+				fmt.Sprintf("epoch %d is not the provider's current epoch %d or a neighbour", req.Epoch, cur), nil)
+		}
+	}
 	if s.cfg.Accounting == nil {
 		return req.Packets, nil, nil
 	}
 	res, err := s.cfg.Accounting.Redeem(ctx, &interfaces.RedeemRequest{
-		Epoch: req.Epoch, Gateway: interfaces.NodeID(s.nodeID), Credential: req.Credential, Packets: req.Packets,
+		Epoch: req.Epoch, Gateway: interfaces.NodeID(s.nodeID), Credential: req.Credential, Packets: req.Packets, Client: c.key,
 	})
-	if err != nil {
-		if errors.Is(err, interfaces.ErrPaymentRequired) {
-			return 0, nil, fmt.Errorf("%w: %v", clientproto.ErrPaymentRequired, err)
-		}
+	switch {
+	case errors.Is(err, interfaces.ErrDoubleSpend):
+		return 0, nil, refuse(clientproto.CodePaymentRequired, "credential already spent", err)
+	case errors.Is(err, interfaces.ErrPaymentRequired):
+		return 0, nil, refuse(clientproto.CodePaymentRequired, "credential refused", err)
+	case errors.Is(err, interfaces.ErrInvalidArgument):
+		return 0, nil, refuse(clientproto.CodeBadRequest, "malformed credential", err)
+	case err != nil:
 		return 0, nil, fmt.Errorf("redeeming: %w", err)
-	}
-	if res == nil {
+	case res == nil:
 		return 0, nil, fmt.Errorf("redeeming: %w: no response", interfaces.ErrMalformedReply)
-	}
-	if len(res.Receipt) > clientproto.MaxReceiptLength {
+	case len(res.Receipt) > clientproto.MaxReceiptLength:
 		return 0, nil, fmt.Errorf("accounting receipt of %d bytes", len(res.Receipt))
 	}
 	s.grant(c.client, res.Granted)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -14,37 +16,48 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // Handle serves one client stream until the client closes it, breaks the
-// protocol, idles out, or the service closes. Install it with
-// h.SetStreamHandler(clientproto.Protocol, svc.Handle).
+// protocol, idles out, is evicted to make room for a newcomer, or the
+// service closes. Install it with h.SetStreamHandler(clientproto.Protocol,
+// svc.Handle).
 func (s *Service) Handle(st network.Stream) {
-	client := st.Conn().RemotePeer()
-	ip := ipKey(st.Conn().RemoteMultiaddr())
-	if reason := s.admit(st, client, ip); reason != "" {
+	c := &clientStream{svc: s, st: st, client: st.Conn().RemotePeer(), ip: ipKey(st.Conn().RemoteMultiaddr())}
+	c.key, c.authenticated = clientKey(st.Conn().RemotePublicKey())
+	if c.authenticated {
+		c.own = clientproto.OwnMailbox(c.key[:])
+	}
+	c.active.Store(time.Now().UnixNano())
+	evicted, reason := s.admit(c)
+	for _, v := range evicted {
+		s.log.Debug("client stream evicted for a newcomer", "peer", v.client, "newcomer", c.client)
+		_ = v.st.Reset()
+	}
+	if reason != "" {
 		s.m.streamsRefused.WithLabelValues(reason).Inc()
-		s.log.Debug("client stream refused", "peer", client, "reason", reason)
+		s.log.Debug("client stream refused", "peer", c.client, "reason", reason)
 		_ = st.Reset()
 		return
 	}
-	defer s.release(st, client, ip)
-	c := &clientStream{svc: s, st: st, client: client}
-	c.own, c.authenticated = ownMailbox(st.Conn().RemotePublicKey())
+	defer s.release(c)
 	c.serve()
 }
 
-// ownMailbox derives a client's own mailbox from its libp2p key, if that
-// key is Ed25519 (the key Sotto identities are).
-func ownMailbox(k crypto.PubKey) (clientproto.MailboxID, bool) {
+// clientKey is a client's Ed25519 public key from its libp2p key, if it
+// is one (the key Sotto identities are).
+func clientKey(k crypto.PubKey) (interfaces.ClientKey, bool) {
+	var key interfaces.ClientKey
 	if k == nil || k.Type() != pb.KeyType_Ed25519 {
-		return clientproto.MailboxID{}, false
+		return key, false
 	}
 	raw, err := k.Raw()
-	if err != nil || len(raw) != 32 {
-		return clientproto.MailboxID{}, false
+	if err != nil || len(raw) != len(key) {
+		return key, false
 	}
-	return clientproto.OwnMailbox(raw), true
+	copy(key[:], raw)
+	return key, true
 }
 
 // clientStream is one client stream being served.
@@ -52,12 +65,24 @@ type clientStream struct {
 	svc           *Service
 	st            network.Stream
 	client        peer.ID
+	ip            netip.Prefix // ipKey of the remote address; zero if none
+	key           interfaces.ClientKey
 	own           clientproto.MailboxID
 	authenticated bool // the client's key is Ed25519
+
+	registered bool // in the service's tables (under svc.mu)
+	// busy counts the requests read and not yet answered; active is when
+	// the stream last started or answered one (UnixNano). A stream with
+	// busy 0 is idle, and may be evicted for a newcomer.
+	busy    atomic.Int32
+	active  atomic.Int64
+	evicted atomic.Bool
 
 	writeMu sync.Mutex
 	broken  bool // a write failed; the stream is reset
 }
+
+func (c *clientStream) touch() { c.active.Store(time.Now().UnixNano()) }
 
 // serve reads requests and serves each in its own goroutine, at most
 // MaxInFlight at a time: when that many are pending the stream is not read,
@@ -94,6 +119,8 @@ func (c *clientStream) serve() {
 			c.readFailed(err, &inflight)
 			return
 		}
+		c.busy.Add(1)
+		c.touch()
 		req := new(clientproto.Request)
 		if err := req.Decode(body); err != nil {
 			<-slots
@@ -104,12 +131,13 @@ func (c *clientStream) serve() {
 				c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeUnsupported, Message: "unknown op"}, 0)
 				continue
 			}
+			c.busy.Add(-1)
 			s.logGarbage(c.client, err)
 			c.reset("malformed")
 			return
 		}
 		r.idle = cfg.IdleTimeout
-		reserved, ok := s.startRequest(req.Op)
+		reserved, ok := s.startRequest(c, req.Op)
 		if !ok {
 			<-slots
 			s.m.request(req.Op, clientproto.CodeBusy, 0)
@@ -143,6 +171,8 @@ func (c *clientStream) writable() bool {
 // closed its side (pending replies are still written), by a reset otherwise.
 func (c *clientStream) readFailed(err error, inflight *sync.WaitGroup) {
 	switch {
+	case c.evicted.Load():
+		// Reset by the service for a newcomer, and counted as evicted.
 	case errors.Is(err, io.EOF):
 		inflight.Wait()
 		_ = c.st.Close()
@@ -166,30 +196,45 @@ func (c *clientStream) reset(reason string) {
 // reply writes one response and then gives back the held bytes of the
 // reply budget; replies of concurrent requests are written whole, one at
 // a time. The reply is encoded before waiting for the stream, so what
-// waits is its frame alone. A write that fails or times out resets the
-// stream.
+// waits is its frame alone. It must be written within RequestTimeout of
+// being ready, the wait behind other replies included, so a client that
+// reads slowly holds its share of the budget no longer than that: a write
+// that fails or misses the deadline resets the stream. Every reply ends
+// one request the stream counts as busy.
 func (c *clientStream) reply(resp *clientproto.Response, held int) {
 	s := c.svc
+	ready := time.Now()
+	defer func() {
+		c.touch()
+		c.busy.Add(-1)
+	}()
 	b, err := resp.AppendFrame(make([]byte, 0, replyLength(resp)))
 	if err != nil {
 		s.log.Error("cannot encode a reply", "op", resp.Op, "err", err)
 		resp = &clientproto.Response{ID: resp.ID, Op: resp.Op, Code: clientproto.CodeInternal, Message: "reply too large"}
 		if b, err = resp.AppendFrame(nil); err != nil {
-			s.replies.give(held)
+			s.replies.resize(c, held, 0)
 			return
 		}
 	}
 	if len(b) < held {
-		s.replies.give(held - len(b))
+		s.replies.resize(c, held, len(b))
 		held = len(b)
 	}
-	defer s.replies.give(held)
+	defer s.replies.resize(c, held, 0)
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.broken {
 		return
 	}
-	_ = c.st.SetWriteDeadline(time.Now().Add(s.cfg.RequestTimeout))
+	deadline := ready.Add(s.cfg.RequestTimeout)
+	if !time.Now().Before(deadline) {
+		c.broken = true
+		s.log.Debug("client reply not written in time", "peer", c.client)
+		c.reset("write")
+		return
+	}
+	_ = c.st.SetWriteDeadline(deadline)
 	if _, err := c.st.Write(b); err != nil {
 		c.broken = true
 		s.log.Debug("writing to client failed", "peer", c.client, "err", err)

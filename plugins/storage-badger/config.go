@@ -46,7 +46,9 @@ type Config struct {
 	// CacheBytes is Badger's block cache size.
 	CacheBytes int64 `json:"cache_bytes"`
 	// GCInterval is how often the value log is garbage-collected (values
-	// of at least 1 MiB live there, not in the LSM tree). Zero disables it.
+	// of at least 1 MiB live there, not in the LSM tree), the counters of
+	// mailboxes whose messages all expired are reclaimed, and the
+	// database's files narrowed to 0600. Zero disables all three.
 	// Default 10 minutes; in JSON a Go duration string such as "10m".
 	GCInterval time.Duration `json:"-"`
 	// Logger receives Badger's logs. Default slog.Default(). Not in JSON.

@@ -38,14 +38,17 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("IDs:", resp.IDs)
+	// A new mailbox's first ID comes from the clock; the next ones grow
+	// by one.
+	first := resp.IDs[0]
+	fmt.Println("IDs: first, first +", resp.IDs[1]-first)
 
 	got, err := s.FetchMailbox(ctx, &interfaces.FetchMailboxRequest{Mailbox: alice})
 	if err != nil {
 		log.Fatal(err)
 	}
 	for _, e := range got.Entries {
-		fmt.Printf("%d: %s\n", e.ID, e.Payload)
+		fmt.Printf("first + %d: %s\n", e.ID-first, e.Payload)
 	}
 
 	seen, err := s.InsertReplayTags(ctx, &interfaces.InsertReplayTagsRequest{
@@ -56,8 +59,8 @@ func Example() {
 	}
 	fmt.Println("replayed:", seen.Seen)
 	// Output:
-	// IDs: [1 2]
-	// 1: hello
-	// 2: again
+	// IDs: first, first + 1
+	// first + 0: hello
+	// first + 1: again
 	// replayed: [false false true]
 }

@@ -9,6 +9,7 @@ import (
 // Key layout. The first byte names the space, so spaces never overlap:
 //
 //	'c' | mailbox[32]                      -> last ID assigned (uint64 BE)
+//	'f'                                    -> ID floor: the greatest last ID of a reclaimed counter (uint64 BE)
 //	'm' | mailbox[32] | id (uint64 BE)     -> payload, Badger TTL = lifetime
 //	'r' | epoch (uint64 BE) | tag[32]      -> empty
 //	'k' | len(ns) (1 byte) | ns | key      -> value, optional Badger TTL
@@ -19,6 +20,7 @@ import (
 // with key "bc" and namespace "ab" with key "c" are different keys.
 const (
 	spaceCounter byte = 'c'
+	spaceFloor   byte = 'f'
 	spaceMessage byte = 'm'
 	spaceReplay  byte = 'r'
 	spaceKV      byte = 'k'
@@ -35,6 +37,20 @@ func counterKey(mb interfaces.MailboxID) []byte {
 	k := make([]byte, 0, 1+32)
 	k = append(k, spaceCounter)
 	return append(k, mb[:]...)
+}
+
+// floorKey holds the greatest last ID of any reclaimed counter, so that
+// a mailbox started again never hands out an ID it handed out before,
+// even after the clock went back (see firstID).
+var floorKey = []byte{spaceFloor}
+
+// counterMailbox reads the mailbox back from a counter key.
+func counterMailbox(key []byte) (mb interfaces.MailboxID, ok bool) {
+	if len(key) != 1+32 || key[0] != spaceCounter {
+		return mb, false
+	}
+	copy(mb[:], key[1:])
+	return mb, true
 }
 
 func mailboxPrefix(mb interfaces.MailboxID) []byte {

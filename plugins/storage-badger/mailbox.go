@@ -1,6 +1,7 @@
 package storagebadger
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -40,9 +41,36 @@ func expiresTime(e uint64) time.Time {
 	return time.Unix(int64(e), 0)
 }
 
+// idTimeShift places a mailbox's first ID at its start time in Unix
+// seconds times 2^20 (see firstID). IDs stay below 2^53 (exact in a
+// JavaScript number) until the year 2242.
+const idTimeShift = 20
+
+// firstID is the first ID of a mailbox that has no counter: one never
+// used, or one whose counter was reclaimed once it was empty. It is the
+// start of the current second in units of 2^-20 s, so it is greater than
+// every ID the mailbox handed out before (a counter is reclaimed only once
+// its last ID lies in an earlier second, see reclaimIfEmpty), and greater
+// than the floor, which keeps that true after the clock went back. The
+// ID tells a client no more than its message's expiry already does (the
+// second it was stored); a per-store counter would tell it how much
+// everyone else receives.
+func firstID(txn *badger.Txn, now time.Time) (uint64, error) {
+	var start uint64
+	if sec := now.Unix(); sec > 0 {
+		start = uint64(sec) << idTimeShift
+	}
+	floor, err := readUint64(txn, floorKey)
+	if err != nil {
+		return 0, err
+	}
+	return max(start, floor+1), nil
+}
+
 // AppendMailbox implements interfaces.Mailboxes. The per-mailbox ID
 // counter is read and advanced in the same transaction as the messages,
-// so a crash can never hand out an ID twice; IDs start at 1. Appends that
+// so a crash can never hand out an ID twice; a mailbox's first ID comes
+// from the clock (firstID) and the next ones grow by one. Appends that
 // touch the same mailbox are serialised by stripe locks held until the
 // commit, so they never conflict on the counter.
 func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailboxRequest) (*interfaces.AppendMailboxResponse, error) {
@@ -78,9 +106,19 @@ func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailbox
 		for i, m := range req.Messages {
 			last, ok := next[m.Mailbox]
 			if !ok {
-				var err error
-				if last, err = readCounter(txn, m.Mailbox); err != nil {
+				var (
+					found bool
+					err   error
+				)
+				if last, found, err = readCounter(txn, m.Mailbox); err != nil {
 					return err
+				}
+				if !found {
+					first, err := firstID(txn, s.idClock())
+					if err != nil {
+						return err
+					}
+					last = first - 1
 				}
 			}
 			if last == math.MaxUint64 {
@@ -108,15 +146,15 @@ func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailbox
 	return &interfaces.AppendMailboxResponse{IDs: ids}, nil
 }
 
-func readCounter(txn *badger.Txn, mb interfaces.MailboxID) (uint64, error) {
+// readCounter reads a mailbox's last ID; found is false when it has none.
+func readCounter(txn *badger.Txn, mb interfaces.MailboxID) (last uint64, found bool, err error) {
 	item, err := txn.Get(counterKey(mb))
 	if err == badger.ErrKeyNotFound {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var last uint64
 	err = item.Value(func(v []byte) error {
 		if len(v) != 8 {
 			return fmt.Errorf("corrupt ID counter for mailbox %x: %d bytes", mb[:4], len(v))
@@ -124,7 +162,151 @@ func readCounter(txn *badger.Txn, mb interfaces.MailboxID) (uint64, error) {
 		last = binary.BigEndian.Uint64(v)
 		return nil
 	})
-	return last, err
+	return last, err == nil, err
+}
+
+// readUint64 reads an 8-byte big-endian value; a missing key reads 0.
+func readUint64(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if err == badger.ErrKeyNotFound {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	err = item.Value(func(b []byte) error {
+		if len(b) != 8 {
+			return fmt.Errorf("corrupt value of key %x: %d bytes", key, len(b))
+		}
+		v = binary.BigEndian.Uint64(b)
+		return nil
+	})
+	return v, err
+}
+
+// mailboxEmpty reports whether a mailbox holds no live message, as txn
+// sees it (its own deletes included; Badger's iterator skips deleted and
+// expired entries).
+func mailboxEmpty(txn *badger.Txn, mb interfaces.MailboxID) bool {
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = mailboxPrefix(mb)
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	it.Rewind()
+	return !it.ValidForPrefix(opts.Prefix)
+}
+
+// reclaimIfEmpty deletes the ID counter of a mailbox that holds no live
+// message, so that state does not grow with every mailbox ever used, and
+// raises the floor to its last ID. It keeps a counter whose last ID lies
+// in the current second or later (more than 2^20 appends in a second, or
+// a clock that went back): the next firstID might not be above it yet.
+// The caller holds the mailbox's stripe lock. It reports whether it
+// reclaimed.
+func reclaimIfEmpty(txn *badger.Txn, mb interfaces.MailboxID, now time.Time) (bool, error) {
+	last, found, err := readCounter(txn, mb)
+	if err != nil || !found {
+		return false, err
+	}
+	if sec := now.Unix(); sec <= 0 || last>>idTimeShift >= uint64(sec) {
+		return false, nil
+	}
+	if !mailboxEmpty(txn, mb) {
+		return false, nil
+	}
+	floor, err := readUint64(txn, floorKey)
+	if err != nil {
+		return false, err
+	}
+	if last > floor {
+		if err := txn.Set(floorKey, binary.BigEndian.AppendUint64(nil, last)); err != nil {
+			return false, err
+		}
+	}
+	return true, txn.Delete(counterKey(mb))
+}
+
+// reclaimBatch bounds the counters one reclaim transaction deletes.
+const reclaimBatch = 256
+
+// ReclaimMailboxes deletes the ID counters of every mailbox that holds no
+// live message any more (all acknowledged or expired), in batches, and
+// returns how many it deleted. The store runs it every GCInterval;
+// AckMailbox already reclaims the mailbox it empties.
+func (s *Store) ReclaimMailboxes(ctx context.Context) (int, error) {
+	if err := s.enter(ctx, "reclaim mailboxes"); err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	return s.reclaimMailboxes(ctx)
+}
+
+func (s *Store) reclaimMailboxes(ctx context.Context) (int, error) {
+	const op = "reclaim mailboxes"
+	total := 0
+	after := []byte{spaceCounter}
+	for {
+		// Find candidates in a read-only pass, then delete them under
+		// their stripe locks in a transaction that checks them again.
+		var cands []interfaces.MailboxID
+		err := s.view(op, func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte{spaceCounter}
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Seek(after); it.ValidForPrefix(opts.Prefix) && len(cands) < reclaimBatch; it.Next() {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				key := it.Item().KeyCopy(nil)
+				if bytes.Equal(key, after) {
+					continue
+				}
+				after = key
+				mb, ok := counterMailbox(key)
+				if !ok {
+					return fmt.Errorf("corrupt counter key %x", key)
+				}
+				if mailboxEmpty(txn, mb) {
+					cands = append(cands, mb)
+				}
+			}
+			return nil
+		})
+		if err != nil || len(cands) == 0 {
+			return total, err
+		}
+		unlock, err := s.lockStripes(ctx, cands)
+		if err != nil {
+			return total, fmt.Errorf("storage-badger: %s: %w", op, err)
+		}
+		var n int
+		err = s.update(ctx, op, func(txn *badger.Txn) error {
+			n = 0
+			now := s.idClock()
+			for _, mb := range cands {
+				ok, err := reclaimIfEmpty(txn, mb, now)
+				if err != nil {
+					return err
+				}
+				if ok {
+					n++
+				}
+			}
+			return nil
+		})
+		unlock()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if len(cands) < reclaimBatch {
+			return total, nil
+		}
+	}
 }
 
 // ListMailbox implements interfaces.Mailboxes.
@@ -234,8 +416,15 @@ func (s *Store) AckMailbox(ctx context.Context, req *interfaces.AckMailboxReques
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
+	// The stripe lock keeps appends to this mailbox out while an ack
+	// that empties it reclaims its counter.
+	unlock, err := s.lockStripes(ctx, []interfaces.MailboxID{req.Mailbox})
+	if err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: waiting for a concurrent append: %w", op, err)
+	}
+	defer unlock()
 	var deleted int
-	err := s.update(ctx, op, func(txn *badger.Txn) error {
+	err = s.update(ctx, op, func(txn *badger.Txn) error {
 		deleted = 0
 		seen := make(map[uint64]bool, len(req.IDs))
 		for _, id := range req.IDs {
@@ -256,7 +445,8 @@ func (s *Store) AckMailbox(ctx context.Context, req *interfaces.AckMailboxReques
 				return err
 			}
 		}
-		return nil
+		_, err := reclaimIfEmpty(txn, req.Mailbox, s.idClock())
+		return err
 	})
 	if err != nil {
 		return nil, err

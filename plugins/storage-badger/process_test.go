@@ -186,7 +186,7 @@ func TestSIGKILLPluginProcessMidStream(t *testing.T) {
 		t.Fatalf("%d messages stored: a batch of %d was half-written", len(resp.Entries), batch)
 	}
 	for i, e := range resp.Entries {
-		if e.ID != uint64(i+1) {
+		if e.ID != resp.Entries[0].ID+uint64(i) {
 			t.Fatalf("stored IDs have a hole at %d: %d", i, e.ID)
 		}
 	}
@@ -194,7 +194,7 @@ func TestSIGKILLPluginProcessMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := uint64(len(resp.Entries)) + 1; next.IDs[0] != want {
+	if want := resp.Entries[len(resp.Entries)-1].ID + 1; next.IDs[0] != want {
 		t.Fatalf("after restart the next ID is %d, want %d", next.IDs[0], want)
 	}
 	t.Logf("%d appends acknowledged before SIGKILL, %d stored after restart", len(acked), len(resp.Entries))

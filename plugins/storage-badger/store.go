@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io/fs"
+	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,6 +55,11 @@ type Store struct {
 	stopGC chan struct{}
 	gcDone sync.WaitGroup
 	gcRuns atomic.Uint64 // value-log GC passes, for tests
+
+	// idClock is the clock of mailbox IDs and reclaims (firstID,
+	// reclaimIfEmpty): time.Now; tests replace it. Lifetimes always
+	// follow the real clock, as Badger's expiry does.
+	idClock func() time.Time
 }
 
 var _ interfaces.Storage = (*Store)(nil)
@@ -60,6 +69,9 @@ var _ interfaces.Storage = (*Store)(nil)
 func Open(cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := privateDir(cfg.Dir, cfg.Logger); err != nil {
 		return nil, err
 	}
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -78,7 +90,8 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("storage-badger: opening %s: %w", cfg.Dir, err)
 	}
 	cfg.Logger.Debug("storage-badger opened", "dir", cfg.Dir, "sync_writes", cfg.SyncWrites)
-	s := &Store{db: db, cfg: cfg, seed: maphash.MakeSeed(), stopGC: make(chan struct{})}
+	s := &Store{db: db, cfg: cfg, seed: maphash.MakeSeed(), stopGC: make(chan struct{}), idClock: time.Now}
+	s.privateFiles()
 	for i := range s.stripes {
 		s.stripes[i] = make(chan struct{}, 1)
 	}
@@ -102,7 +115,59 @@ func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("storage-badger: closing: %w", err)
 	}
+	s.privateFiles()
 	return nil
+}
+
+// Files and directories the store creates are its owner's alone: the
+// database holds every client's mailbox. Badger creates its directory
+// 0700 but some of its files (value log, tables, memtables, LOCK) 0644,
+// with no option to change that.
+const (
+	dirMode  os.FileMode = 0o700
+	fileMode os.FileMode = 0o600
+)
+
+// privateDir creates dir with dirMode, or narrows an existing one to it,
+// so that no other user reaches the files inside, whatever their modes.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return fmt.Errorf("storage-badger: creating %s: %w", dir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("storage-badger: %w", err)
+	}
+	if fi.Mode().Perm()&^dirMode != 0 {
+		if err := os.Chmod(dir, dirMode); err != nil {
+			return fmt.Errorf("storage-badger: narrowing %s to %v: %w", dir, dirMode, err)
+		}
+		log.Debug("storage-badger: database directory narrowed to its owner", "dir", dir, "was", fi.Mode().Perm(), "now", dirMode)
+	}
+	return nil
+}
+
+// privateFiles narrows every file of the database directory to fileMode.
+// It runs at open, every GCInterval and at close; files Badger creates in
+// between are already out of other users' reach (privateDir).
+func (s *Store) privateFiles() {
+	entries, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		s.cfg.Logger.Warn("storage-badger: listing the database directory", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || fi.Mode().Perm()&^fileMode == 0 {
+			continue // gone meanwhile (a compaction), or private already
+		}
+		if err := os.Chmod(filepath.Join(s.cfg.Dir, e.Name()), fileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.cfg.Logger.Warn("storage-badger: narrowing a database file", "file", e.Name(), "err", err)
+		}
+	}
 }
 
 // enter starts a call: it fails when the store is closed or ctx is done.
@@ -197,13 +262,22 @@ func clampLimit(limit, def, maxLimit int) (int, error) {
 	return limit, nil
 }
 
-// lockMailboxes locks the stripes of every mailbox in msgs, in ascending
+// lockMailboxes locks the stripes of every mailbox in msgs (lockStripes).
+func (s *Store) lockMailboxes(ctx context.Context, msgs []interfaces.MailboxMessage) (unlock func(), err error) {
+	mbs := make([]interfaces.MailboxID, len(msgs))
+	for i, m := range msgs {
+		mbs[i] = m.Mailbox
+	}
+	return s.lockStripes(ctx, mbs)
+}
+
+// lockStripes locks the stripes of every mailbox in mbs, in ascending
 // stripe order so that two batches can never deadlock, and returns the
 // unlock function. It gives up, holding nothing, when ctx ends first.
-func (s *Store) lockMailboxes(ctx context.Context, msgs []interfaces.MailboxMessage) (unlock func(), err error) {
-	idx := make([]int, 0, min(len(msgs), mailboxStripes))
-	for _, m := range msgs {
-		i := int(maphash.Bytes(s.seed, m.Mailbox[:]) % mailboxStripes)
+func (s *Store) lockStripes(ctx context.Context, mbs []interfaces.MailboxID) (unlock func(), err error) {
+	idx := make([]int, 0, min(len(mbs), mailboxStripes))
+	for _, mb := range mbs {
+		i := int(maphash.Bytes(s.seed, mb[:]) % mailboxStripes)
 		if !slices.Contains(idx, i) {
 			idx = append(idx, i)
 		}
@@ -237,6 +311,8 @@ func (s *Store) gcLoop() {
 			return
 		case <-t.C:
 		}
+		s.privateFiles()
+		s.reclaimEmpty()
 		// Rewrite files while at least half of one is garbage; stop at the
 		// first pass with nothing to do, or when Close begins.
 		for {
@@ -254,5 +330,28 @@ func (s *Store) gcLoop() {
 			default:
 			}
 		}
+	}
+}
+
+// reclaimEmpty is the periodic ReclaimMailboxes. It runs on the GC
+// goroutine, which Close stops before it closes the database, so it does
+// not take the store's lock (Close holds it while it waits for the GC
+// goroutine); Close cancels it.
+func (s *Store) reclaimEmpty() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopGC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	n, err := s.reclaimMailboxes(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.cfg.Logger.Warn("storage-badger: reclaiming empty mailboxes", "err", err)
+	case n > 0:
+		s.cfg.Logger.Debug("storage-badger: reclaimed empty mailboxes", "count", n)
 	}
 }

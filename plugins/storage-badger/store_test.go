@@ -57,9 +57,14 @@ func openTest(t *testing.T, cfg Config) *Store {
 	return s
 }
 
+// newStore opens a store in a temp dir whose ID clock reads the Unix
+// epoch, so that a new mailbox's IDs start at 1 (firstID) and tests can
+// name them; reclaim_test.go sets the clock where it matters.
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	return openTest(t, testConfig(t.TempDir()))
+	s := openTest(t, testConfig(t.TempDir()))
+	s.idClock = func() time.Time { return time.Unix(0, 0) }
+	return s
 }
 
 func mbox(b byte) interfaces.MailboxID { var m interfaces.MailboxID; m[0] = b; m[31] = b; return m }
@@ -108,13 +113,16 @@ func ids(es []interfaces.MailboxEntry) []uint64 {
 
 func TestAppendAssignsGrowingIDsPerMailbox(t *testing.T) {
 	s := newStore(t)
+	now := time.Now()
+	clock(s, &now)
+	first := uint64(now.Unix()) << idTimeShift // a new mailbox starts at its second
 	a, b := mbox(1), mbox(2)
 	got := appendOK(t, s, msg(a, "a1"), msg(b, "b1"), msg(a, "a2"))
-	if want := []uint64{1, 1, 2}; !slices.Equal(got, want) {
+	if want := []uint64{first, first, first + 1}; !slices.Equal(got, want) {
 		t.Fatalf("first batch IDs = %v, want %v", got, want)
 	}
 	got = appendOK(t, s, msg(a, "a3"))
-	if want := []uint64{3}; !slices.Equal(got, want) {
+	if want := []uint64{first + 2}; !slices.Equal(got, want) {
 		t.Fatalf("second batch IDs = %v, want %v", got, want)
 	}
 	if p := payloads(fetchAll(t, s, a)); !slices.Equal(p, []string{"a1", "a2", "a3"}) {
@@ -127,8 +135,8 @@ func TestAppendAssignsGrowingIDsPerMailbox(t *testing.T) {
 	if _, err := s.AckMailbox(context.Background(), &interfaces.AckMailboxRequest{Mailbox: a, IDs: []uint64{3}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := appendOK(t, s, msg(a, "a4")); got[0] != 4 {
-		t.Fatalf("ID after acking the newest = %d, want 4", got[0])
+	if got := appendOK(t, s, msg(a, "a4")); got[0] != first+3 {
+		t.Fatalf("ID after acking the newest = %d, want %d", got[0], first+3)
 	}
 	// An empty batch is a no-op, and an empty payload is stored as such.
 	if got := appendOK(t, s); len(got) != 0 {
@@ -561,6 +569,7 @@ func TestBatchTooBigForOneTransactionIsRefusedWhole(t *testing.T) {
 	cfg.MemTableBytes = 1 << 20 // Badger's limit is 15% of it: ~157 KB
 	cfg.MaxValueBytes = 64 << 10
 	s := openTest(t, cfg)
+	s.idClock = func() time.Time { return time.Unix(0, 0) } // IDs from 1
 	ctx := context.Background()
 	mb := mbox(10)
 	var msgs []interfaces.MailboxMessage
@@ -627,6 +636,7 @@ func TestReopenKeepsDataAndCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.idClock = func() time.Time { return time.Unix(0, 0) } // IDs from 1
 	appendOK(t, s, msg(mb, "one"), msg(mb, "two"))
 	if _, err := s.AckMailbox(ctx, &interfaces.AckMailboxRequest{Mailbox: mb, IDs: []uint64{2}}); err != nil {
 		t.Fatal(err)
@@ -654,6 +664,7 @@ func TestReopenKeepsDataAndCounters(t *testing.T) {
 	}
 
 	s = openTest(t, cfg)
+	s.idClock = func() time.Time { return time.Unix(0, 0) }
 	if got := payloads(fetchAll(t, s, mb)); !slices.Equal(got, []string{"one"}) {
 		t.Fatalf("after reopen mailbox holds %q", got)
 	}
@@ -858,6 +869,9 @@ func TestValueLogGCRunsAndStopsOnClose(t *testing.T) {
 
 func TestAppendWaitingForABusyMailboxHonoursContext(t *testing.T) {
 	s := newStore(t)
+	now := time.Now()
+	clock(s, &now)
+	first := uint64(now.Unix()) << idTimeShift
 	mb := mbox(14)
 	unlock, err := s.lockMailboxes(context.Background(), []interfaces.MailboxMessage{msg(mb, "")})
 	if err != nil {
@@ -871,7 +885,7 @@ func TestAppendWaitingForABusyMailboxHonoursContext(t *testing.T) {
 	}
 	unlock()
 	// The failed call released what it held and wrote nothing.
-	if got := appendOK(t, s, msg(mbox(15), "other"), msg(mb, "x")); !slices.Equal(got, []uint64{1, 1}) {
-		t.Fatalf("IDs after the timed-out append: %v, want [1 1]", got)
+	if got := appendOK(t, s, msg(mbox(15), "other"), msg(mb, "x")); !slices.Equal(got, []uint64{first, first}) {
+		t.Fatalf("IDs after the timed-out append: %v, want both %d (nothing written before)", got, first)
 	}
 }

@@ -124,6 +124,7 @@ type IssueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Request       []byte                 `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	Client        []byte                 `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"` // the client's Ed25519 public key: 32 bytes, or empty for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +169,13 @@ func (x *IssueRequest) GetEpoch() uint64 {
 func (x *IssueRequest) GetRequest() []byte {
 	if x != nil {
 		return x.Request
+	}
+	return nil
+}
+
+func (x *IssueRequest) GetClient() []byte {
+	if x != nil {
+		return x.Client
 	}
 	return nil
 }
@@ -222,6 +230,7 @@ type RedeemRequest struct {
 	Gateway       []byte                 `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"` // 32 bytes
 	Credential    []byte                 `protobuf:"bytes,3,opt,name=credential,proto3" json:"credential,omitempty"`
 	Packets       uint64                 `protobuf:"varint,4,opt,name=packets,proto3" json:"packets,omitempty"`
+	Client        []byte                 `protobuf:"bytes,5,opt,name=client,proto3" json:"client,omitempty"` // the client's Ed25519 public key: 32 bytes, or empty for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +291,13 @@ func (x *RedeemRequest) GetPackets() uint64 {
 		return x.Packets
 	}
 	return 0
+}
+
+func (x *RedeemRequest) GetClient() []byte {
+	if x != nil {
+		return x.Client
+	}
+	return nil
 }
 
 type RedeemResponse struct {
@@ -673,19 +689,21 @@ const file_accounting_v1_accounting_proto_rawDesc = "" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\">\n" +
 	"\fInfoResponse\x12\x16\n" +
 	"\x06scheme\x18\x01 \x01(\tR\x06scheme\x12\x16\n" +
-	"\x06params\x18\x02 \x01(\fR\x06params\">\n" +
+	"\x06params\x18\x02 \x01(\fR\x06params\"V\n" +
 	"\fIssueRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\arequest\x18\x02 \x01(\fR\arequest\"+\n" +
+	"\arequest\x18\x02 \x01(\fR\arequest\x12\x16\n" +
+	"\x06client\x18\x03 \x01(\fR\x06client\"+\n" +
 	"\rIssueResponse\x12\x1a\n" +
-	"\bresponse\x18\x01 \x01(\fR\bresponse\"y\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse\"\x91\x01\n" +
 	"\rRedeemRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x18\n" +
 	"\agateway\x18\x02 \x01(\fR\agateway\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x03 \x01(\fR\n" +
 	"credential\x12\x18\n" +
-	"\apackets\x18\x04 \x01(\x04R\apackets\"D\n" +
+	"\apackets\x18\x04 \x01(\x04R\apackets\x12\x16\n" +
+	"\x06client\x18\x05 \x01(\fR\x06client\"D\n" +
 	"\x0eRedeemResponse\x12\x18\n" +
 	"\agranted\x18\x01 \x01(\x04R\agranted\x12\x18\n" +
 	"\areceipt\x18\x02 \x01(\fR\areceipt\"N\n" +
