@@ -323,3 +323,35 @@ func TestASURBACKMustStartAtALayerZeroMix(t *testing.T) {
 		})
 	}
 }
+
+// An admitted node that skips the mixes (here a first-layer mix handing a
+// packet whose only hop is the victim's provider straight to it) gets
+// nothing stored: a provider takes final hops only from last-layer mixes.
+// A packet that crossed every layer still arrives.
+func TestAFinalHopFromANodeOtherThanTheLastLayerIsRefused(t *testing.T) {
+	tn := newTestNet(t, netSpec{mixes: 2, providers: 2, layers: 2, mu: 200})
+	er := tn.route()
+	dstHop := er.providers[1]
+	dst := tn.nodeByID(dstHop.id)
+	skipper := tn.nodeByID(er.layers[0][0].id).n.Host()
+	g := dst.n.geo
+	var mailbox [32]byte
+	rand.Read(mailbox[:])
+	payload, err := clientproto.PackForward(g, nil, []byte("skipped the mixes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt, err := sphinx.NewPacket(rand.Reader, g, []sphinx.PathHop{pathHop(t, dstHop, uint64(tn.route().epoch), &sphinx.Recipient{ID: mailbox})}, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := value(t, dst.n.m.drop[dropNotLastLayer])
+	writeMix(t, skipper, dst.n.Host().ID(), frame(pkt))
+	waitFor(t, 10*time.Second, "the skipping packet to be dropped as not_last_layer", func() bool {
+		return value(t, dst.n.m.drop[dropNotLastLayer]) >= before+1
+	})
+	if got := len(fetchAll(t, dst.store, mailbox)); got != 0 {
+		t.Fatalf("%d messages stored from a node that skipped the mixes", got)
+	}
+	deliverOne(t, tn, 10*time.Second)
+}

@@ -23,6 +23,7 @@ const (
 	dropShutdown  = "shutdown"        // still queued when the node stopped
 
 	dropFirstHop     = "first_hop"        // a client's packet whose first hop was its last: mailboxes take only what crossed the mixes
+	dropNotLastLayer = "not_last_layer"   // a final hop at a provider that came from a node other than a last-layer mix
 	dropMailboxMsgs  = "mailbox_messages" // the mailbox held provider.mailbox_max_messages
 	dropMailboxBytes = "mailbox_bytes"    // the payload would take the mailbox over provider.mailbox_max_mb
 	dropAckRoute     = "ack_route"        // a SURB-ACK whose SURB does not start at a layer-0 mix (not sent)
@@ -109,7 +110,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	m.drop = map[string]prometheus.Counter{}
 	for _, r := range []string{dropOverload, dropInvalid, dropPayload, dropReplay, dropReplayErr, dropDelay, dropQueueFull,
 		dropNoRoute, dropBadRoute, dropLinkFull, dropLink, dropDecoy, dropNotForUs, dropStorage, dropShutdown,
-		dropFirstHop, dropMailboxMsgs, dropMailboxBytes, dropAckRoute} {
+		dropFirstHop, dropNotLastLayer, dropMailboxMsgs, dropMailboxBytes, dropAckRoute} {
 		m.drop[r] = m.dropped.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"github.com/libp2p/go-libp2p/core/peer"
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
@@ -16,8 +17,9 @@ type packet struct {
 	delay   time.Duration
 	epoch   epoch.Epoch // of the key that unwrapped it
 	tag     [sphinx.ReplayTagLength]byte
-	client  bool  // came in through the client protocol
-	outKind uint8 // what it is when it leaves: outForward, outAck, outLoop
+	client  bool    // came in through the client protocol
+	from    peer.ID // the node that sent it, when it came over a mix link
+	outKind uint8   // what it is when it leaves: outForward, outAck, outLoop
 
 	next   bool
 	nextID [sphinx.NodeIDLength]byte

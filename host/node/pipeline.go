@@ -44,10 +44,10 @@ func (n *Node) startPipeline(rt *routeTable) error {
 const backPressure = 20 * time.Millisecond
 
 // deliverFromPeer takes a packet read from a mix stream.
-func (n *Node) deliverFromPeer(_ peer.ID, b link.Buffer) {
+func (n *Node) deliverFromPeer(from peer.ID, b link.Buffer) {
 	p := b.(*packet)
 	n.m.inPeer.Inc()
-	p.recv = time.Now()
+	p.recv, p.from = time.Now(), from
 	if n.enqueue(p) {
 		return
 	}

@@ -38,6 +38,7 @@ type epochRoutes struct {
 	raw       []byte // canonical encoding, served to clients
 	hash      [32]byte
 	byID      map[[32]byte]*hop
+	byPeer    map[peer.ID]*hop
 	layers    [][]*hop // topo.Layers, as hops
 	providers []*hop   // topo.Providers, as hops
 	selfLayer int      // -1 unless this node is a mix of the document
@@ -81,6 +82,25 @@ func (rt *routeTable) stratified(self, id [32]byte, e epoch.Epoch) bool {
 	return er != nil && er.topo.Stratified(self, id)
 }
 
+// fromLastLayer reports whether the node that sent a packet over a mix
+// link (peer from) is a mix of the last layer in the document of epoch e
+// or in the current one: the only nodes a final hop at a provider may come
+// from in the stratified topology.
+func (rt *routeTable) fromLastLayer(from peer.ID, e epoch.Epoch) bool {
+	if rt == nil {
+		return false
+	}
+	for _, er := range []*epochRoutes{rt.epochs[e], rt.epochs[rt.current]} {
+		if er == nil {
+			continue
+		}
+		if h := er.byPeer[from]; h != nil && h.role == interfaces.RoleMix && h.layer == len(er.layers)-1 {
+			return true
+		}
+	}
+	return false
+}
+
 func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, error) {
 	raw, err := doc.Encode()
 	if err != nil {
@@ -94,7 +114,7 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 	if err != nil {
 		return nil, err
 	}
-	er := &epochRoutes{epoch: doc.Epoch, doc: doc, topo: topo, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, selfLayer: -1, params: doc.Params}
+	er := &epochRoutes{epoch: doc.Epoch, doc: doc, topo: topo, raw: raw, hash: hash, byID: map[[32]byte]*hop{}, byPeer: map[peer.ID]*hop{}, selfLayer: -1, params: doc.Params}
 	// A member the node cannot reach (its peer ID does not parse) is left
 	// out of the node's routes, never the reason to refuse the document:
 	// one bad entry must not stop routing for everyone (pkidoc.Validate
@@ -112,6 +132,7 @@ func newEpochRoutes(doc *interfaces.Document, self [32]byte) (*epochRoutes, erro
 			}
 		}
 		er.byID[h.id] = h
+		er.byPeer[h.peer] = h
 		return h, nil
 	}
 	for i, layer := range topo.Layers {

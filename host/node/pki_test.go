@@ -52,7 +52,9 @@ func TestADocumentOnAnotherClockIsRefused(t *testing.T) {
 	}{
 		{"no clock stated", func(p *interfaces.NetworkParams) {}, true},
 		{"the node's clock", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis(), clk.Grace() }, true},
-		{"another genesis", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis().Add(time.Second), clk.Grace() }, false},
+		{"another genesis", func(p *interfaces.NetworkParams) {
+			p.Genesis, p.EpochGrace = clk.Genesis().Add(time.Second), clk.Grace()
+		}, false},
 		{"another grace", func(p *interfaces.NetworkParams) { p.Genesis, p.EpochGrace = clk.Genesis(), time.Second }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

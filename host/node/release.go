@@ -69,6 +69,16 @@ func (n *Node) final(p *packet) {
 		n.drop(p, dropNotForUs)
 		return
 	}
+	// A final hop that came over a mix link must come from the last
+	// layer: an admitted node that skips the mixes (a provider or a first-
+	// layer mix handing packets straight to a victim's provider) gets
+	// nothing stored. Clients' own packets are the first-hop check's
+	// (deliverBatch).
+	if !p.client && !n.routes.Load().fromLastLayer(p.from, p.epoch) {
+		n.logLimited("not-last-layer", "a final hop from a node that is not a last-layer mix; dropped")
+		n.drop(p, dropNotLastLayer)
+		return
+	}
 	if p.recipient && p.rcpt == clientproto.DropRecipient && !p.surbReply {
 		n.drop(p, dropDecoy)
 		return
