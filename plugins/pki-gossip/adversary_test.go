@@ -3,8 +3,11 @@ package pkigossip
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +146,14 @@ func TestBadMessagesAreRejectedAndNoMemberCrashes(t *testing.T) {
 		{"an expired descriptor", msgOf(newNode(102, interfaces.RoleMix).descriptor(t, "testnet", cur-1, 0)), false},
 		{"a descriptor too far in the future", msgOf(newNode(103, interfaces.RoleMix).descriptor(t, "testnet", cur+5, 0)), false},
 		{"an empty message", []byte{}, true},
+		// Signed by its identity, but naming a 1-byte peer ID: admitted,
+		// it made every node refuse the whole document of its epoch.
+		{"a signed descriptor whose peer ID is not its identity's", encodeMessage(kindNone, badPeerIDDescriptor(newNode(106, interfaces.RoleMix), "testnet", e), nil), true},
+	}
+	// The hand-made descriptor fails for its peer ID alone, not for a
+	// slip in its encoding.
+	if _, err := interfaces.ParseSignedDescriptor(badPeerIDDescriptor(newNode(106, interfaces.RoleMix), "testnet", e)); err == nil || !strings.Contains(err.Error(), "peer ID is not") {
+		t.Fatalf("the bad-peer-ID descriptor parses as %v", err)
 	}
 	for _, tt := range tests {
 		att.send(t, tt.data)
@@ -319,4 +330,21 @@ func FuzzReadState(f *testing.F) {
 			}
 		}
 	})
+}
+
+// badPeerIDDescriptor encodes and signs, by hand (SignDescriptor refuses
+// it), a descriptor whose peer ID is one byte: docs/SPEC.md, "Encodings".
+func badPeerIDDescriptor(n node, network string, e uint64) []byte {
+	id := n.key.Public().(ed25519.PublicKey)
+	var b []byte
+	b = append(b, 1, byte(len(network)))
+	b = append(b, network...)
+	b = binary.BigEndian.AppendUint64(b, e)
+	b = append(b, id...)
+	b = append(b, 1, 0x42)                  // peer ID: bytes8 of one byte
+	b = append(b, 1, 0, 5, 4, 127, 0, 0, 1) // one address: /ip4/127.0.0.1
+	b = append(b, byte(n.role))
+	b = append(b, make([]byte, 3*32)...) // Sphinx keys
+	b = append(b, 0, 0)                  // no accounting info
+	return append(b, ed25519.Sign(n.key, append([]byte("sotto pki descriptor v1\x00"), b...))...)
 }
