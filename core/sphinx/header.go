@@ -2,6 +2,7 @@ package sphinx
 
 import (
 	"crypto/sha512"
+	"crypto/subtle"
 	"fmt"
 	"hash"
 	"io"
@@ -234,11 +235,13 @@ func secretsFast(m *macer, x *[32]byte, path []PathHop, st []hopState) error {
 	}
 	var p edwards25519.Point
 	alphas := make([]edwards25519.Point, len(path))
-	var s [32]byte
+	var s, zero [32]byte
 	for i := range path {
 		p.ScalarMult(acc, path[i].PublicKey.ed)
 		copy(s[:], p.BytesMontgomery())
-		if s == [32]byte{} {
+		// s is the shared secret: compare it with zero in constant time (an array ==
+		// may return at the first differing byte).
+		if subtle.ConstantTimeCompare(s[:], zero[:]) == 1 {
 			return fmt.Errorf("%w: shared secret with hop %d is zero", ErrInvalidGroupElement, i)
 		}
 		t.Multiply(acc, &eight)

@@ -8,20 +8,20 @@
 // general AEZ v5 scheme so that the published test vectors can be checked.
 //
 // Constant time: on amd64 with AES-NI (the default there, unless built with
-// -tags purego) every AES round is an AESENC instruction and the code has no
-// secret-dependent branches or memory indices, so it runs in constant time. The
-// portable fallback (other architectures, GOOS=js GOARCH=wasm, -tags purego, or amd64
-// without AES-NI) uses a table-based AES round whose memory accesses depend on secret
-// data: it is NOT constant time and may leak key material through cache timing. A
-// browser client (Wasm) therefore runs a variable-time payload cipher.
+// -tags purego) every AES round is an AESENC instruction; everywhere else (other
+// architectures, GOOS=js GOARCH=wasm, -tags purego, amd64 without AES-NI) the rounds
+// are bitsliced (aes_bitsliced.go: no table, no secret-dependent memory index or
+// branch). The modes around them index and branch only on lengths and public
+// constants, so both paths run in constant time.
 //
-// Speed (BenchmarkEncipher2KiB, 2 KiB in place, shared 2-core AMD EPYC, noisy): AES-NI
-// about 1.0–1.3 µs (≈1.5–2 GB/s), portable about 32 µs in the same run (≈25–30× slower).
-// Encipher, Decipher and SetKey do not allocate.
+// Speed: see docs/BENCHMARKS.md, "AEZ without AES instructions". Encipher, Decipher
+// and SetKey do not allocate.
 //
 // Layout: aez.go holds the modes (AEZ-hash, AEZ-prf, AEZ-core, AEZ-tiny) written from
-// the spec's pseudocode; aes_amd64.s the AES4/AES10 rounds with AESENC; aes_generic.go
-// the portable rounds. The published vectors are checked against both paths.
+// the spec's pseudocode; aes_amd64.s the AES4/AES10 rounds with AESENC; aes_bitsliced.go
+// the portable rounds, four blocks at a time, which AEZ-core's two passes batch. The
+// published vectors are checked against both paths, and the portable rounds against
+// the former table-based ones (aes_table_test.go).
 package aez
 
 import (
@@ -49,10 +49,10 @@ type block = [blockSize]byte
 // Cipher holds the expanded key state for one 48-byte key. The zero value is not
 // usable; call SetKey. It holds no pointers and can be reused and copied.
 type Cipher struct {
-	keys [3]block // I, J, L: the AES round keys
-	lm   [8]block // 0·L … 7·L
-	j2   block    // 2·J
-	rk   [3][4]uint32
+	keys [3]block  // I, J, L: the AES round keys
+	lm   [8]block  // 0·L … 7·L
+	j2   block     // 2·J
+	bk   [3]planes // I, J, L bitsliced, set only when the portable rounds run
 }
 
 // SetKey expands key. It does not allocate.
@@ -70,10 +70,15 @@ func (c *Cipher) SetKey(key *[KeySize]byte) {
 		}
 	}
 	c.j2 = double(&c.keys[1])
-	for k := 0; k < 3; k++ {
-		for w := 0; w < 4; w++ {
-			c.rk[k][w] = be32(c.keys[k][4*w:])
-		}
+	if !useAsm { // AES-NI reads c.keys; only the bitsliced rounds need c.bk
+		c.bitsliceKeys()
+	}
+}
+
+// bitsliceKeys sets c.bk from c.keys.
+func (c *Cipher) bitsliceKeys() {
+	for k := range 3 {
+		c.bk[k] = roundKey(&c.keys[k])
 	}
 }
 
@@ -247,10 +252,12 @@ func (c *Cipher) e4(x, a, b, l *block) {
 		aes4Asm(x, a, b, l, &c.keys)
 		return
 	}
-	xor16(x, x, a)
-	xor16(x, x, b)
-	xor16(x, x, l)
-	c.aes4Generic(x)
+	var xs [4]block
+	xor16(&xs[0], x, a)
+	xor16(&xs[0], &xs[0], b)
+	xor16(&xs[0], &xs[0], l)
+	c.aes4x(&xs, 1)
+	*x = xs[0]
 }
 
 // e10 computes x = AES10(x ⊕ l), i.e. E^{-1,i} with l = i·L.
@@ -259,9 +266,34 @@ func (c *Cipher) e10(x, l *block) {
 		aes10Asm(x, l, &c.keys)
 		return
 	}
-	xor16(x, x, l)
-	c.aes10Generic(x)
+	var xs [4]block
+	xor16(&xs[0], x, l)
+	if refRounds != nil {
+		xs[0] = refRounds(xs[0], 10)
+	} else {
+		c.aes10Bitsliced(&xs)
+	}
+	*x = xs[0]
 }
+
+// aes4x sets the first n ≤ 4 blocks of xs to AES4 of themselves on the portable path
+// (the others are computed too, and ignored).
+func (c *Cipher) aes4x(xs *[4]block, n int) {
+	if refRounds != nil {
+		for k := range n {
+			xs[k] = refRounds(xs[k], 4)
+		}
+		return
+	}
+	c.aes4Bitsliced(xs)
+}
+
+// refRounds, when set, replaces the bitsliced rounds: it returns AES4 (n = 4) or
+// AES10 (n = 10) of x under the keys of the one Cipher a test runs. Only tests set
+// it, to run the former table-based rounds through the same modes as a reference and
+// for the benchmarks' comparison. It takes and returns values, not pointers, so
+// that nothing escapes through it.
+var refRounds func(x block, n int) block
 
 func (c *Cipher) encipher(delta *block, dst, src []byte, inverse bool) {
 	if len(src) < 2*blockSize {
@@ -276,7 +308,7 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 	n := len(src)
 	m := (n - 2*blockSize) / (2 * blockSize) // number of full block pairs
 	d := n - 2*blockSize - 2*blockSize*m     // |Xu ‖ Xv| in bytes, 0..31
-	var zero, ipow, sum, w, x, t block
+	var zero, ipow, sum, t block
 	i1, i2 := 1, 2
 	if inverse {
 		i1, i2 = 2, 1
@@ -294,22 +326,8 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 			k := min(8, m-8*g)
 			pass1Asm(&dst[256*g], &src[256*g], k, &c.keys, &d1, &c.lm, &sum)
 		}
-	}
-	for i := 1; i <= m && !useAsm; i++ {
-		if i%8 == 1 {
-			ipow = double(&ipow)
-		}
-		p := src[32*(i-1) : 32*i]
-		copy(w[:], p[16:32])
-		c.e4(&w, J, &ipow, &c.lm[i%8])
-		xorSlice(w[:], w[:], p[:16])
-		t = w
-		c.e4(&t, &zero, I, &zero)
-		xorSlice(x[:], t[:], p[16:32])
-		q := dst[32*(i-1) : 32*i]
-		copy(q[:16], w[:])
-		copy(q[16:], x[:])
-		xor16(&sum, &sum, &x)
+	} else {
+		c.pass1(dst, src, m, &sum)
 	}
 	tail := 32 * m
 	var xu, xv, xx, xy block
@@ -346,26 +364,8 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 			k := min(8, m-8*g)
 			pass2Asm(&dst[256*g], k, &c.keys, &d1, &d2, &c.lm, &s, &ysum)
 		}
-	}
-	for i := 1; i <= m && !useAsm; i++ {
-		if i%8 == 1 {
-			ipow = double(&ipow)
-		}
-		q := dst[32*(i-1) : 32*i]
-		sp := s
-		c.e4(&sp, &c.j2, &ipow, &c.lm[i%8])
-		var y, z block
-		xorSlice(y[:], sp[:], q[:16])
-		xorSlice(z[:], sp[:], q[16:32])
-		xor16(&ysum, &ysum, &y)
-		t = z
-		c.e4(&t, &zero, I, &zero)
-		var cp block
-		xor16(&cp, &y, &t)
-		t = cp
-		c.e4(&t, J, &ipow, &c.lm[i%8])
-		xorSlice(q[:16], z[:], t[:])
-		copy(q[16:32], cp[:])
+	} else {
+		c.pass2(dst, m, &s, &ysum)
 	}
 	if d > 0 {
 		t = s
@@ -398,6 +398,91 @@ func (c *Cipher) core(delta *block, dst, src []byte, inverse bool) {
 	}
 	copy(dst[tail+d:tail+d+16], cx[:])
 	copy(dst[tail+d+16:tail+d+32], cy[:])
+}
+
+// pass1 is AEZ-core pass 1 on the portable path, four block pairs i at a time: the
+// pair (M_i, M'_i) becomes (W_i, X_i) with W_i = M_i ⊕ E^{1,i}(M'_i) and
+// X_i = M'_i ⊕ E^{0,0}(W_i), and sum ⊕= X_i. A group's source is read whole before its
+// destination is written, so dst may be src.
+func (c *Cipher) pass1(dst, src []byte, m int, sum *block) {
+	ipow := c.keys[0]
+	var w, x, tw [4]block
+	for i0 := 1; i0 <= m; i0 += 4 {
+		n := min(4, m-i0+1)
+		c.laneTweaks(&tw, &ipow, i0, n)
+		for k := range n {
+			p := src[32*(i0+k-1) : 32*(i0+k)]
+			copy(x[k][:], p[16:32])
+			xor16(&w[k], &x[k], &c.keys[1])
+			xor16(&w[k], &w[k], &tw[k])
+		}
+		c.aes4x(&w, n)
+		for k := range n {
+			p := src[32*(i0+k-1) : 32*(i0+k)]
+			xorSlice(w[k][:], w[k][:], p[:16])
+		}
+		t := w
+		for k := range n {
+			xor16(&t[k], &t[k], &c.keys[0])
+		}
+		c.aes4x(&t, n)
+		for k := range n {
+			xor16(&x[k], &x[k], &t[k])
+			q := dst[32*(i0+k-1) : 32*(i0+k)]
+			copy(q[:16], w[k][:])
+			copy(q[16:], x[k][:])
+			xor16(sum, sum, &x[k])
+		}
+	}
+}
+
+// laneTweaks sets tw[k] = 2^⌈i/8⌉·I ⊕ (i mod 8)·L for the n block pairs i = i0 … i0+n−1,
+// the part of the tweaks of E^{1,i} and E^{2,i} that depends on i; ipow carries
+// 2^⌈i/8⌉·I from one group to the next.
+func (c *Cipher) laneTweaks(tw *[4]block, ipow *block, i0, n int) {
+	for k := range n {
+		i := i0 + k
+		if i%8 == 1 {
+			*ipow = double(ipow)
+		}
+		xor16(&tw[k], ipow, &c.lm[i%8])
+	}
+}
+
+// pass2 is AEZ-core pass 2 on the portable path, in place on dst, four block pairs i
+// at a time: S' = E^{2,i}(S), Y_i = W_i ⊕ S', Z_i = X'_i ⊕ S', C'_i = Y_i ⊕ E^{0,0}(Z_i),
+// C_i = Z_i ⊕ E^{1,i}(C'_i), ysum ⊕= Y_i.
+func (c *Cipher) pass2(dst []byte, m int, s, ysum *block) {
+	ipow := c.keys[0]
+	var sp, z, cp, tw [4]block
+	for i0 := 1; i0 <= m; i0 += 4 {
+		n := min(4, m-i0+1)
+		c.laneTweaks(&tw, &ipow, i0, n)
+		for k := range n {
+			xor16(&sp[k], s, &c.j2)
+			xor16(&sp[k], &sp[k], &tw[k])
+			xor16(&tw[k], &tw[k], &c.keys[1]) // now the E^{1,i} tweak
+		}
+		c.aes4x(&sp, n)
+		for k := range n {
+			q := dst[32*(i0+k-1) : 32*(i0+k)]
+			xorSlice(cp[k][:], sp[k][:], q[:16]) // Y_i, for now
+			xorSlice(z[k][:], sp[k][:], q[16:32])
+			xor16(ysum, ysum, &cp[k])
+			xor16(&sp[k], &z[k], &c.keys[0])
+		}
+		c.aes4x(&sp, n)
+		for k := range n {
+			xor16(&cp[k], &cp[k], &sp[k])
+			xor16(&sp[k], &cp[k], &tw[k])
+		}
+		c.aes4x(&sp, n)
+		for k := range n {
+			q := dst[32*(i0+k-1) : 32*(i0+k)]
+			xorSlice(q[:16], z[k][:], sp[k][:])
+			copy(q[16:32], cp[k][:])
+		}
+	}
 }
 
 // uvSum xors into sum the E^{0,4}/E^{0,5} terms of the leftover u ‖ v bytes

@@ -18,6 +18,7 @@ func testCipher(seed uint64) (*Cipher, *[NonceSize]byte) {
 	}
 	c := new(Cipher)
 	c.SetKey(&k)
+	c.bitsliceKeys() // so that tests may switch paths after keying
 	return c, &n
 }
 

@@ -24,7 +24,8 @@ func unhex(t *testing.T, s string) []byte {
 	return b
 }
 
-// forBothPaths runs f with the AES-NI path (when the machine has it) and the portable one.
+// forBothPaths runs f with the AES-NI path (when the machine has it) and the portable,
+// bitsliced one.
 func forBothPaths(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
 	saved := useAsm
@@ -33,7 +34,7 @@ func forBothPaths(t *testing.T, f func(t *testing.T)) {
 		t.Run("asm", f)
 	}
 	useAsm = false
-	t.Run("portable", f)
+	t.Run("bitsliced", f)
 }
 
 func TestVectorsEncryptDecrypt(t *testing.T) {
