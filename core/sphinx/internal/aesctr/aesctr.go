@@ -4,15 +4,20 @@
 // packet has a fresh key.
 //
 // On amd64 with AES-NI the key schedule and the block cipher run on the AES
-// instructions (constant-time); elsewhere (including js/wasm) it falls back to
-// crypto/aes with crypto/cipher's CTR, which allocates. The counter is the
-// 16-byte IV incremented as a 128-bit big-endian integer, as cipher.NewCTR does.
+// instructions. Everywhere else (other architectures, js/wasm in browsers,
+// -tags purego, amd64 without AES-NI) they run on the bitsliced AES-256 of
+// internal/aesbs, four counter blocks at a time: no lookup table, no
+// secret-dependent memory index or branch, unlike Go's portable crypto/aes.
+// Both paths are constant time and allocate nothing. The counter is the 16-byte
+// IV incremented as a 128-bit big-endian integer, as cipher.NewCTR does.
 package aesctr
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
+	"crypto/subtle"
 	"encoding/binary"
+	"math/bits"
+
+	"github.com/sottonet/sotto/core/sphinx/internal/aesbs"
 )
 
 // KeySize and IVSize are AES-256's key size and the CTR IV (block) size.
@@ -22,15 +27,15 @@ const (
 )
 
 // AllocationFree reports whether SetKey and XORKeyStream run without
-// allocating on this platform (the AES-NI path).
-func AllocationFree() bool { return useAESNI }
+// allocating on this platform. Both paths do; it stays for the callers' tests.
+func AllocationFree() bool { return true }
 
 // Stream holds an expanded key. The zero value is ready for SetKey.
 type Stream struct {
-	xk  [240]byte // 15 round keys
+	xk  [240]byte // 15 round keys (AES-NI)
 	blk [16]byte
 	ks  [16]byte
-	fb  cipher.Block
+	bs  aesbs.AES256 // the bitsliced round keys (portable path)
 }
 
 // SetKey installs key.
@@ -39,18 +44,14 @@ func (s *Stream) SetKey(key *[KeySize]byte) {
 		expandKey256(key, &s.xk)
 		return
 	}
-	b, err := aes.NewCipher(key[:])
-	if err != nil {
-		panic("aesctr: " + err.Error()) // a 32-byte key cannot fail
-	}
-	s.fb = b
+	s.bs.SetKey(key)
 }
 
 // XORKeyStream XORs src with the keystream starting at counter iv into dst
 // (which may alias src exactly).
 func (s *Stream) XORKeyStream(dst, src []byte, iv *[IVSize]byte) {
 	if !useAESNI {
-		cipher.NewCTR(s.fb, iv[:]).XORKeyStream(dst, src)
+		s.xorPortable(dst, src, iv)
 		return
 	}
 	hi := binary.BigEndian.Uint64(iv[:8])
@@ -71,9 +72,32 @@ func (s *Stream) XORKeyStream(dst, src []byte, iv *[IVSize]byte) {
 	}
 }
 
+// xorPortable is XORKeyStream on the bitsliced AES: four counter blocks per
+// call of the block cipher, the unused tail of the last four discarded.
+func (s *Stream) xorPortable(dst, src []byte, iv *[IVSize]byte) {
+	hi := binary.BigEndian.Uint64(iv[:8])
+	lo := binary.BigEndian.Uint64(iv[8:])
+	var ks [4]aesbs.Block
+	for len(src) > 0 {
+		for k := range ks {
+			binary.BigEndian.PutUint64(ks[k][:8], hi)
+			binary.BigEndian.PutUint64(ks[k][8:], lo)
+			var carry uint64
+			lo, carry = bits.Add64(lo, 1, 0)
+			hi += carry
+		}
+		s.bs.Encrypt4(&ks)
+		for k := 0; k < len(ks) && len(src) > 0; k++ {
+			n := subtle.XORBytes(dst, src, ks[k][:])
+			dst, src = dst[n:], src[n:]
+		}
+	}
+	clear(ks[:])
+}
+
 // Reset wipes the key.
 func (s *Stream) Reset() {
 	clear(s.xk[:])
 	clear(s.ks[:])
-	s.fb = nil
+	s.bs.Reset()
 }

@@ -2,28 +2,19 @@ package aez
 
 import (
 	"bytes"
-	"crypto/aes"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/sottonet/sotto/core/sphinx/internal/aesbs"
 )
-
-// shiftRows applies ShiftRows to every plane. With addRoundKey it makes the last
-// round of full AES (which has no MixColumns) in TestBitslicedRoundsMakeAES128.
-func (q *planes) shiftRows() {
-	for i, x := range q {
-		q[i] = shiftRow1(x)
-	}
-}
-
-func (q *planes) addRoundKey(k *planes) {
-	for i := range q {
-		q[i] ^= k[i]
-	}
-}
 
 func randBlock(r *rand.Rand) block {
 	var b block
@@ -42,70 +33,6 @@ func TestSBoxReferenceIsAES(t *testing.T) {
 	}
 }
 
-func TestSubBytesCircuitIsTheSBoxOnEveryByte(t *testing.T) {
-	// Every input value in every byte position of every block.
-	for s := range 256 {
-		var x [4]block
-		for k := range 4 {
-			for i := range blockSize {
-				x[k][i] = byte(s + 16*k + i)
-			}
-		}
-		var q planes
-		q.load(&x)
-		q.subBytes()
-		var got [4]block
-		q.store(&got)
-		for k := range 4 {
-			for i := range blockSize {
-				if want := sbox[x[k][i]]; got[k][i] != want {
-					t.Fatalf("block %d byte %d: S(%02x) = %02x, want %02x", k, i, x[k][i], got[k][i], want)
-				}
-			}
-		}
-	}
-}
-
-func TestPlanesLayout(t *testing.T) {
-	// Bit 16r + 4c + k of plane i is bit i of byte 4c + r of block k.
-	r := rand.New(rand.NewPCG(11, 12))
-	var x [4]block
-	for k := range x {
-		x[k] = randBlock(r)
-	}
-	var q planes
-	q.load(&x)
-	for i := range 8 {
-		for k := range 4 {
-			for row := range 4 {
-				for c := range 4 {
-					got := q[i] >> (16*row + 4*c + k) & 1
-					want := uint64(x[k][4*c+row]>>i) & 1
-					if got != want {
-						t.Fatalf("plane %d, block %d, row %d, column %d: bit %d, want %d", i, k, row, c, got, want)
-					}
-				}
-			}
-		}
-	}
-	var back [4]block
-	q.store(&back)
-	if back != x {
-		t.Fatal("store(load(x)) != x")
-	}
-	for k := range x {
-		want := planes{}
-		var same [4]block
-		for j := range same {
-			same[j] = x[k]
-		}
-		want.load(&same)
-		if got := roundKey(&x[k]); got != want {
-			t.Fatalf("roundKey(block %d) differs from loading it in all four positions", k)
-		}
-	}
-}
-
 func TestBitslicedRoundMatchesTableRound(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for range 2000 {
@@ -119,12 +46,12 @@ func TestBitslicedRoundMatchesTableRound(t *testing.T) {
 			x[k] = randBlock(r)
 			storeState(&want[k], round(loadState(&x[k]), &kw))
 		}
-		rk := roundKey(&key)
-		var q planes
-		q.load(&x)
-		q.aesenc(&rk)
+		rk := aesbs.RoundKey(&key)
+		var q aesbs.Planes
+		q.Load(&x)
+		q.Round(&rk)
 		var got [4]block
-		q.store(&got)
+		q.Store(&got)
 		if got != want {
 			t.Fatalf("AESENC(%x, key %x) = %x, want %x", x, key, got, want)
 		}
@@ -154,62 +81,6 @@ func TestBitslicedAES4AndAES10MatchTable(t *testing.T) {
 	}
 }
 
-// TestBitslicedRoundsMakeAES128 checks the rounds against crypto/aes with nothing
-// from the table code: AES-128 is AddRoundKey(k0), nine AESENC rounds under k1…k9,
-// and a last round without MixColumns under k10.
-func TestBitslicedRoundsMakeAES128(t *testing.T) {
-	r := rand.New(rand.NewPCG(17, 18))
-	for range 300 {
-		key := randBlock(r)
-		rks := expandKey128Test(&key)
-		ref, err := aes.NewCipher(key[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		var x, want [4]block
-		for k := range x {
-			x[k] = randBlock(r)
-			ref.Encrypt(want[k][:], x[k][:])
-		}
-		var q planes
-		q.load(&x)
-		k0 := roundKey(&rks[0])
-		q.addRoundKey(&k0)
-		for i := 1; i < 10; i++ {
-			ki := roundKey(&rks[i])
-			q.aesenc(&ki)
-		}
-		k10 := roundKey(&rks[10])
-		q.subBytes()
-		q.shiftRows()
-		q.addRoundKey(&k10)
-		var got [4]block
-		q.store(&got)
-		if got != want {
-			t.Fatalf("key %x: %x, want %x", key, got, want)
-		}
-	}
-}
-
-// expandKey128Test is the FIPS 197 key expansion for a 128-bit key, written plainly
-// for this test (it looks up the S-box by key bytes: test use only).
-func expandKey128Test(key *block) (rk [11]block) {
-	rk[0] = *key
-	rcon := byte(1)
-	for i := 1; i <= 10; i++ {
-		p := rk[i-1]
-		temp := [4]byte{sbox[p[13]] ^ rcon, sbox[p[14]], sbox[p[15]], sbox[p[12]]}
-		for w := range 4 {
-			for b := range 4 {
-				temp[b] ^= p[4*w+b]
-				rk[i][4*w+b] = temp[b]
-			}
-		}
-		rcon = xtime(rcon)
-	}
-	return rk
-}
-
 func TestBitslicedMatchesTableThroughAEZ(t *testing.T) {
 	saved := useAsm
 	useAsm = false
@@ -236,8 +107,13 @@ func TestBitslicedMatchesTableThroughAEZ(t *testing.T) {
 }
 
 // TestPortablePathIsTableFree pins where each build runs: off amd64 (js/wasm among
-// them) the AES rounds are the bitsliced ones, and the only table-based AES in the
-// package is the test reference, which no non-test build can reach.
+// them) the AES rounds are the bitsliced ones. Then it reads the non-test files of
+// this package and of the two that share its bitsliced AES (internal/aesbs, and
+// internal/aesctr, the header's AES-256-CTR), for every build (build tags are not
+// applied), and fails if one declares a lookup table that is indexed at run time,
+// or imports crypto/aes or crypto/cipher (Go's portable AES is table-based). The
+// only table-based AES left is the test reference (aes_table_test.go), which no
+// non-test build can reach.
 func TestPortablePathIsTableFree(t *testing.T) {
 	if runtime.GOARCH != "amd64" && useAsm {
 		t.Fatalf("GOARCH=%s claims the AES-NI assembly", runtime.GOARCH)
@@ -246,22 +122,202 @@ func TestPortablePathIsTableFree(t *testing.T) {
 		t.Fatal("a reference round hook is installed outside a test's scope")
 	}
 	t.Logf("GOOS=%s GOARCH=%s: AES rounds are %s", runtime.GOOS, runtime.GOARCH, map[bool]string{true: "AES-NI", false: "bitsliced"}[useAsm])
-	files, err := filepath.Glob("*.go")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("listing the package's files: %v (%d files)", err, len(files))
+	pkgs := map[string][]*ast.File{}
+	fset := token.NewFileSet()
+	for _, dir := range []string{".", "../aesbs", "../aesctr"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("listing %s: %v (%d files)", dir, err, len(files))
+		}
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, banned := range []string{"[256]", "sbox", "te0"} {
+				if bytes.Contains(src, []byte(banned)) {
+					t.Errorf("%s mentions %q: lookup tables belong only in tests", name, banned)
+				}
+			}
+			f, err := parser.ParseFile(fset, name, src, parser.SkipObjectResolution)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkgs[dir] = append(pkgs[dir], f)
+		}
 	}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
+	for dir, files := range pkgs {
+		for _, p := range runtimeIndexedTables(fset, files) {
+			t.Errorf("%s: %s", dir, p)
 		}
-		src, err := os.ReadFile(name)
+	}
+}
+
+func TestTableCheckFindsTables(t *testing.T) {
+	// The check above, on sources that have what it looks for.
+	for _, c := range []struct{ name, src string }{
+		{"an S-box array indexed by data", "package p\nvar s = [4]byte{1, 2, 3, 4}\nfunc f(x byte) byte { return s[x&3] }"},
+		{"a table of a named array type", "package p\ntype tab [4]uint32\nvar t0 tab\nfunc f(x int) uint32 { return t0[x] }"},
+		{"a table built by a function", "package p\nvar t0 = func() (t [4]uint32) { return }()\nfunc f(x int) uint32 { return t0[x] }"},
+		{"a slice table", "package p\nvar t0 = []uint16{1, 2}\nfunc f(x int) uint16 { return t0[x%2] }"},
+		{"a map", "package p\nvar m = map[byte]byte{}\nfunc f(x byte) byte { return m[x] }"},
+		{"a string indexed by data", "package p\nfunc f(x byte) byte { return \"0123456789abcdef\"[x&15] }"},
+		{"a local table literal", "package p\nfunc f(x byte) byte { t := [16]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}; return t[x&15] }"},
+		{"an import of crypto/aes", "package p\nimport \"crypto/aes\"\nvar _ = aes.NewCipher"},
+	} {
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, "p.go", c.src, parser.SkipObjectResolution)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", c.name, err)
 		}
-		for _, banned := range []string{"[256]", "sbox", "te0"} {
-			if bytes.Contains(src, []byte(banned)) {
-				t.Errorf("%s mentions %q: lookup tables belong only in aes_table_test.go", name, banned)
+		if len(runtimeIndexedTables(fset, []*ast.File{f})) == 0 {
+			t.Errorf("%s: not found", c.name)
+		}
+	}
+	ok := "package p\nconst n = 2\nvar k [4]uint64\nfunc f(x *[4]uint64) { var w [8]uint32; for i := range w { w[i] = uint32(i) }; x[0] = k[n+1] ^ k[0] }"
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "p.go", ok, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := runtimeIndexedTables(fset, []*ast.File{f}); len(p) != 0 {
+		t.Errorf("constant indexes and local work arrays flagged: %v", p)
+	}
+}
+
+// runtimeIndexedTables returns, for the files of one package: every package-level
+// variable of array, slice, map or string type (by its declared type, a named type
+// declared in the package or in aesbs, or its initial value) that is indexed by
+// anything but a constant; every string literal indexed by a non-constant; every
+// array or slice literal of 16 or more elements (a table, wherever declared); and
+// every import of crypto/aes or crypto/cipher.
+func runtimeIndexedTables(fset *token.FileSet, files []*ast.File) (problems []string) {
+	tableTypes := map[string]bool{"Planes": true, "Block": true} // aesbs's, used qualified elsewhere
+	consts := map[string]bool{"true": true, "false": true}
+	for _, f := range files {
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok {
+				continue
+			}
+			for _, s := range g.Specs {
+				switch s := s.(type) {
+				case *ast.TypeSpec:
+					if isTableType(s.Type, nil) {
+						tableTypes[s.Name.Name] = true
+					}
+				case *ast.ValueSpec:
+					if g.Tok == token.CONST {
+						for _, n := range s.Names {
+							consts[n.Name] = true
+						}
+					}
+				}
 			}
 		}
 	}
+	tables := map[string]bool{}
+	for _, f := range files {
+		for _, imp := range f.Imports {
+			if p := strings.Trim(imp.Path.Value, "\""); p == "crypto/aes" || p == "crypto/cipher" {
+				problems = append(problems, fmt.Sprintf("%s imports %s", fset.Position(imp.Pos()), p))
+			}
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.VAR {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				table := vs.Type != nil && isTableType(vs.Type, tableTypes)
+				for _, v := range vs.Values {
+					table = table || isTableValue(v, tableTypes)
+				}
+				for _, n := range vs.Names {
+					tables[n.Name] = tables[n.Name] || table
+				}
+			}
+		}
+	}
+	var isConst func(e ast.Expr) bool
+	isConst = func(e ast.Expr) bool {
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			return true
+		case *ast.Ident:
+			return consts[e.Name]
+		case *ast.ParenExpr:
+			return isConst(e.X)
+		case *ast.UnaryExpr:
+			return isConst(e.X)
+		case *ast.BinaryExpr:
+			return isConst(e.X) && isConst(e.Y)
+		}
+		return false
+	}
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.IndexExpr:
+				if isConst(n.Index) {
+					break
+				}
+				switch x := n.X.(type) {
+				case *ast.Ident:
+					if tables[x.Name] {
+						problems = append(problems, fmt.Sprintf("%s: table %s indexed at run time", fset.Position(n.Pos()), x.Name))
+					}
+				case *ast.BasicLit:
+					if x.Kind == token.STRING {
+						problems = append(problems, fmt.Sprintf("%s: string literal indexed at run time", fset.Position(n.Pos())))
+					}
+				}
+			case *ast.CompositeLit:
+				if n.Type != nil && isTableType(n.Type, nil) && len(n.Elts) >= 16 {
+					problems = append(problems, fmt.Sprintf("%s: a table literal of %d elements", fset.Position(n.Pos()), len(n.Elts)))
+				}
+			}
+			return true
+		})
+	}
+	return problems
+}
+
+// isTableType reports whether t is an array, slice, map or string type, or one of
+// named (by name, qualified or not).
+func isTableType(t ast.Expr, named map[string]bool) bool {
+	switch t := t.(type) {
+	case *ast.ArrayType, *ast.MapType:
+		return true
+	case *ast.Ident:
+		return t.Name == "string" || named[t.Name]
+	case *ast.SelectorExpr:
+		return named[t.Sel.Name]
+	case *ast.ParenExpr:
+		return isTableType(t.X, named)
+	}
+	return false
+}
+
+// isTableValue reports whether v makes a table: a composite literal or a
+// conversion of table type, a string literal, or a call of a function literal
+// that returns one.
+func isTableValue(v ast.Expr, named map[string]bool) bool {
+	switch v := v.(type) {
+	case *ast.CompositeLit:
+		return v.Type != nil && isTableType(v.Type, named)
+	case *ast.BasicLit:
+		return v.Kind == token.STRING
+	case *ast.CallExpr:
+		if fl, ok := v.Fun.(*ast.FuncLit); ok {
+			r := fl.Type.Results
+			return r != nil && len(r.List) > 0 && isTableType(r.List[0].Type, named)
+		}
+		return isTableType(v.Fun, named)
+	}
+	return false
 }

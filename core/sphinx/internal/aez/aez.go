@@ -10,8 +10,8 @@
 // Constant time: on amd64 with AES-NI (the default there, unless built with
 // -tags purego) every AES round is an AESENC instruction; everywhere else (other
 // architectures, GOOS=js GOARCH=wasm, -tags purego, amd64 without AES-NI) the rounds
-// are bitsliced (aes_bitsliced.go: no table, no secret-dependent memory index or
-// branch). The modes around them index and branch only on lengths and public
+// are bitsliced (aes_bitsliced.go on internal/aesbs: no table, no secret-dependent
+// memory index or branch). The modes around them index and branch only on lengths and public
 // constants, so both paths run in constant time.
 //
 // Speed: see docs/BENCHMARKS.md, "AEZ without AES instructions". Encipher, Decipher
@@ -19,9 +19,10 @@
 //
 // Layout: aez.go holds the modes (AEZ-hash, AEZ-prf, AEZ-core, AEZ-tiny) written from
 // the spec's pseudocode; aes_amd64.s the AES4/AES10 rounds with AESENC; aes_bitsliced.go
-// the portable rounds, four blocks at a time, which AEZ-core's two passes batch. The
-// published vectors are checked against both paths, and the portable rounds against
-// the former table-based ones (aes_table_test.go).
+// the portable rounds (the bitsliced AESENC of internal/aesbs), four blocks at a time,
+// which AEZ-core's two passes batch. The published vectors are checked against both
+// paths, and the portable rounds against the former table-based ones
+// (aes_table_test.go).
 package aez
 
 import (
@@ -30,6 +31,8 @@ import (
 	"errors"
 
 	"golang.org/x/crypto/blake2b"
+
+	"github.com/sottonet/sotto/core/sphinx/internal/aesbs"
 )
 
 const (
@@ -49,10 +52,10 @@ type block = [blockSize]byte
 // Cipher holds the expanded key state for one 48-byte key. The zero value is not
 // usable; call SetKey. It holds no pointers and can be reused and copied.
 type Cipher struct {
-	keys [3]block  // I, J, L: the AES round keys
-	lm   [8]block  // 0·L … 7·L
-	j2   block     // 2·J
-	bk   [3]planes // I, J, L bitsliced, set only when the portable rounds run
+	keys [3]block        // I, J, L: the AES round keys
+	lm   [8]block        // 0·L … 7·L
+	j2   block           // 2·J
+	bk   [3]aesbs.Planes // I, J, L bitsliced, set only when the portable rounds run
 }
 
 // SetKey expands key. It does not allocate.
@@ -78,7 +81,7 @@ func (c *Cipher) SetKey(key *[KeySize]byte) {
 // bitsliceKeys sets c.bk from c.keys.
 func (c *Cipher) bitsliceKeys() {
 	for k := range 3 {
-		c.bk[k] = roundKey(&c.keys[k])
+		c.bk[k] = aesbs.RoundKey(&c.keys[k])
 	}
 }
 
