@@ -28,7 +28,9 @@ type Host struct {
 	// before a call returns, as Storage's KV is. Namespaces are the
 	// plugin's own; at most MaxHostNamespace bytes each. Out of process it
 	// is reached over go-plugin's broker; calls cost a round trip
-	// (≈0.1 ms), so a plugin never makes one per packet.
+	// (≈0.1 ms), so a plugin never makes one per packet. It is a
+	// KVSwapper: counters and balances update by compare-and-swap (a
+	// node whose Storage does not swap answers errors.ErrUnsupported).
 	KV KV
 	// Clock is the network's epoch clock (genesis, period, grace); its
 	// Period is zero when none was offered. Clock.Ticks and WaitNext give
@@ -68,8 +70,14 @@ type HostConfigurer interface {
 // SlotKV is kv with every namespace moved under the slot's prefix
 // ("slot/ns"), so plugins of different slots sharing one Storage never
 // see each other's keys. Hosts wrap their Storage with it before offering
-// it as a Host's KV.
-func SlotKV(kv KV, slot string) KV { return slotKV{kv: kv, prefix: slot + "/"} }
+// it as a Host's KV. It is a KVSwapper when kv is.
+func SlotKV(kv KV, slot string) KV {
+	s := slotKV{kv: kv, prefix: slot + "/"}
+	if sw, ok := kv.(KVSwapper); ok {
+		return slotSwapKV{s, sw}
+	}
+	return s
+}
 
 type slotKV struct {
 	kv     KV
@@ -135,11 +143,40 @@ func (s slotKV) KVList(ctx context.Context, req *KVListRequest) (*KVListResponse
 	return s.kv.KVList(ctx, &r)
 }
 
+// slotSwapKV is a slotKV over a KVSwapper.
+type slotSwapKV struct {
+	slotKV
+	sw KVSwapper
+}
+
+func (s slotSwapKV) KVSwap(ctx context.Context, req *KVSwapRequest) (*KVSwapResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("host kv: swap: nil request: %w", ErrInvalidArgument)
+	}
+	ns, err := s.ns("swap", req.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	r := *req
+	r.Namespace = ns
+	return s.sw.KVSwap(ctx, &r)
+}
+
 // kvOnly offers a KV through the Storage service: mailbox and replay calls
 // are refused, the host KV being a key-value space and nothing more.
 type kvOnly struct{ KV }
 
 var errKVOnly = fmt.Errorf("the host KV offers key-value calls only: %w", ErrInvalidArgument)
+
+// KVSwap offers the KV's compare-and-swap, or answers ErrUnsupported
+// (UNIMPLEMENTED on the wire) when the KV has none.
+func (k kvOnly) KVSwap(ctx context.Context, req *KVSwapRequest) (*KVSwapResponse, error) {
+	sw, ok := k.KV.(KVSwapper)
+	if !ok {
+		return nil, fmt.Errorf("the host KV offers no compare-and-swap: %w", errors.ErrUnsupported)
+	}
+	return sw.KVSwap(ctx, req)
+}
 
 func (kvOnly) AppendMailbox(context.Context, *AppendMailboxRequest) (*AppendMailboxResponse, error) {
 	return nil, errKVOnly
@@ -161,7 +198,8 @@ func (kvOnly) DropReplayEpoch(context.Context, *DropReplayEpochRequest) (*DropRe
 }
 
 // hostKVClient is the plugin's side of the host KV: the KV calls of the
-// storage client shim over the broker connection.
+// storage client shim over the broker connection, KVSwap included (a host
+// whose KV does not swap answers it with errors.ErrUnsupported).
 type hostKVClient struct {
 	*storageGRPCClient
 	cc *grpc.ClientConn

@@ -97,6 +97,59 @@ type MailboxMessage struct {
 type AppendMailboxRequest struct{ Messages []MailboxMessage }
 type AppendMailboxResponse struct{ IDs []uint64 }
 
+// KVSwapper is a KV that also offers compare-and-swap: the primitive
+// behind counters, balances and state machines that several calls (or
+// several processes) update at once. It is optional, so KVs written
+// before it keep compiling; the host KV, interfaces/memkv and
+// storage-badger implement it. A KVSwapper that forwards to another KV
+// (over gRPC, under a slot's prefix) answers errors.ErrUnsupported when
+// that KV does not swap; a request with no entries asks just that.
+type KVSwapper interface {
+	// KVSwap applies a batch of conditional writes to one namespace in one
+	// durable commit. Entry i applies only if its key's current value
+	// equals Expected (ExpectAbsent: only if the key does not exist); it
+	// then writes Value with Lifetime (0: never expires), or removes the
+	// key if Delete is set. An expired key is absent: it matches
+	// ExpectAbsent and no Expected. Entries are checked in request order,
+	// each against the state the earlier ones of the batch left, and all
+	// of them in isolation from other calls. With All set the batch is
+	// all or nothing: if one entry does not match, none is written and
+	// Applied is all false. Applied[i] reports whether entry i was
+	// written; when it was not, Current[i] and Found[i] give the value it
+	// was compared with (the stored one unless an earlier entry of the
+	// batch wrote the key), so a caller can retry without a KVGet. Both
+	// are zero for an applied entry. A Delete with a Value, a negative
+	// Lifetime or a bad key gives ErrInvalidArgument and writes nothing.
+	KVSwap(ctx context.Context, req *KVSwapRequest) (*KVSwapResponse, error)
+}
+
+// KVSwapEntry is one conditional write of a KVSwapRequest.
+type KVSwapEntry struct {
+	Key []byte
+	// Expected is the value the key must hold for the entry to apply
+	// (nil and empty are the same value); ignored with ExpectAbsent.
+	Expected     []byte
+	ExpectAbsent bool
+	// Value replaces the current value; with Delete set it must be empty
+	// and the key is removed instead.
+	Value    []byte
+	Delete   bool
+	Lifetime time.Duration // of the new value; 0: never expires
+}
+
+type KVSwapRequest struct {
+	Namespace string
+	Entries   []KVSwapEntry
+	// All makes the batch all or nothing: one entry that does not match
+	// and none is written.
+	All bool
+}
+type KVSwapResponse struct {
+	Applied []bool
+	Current [][]byte
+	Found   []bool
+}
+
 // MailboxEntry describes a stored message.
 type MailboxEntry struct {
 	ID      uint64

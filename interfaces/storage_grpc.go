@@ -4,11 +4,14 @@ package interfaces
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	storagev1 "github.com/sottonet/sotto/interfaces/internal/proto/storage/v1"
 )
@@ -63,7 +66,10 @@ type storageGRPCClient struct {
 	c storagev1.StorageClient
 }
 
-var _ Storage = (*storageGRPCClient)(nil)
+var (
+	_ Storage   = (*storageGRPCClient)(nil)
+	_ KVSwapper = (*storageGRPCClient)(nil)
+)
 
 // newStorageGRPCClient returns a client over an established connection.
 func newStorageGRPCClient(cc *grpc.ClientConn, broker *plugin.GRPCBroker) *storageGRPCClient {
@@ -180,6 +186,39 @@ func (c *storageGRPCClient) KVList(ctx context.Context, req *KVListRequest) (*KV
 		return nil, fromStatus(err)
 	}
 	return &KVListResponse{Keys: out.GetKeys()}, nil
+}
+
+// KVSwap implements KVSwapper by calling the plugin; a plugin whose
+// Storage does not swap (or that predates the call) gives an error
+// wrapping errors.ErrUnsupported.
+func (c *storageGRPCClient) KVSwap(ctx context.Context, req *KVSwapRequest) (*KVSwapResponse, error) {
+	in := &storagev1.KVSwapRequest{Namespace: req.Namespace, All: req.All, Entries: make([]*storagev1.KVSwapEntry, len(req.Entries))}
+	for i, e := range req.Entries {
+		in.Entries[i] = &storagev1.KVSwapEntry{
+			Key: e.Key, Expected: e.Expected, ExpectAbsent: e.ExpectAbsent,
+			Value: e.Value, Delete: e.Delete, LifetimeNs: int64(e.Lifetime),
+		}
+	}
+	out, err := c.c.KVSwap(ctx, in)
+	if status.Code(err) == codes.Unimplemented {
+		return nil, fmt.Errorf("kv swap: %w: %w", errors.ErrUnsupported, fromStatus(err))
+	}
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	n := len(req.Entries)
+	if len(out.GetApplied()) != n || len(out.GetFound()) != n || len(out.GetCurrent()) != n {
+		return nil, fmt.Errorf("%w: plugin answered %d flags for %d swap entries", ErrMalformedReply, len(out.GetApplied()), n)
+	}
+	resp := &KVSwapResponse{Applied: out.GetApplied(), Current: out.GetCurrent(), Found: out.GetFound()}
+	for i, f := range resp.Found {
+		if !f || resp.Applied[i] {
+			resp.Current[i] = nil
+		} else if resp.Current[i] == nil {
+			resp.Current[i] = []byte{} // proto3 cannot tell an empty value from none
+		}
+	}
+	return resp, nil
 }
 
 func entriesFromProto(in []*storagev1.MailboxEntry) []MailboxEntry {
@@ -392,4 +431,30 @@ func (s *storageGRPCServer) KVList(ctx context.Context, in *storagev1.KVListRequ
 		return nil, toStatus(err)
 	}
 	return &storagev1.KVListResponse{Keys: out.Keys}, nil
+}
+
+func (s *storageGRPCServer) KVSwap(ctx context.Context, in *storagev1.KVSwapRequest) (*storagev1.KVSwapResponse, error) {
+	st, err := s.impl()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := st.(KVSwapper)
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "kv swap: storage %T does not offer compare-and-swap", st)
+	}
+	req := &KVSwapRequest{Namespace: in.GetNamespace(), All: in.GetAll(), Entries: make([]KVSwapEntry, len(in.GetEntries()))}
+	for i, e := range in.GetEntries() {
+		req.Entries[i] = KVSwapEntry{
+			Key: e.GetKey(), Expected: e.GetExpected(), ExpectAbsent: e.GetExpectAbsent(),
+			Value: e.GetValue(), Delete: e.GetDelete(), Lifetime: time.Duration(e.GetLifetimeNs()),
+		}
+	}
+	out, err := sw.KVSwap(ctx, req)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return nil, status.Error(codes.Unimplemented, err.Error())
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagev1.KVSwapResponse{Applied: out.Applied, Current: out.Current, Found: out.Found}, nil
 }

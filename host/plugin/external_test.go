@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/memkv"
 )
 
 // An external plugin is any executable named by path: build the example
@@ -18,7 +19,9 @@ func TestExternalPluginByPath(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	p, err := Start(t.Context(), Config{Name: "pay", Kind: "accounting", Path: bin, RawConfig: []byte(`{"max_grant": 3}`)}, Options{})
+	// accounting-free keeps its counts in the host KV: offer it one.
+	host := &interfaces.Host{KV: memkv.New()}
+	p, err := Start(t.Context(), Config{Name: "pay", Kind: "accounting", Path: bin, RawConfig: []byte(`{"max_grant": 3}`)}, Options{Host: host})
 	if err != nil {
 		t.Fatal(err)
 	}

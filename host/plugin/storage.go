@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -64,4 +66,16 @@ func (s storage) KVDelete(ctx context.Context, req *interfaces.KVDeleteRequest) 
 
 func (s storage) KVList(ctx context.Context, req *interfaces.KVListRequest) (*interfaces.KVListResponse, error) {
 	return call(ctx, s.p, "KVList", func(ctx context.Context, c st) (*interfaces.KVListResponse, error) { return c.KVList(ctx, req) })
+}
+
+// KVSwap forwards compare-and-swap to the storage plugin; a plugin that
+// has none answers errors.ErrUnsupported (interfaces.KVSwapper).
+func (s storage) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*interfaces.KVSwapResponse, error) {
+	return call(ctx, s.p, "KVSwap", func(ctx context.Context, c st) (*interfaces.KVSwapResponse, error) {
+		sw, ok := c.(interfaces.KVSwapper)
+		if !ok {
+			return nil, fmt.Errorf("storage plugin: kv swap: %w", errors.ErrUnsupported)
+		}
+		return sw.KVSwap(ctx, req)
+	})
 }

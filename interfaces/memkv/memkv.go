@@ -44,7 +44,10 @@ type KV struct {
 // New returns an empty KV.
 func New() *KV { return &KV{ns: map[string]map[string]entry{}, now: time.Now} }
 
-var _ interfaces.KV = (*KV)(nil)
+var (
+	_ interfaces.KV        = (*KV)(nil)
+	_ interfaces.KVSwapper = (*KV)(nil)
+)
 
 func check(op, ns string, keys [][]byte) error {
 	if ns == "" || len(ns) > MaxNamespaceBytes {
@@ -54,6 +57,18 @@ func check(op, ns string, keys [][]byte) error {
 		if len(k) == 0 || len(k) > MaxKeyBytes {
 			return fmt.Errorf("memkv: %s: key %d has %d bytes, want 1..%d: %w", op, i, len(k), MaxKeyBytes, interfaces.ErrInvalidArgument)
 		}
+	}
+	return nil
+}
+
+// checkEntry refuses entry i of a write whose value or lifetime is out of
+// bounds.
+func checkEntry(op string, i int, value []byte, lifetime time.Duration) error {
+	switch {
+	case lifetime < 0:
+		return fmt.Errorf("memkv: %s: entry %d: lifetime %v is negative: %w", op, i, lifetime, interfaces.ErrInvalidArgument)
+	case len(value) > MaxValueBytes:
+		return fmt.Errorf("memkv: %s: entry %d: value of %d bytes exceeds %d: %w", op, i, len(value), MaxValueBytes, interfaces.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -77,11 +92,8 @@ func (k *KV) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*interfac
 	keys := make([][]byte, len(req.Entries))
 	for i, e := range req.Entries {
 		keys[i] = e.Key
-		switch {
-		case e.Lifetime < 0:
-			return nil, fmt.Errorf("memkv: kv put: entry %d: lifetime %v is negative: %w", i, e.Lifetime, interfaces.ErrInvalidArgument)
-		case len(e.Value) > MaxValueBytes:
-			return nil, fmt.Errorf("memkv: kv put: entry %d: value of %d bytes exceeds %d: %w", i, len(e.Value), MaxValueBytes, interfaces.ErrInvalidArgument)
+		if err := checkEntry("kv put", i, e.Value, e.Lifetime); err != nil {
+			return nil, err
 		}
 	}
 	if err := check("kv put", req.Namespace, keys); err != nil {
@@ -115,6 +127,98 @@ func (k *KV) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*interfac
 		applied[i] = true
 	}
 	return &interfaces.KVPutResponse{Applied: applied}, nil
+}
+
+// KVSwap implements interfaces.KVSwapper under the KV's one lock: the
+// batch is checked against a staged view of the keys it names and
+// committed at once.
+func (k *KV) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*interfaces.KVSwapResponse, error) {
+	if req == nil {
+		return nil, fmt.Errorf("memkv: kv swap: nil request: %w", interfaces.ErrInvalidArgument)
+	}
+	keys := make([][]byte, len(req.Entries))
+	for i, e := range req.Entries {
+		keys[i] = e.Key
+		if err := checkEntry("kv swap", i, e.Value, e.Lifetime); err != nil {
+			return nil, err
+		}
+		if e.Delete && len(e.Value) > 0 {
+			return nil, fmt.Errorf("memkv: kv swap: entry %d: a delete with a value: %w", i, interfaces.ErrInvalidArgument)
+		}
+	}
+	if err := check("kv swap", req.Namespace, keys); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m, now := k.ns[req.Namespace], k.now()
+	type view struct {
+		e     entry
+		found bool
+	}
+	staged := map[string]view{} // the keys the batch wrote, as it left them
+	n := len(req.Entries)
+	resp := &interfaces.KVSwapResponse{Applied: make([]bool, n), Current: make([][]byte, n), Found: make([]bool, n)}
+	compared := make([]view, n)
+	failed := false
+	for i, e := range req.Entries {
+		key := string(e.Key)
+		cur, ok := staged[key]
+		if !ok {
+			cur.e, cur.found = k.live(m, key, now)
+		}
+		compared[i] = cur
+		if !swapMatches(e, cur.e.value, cur.found) {
+			failed = true
+			continue
+		}
+		resp.Applied[i] = true
+		if e.Delete {
+			staged[key] = view{}
+			continue
+		}
+		ne := entry{value: slices.Clone(e.Value)}
+		if ne.value == nil {
+			ne.value = []byte{}
+		}
+		if e.Lifetime > 0 {
+			ne.expires = now.Add(e.Lifetime)
+		}
+		staged[key] = view{ne, true}
+	}
+	if failed && req.All {
+		clear(resp.Applied)
+		staged = nil
+	}
+	for i := range compared {
+		if !resp.Applied[i] && compared[i].found {
+			resp.Current[i], resp.Found[i] = slices.Clone(compared[i].e.value), true
+		}
+	}
+	if len(staged) > 0 && m == nil {
+		m = map[string]entry{}
+		k.ns[req.Namespace] = m
+	}
+	for key, v := range staged {
+		if v.found {
+			m[key] = v.e
+		} else {
+			delete(m, key)
+		}
+	}
+	return resp, nil
+}
+
+// swapMatches reports whether e's condition holds for a key holding cur
+// (found) or absent (!found).
+func swapMatches(e interfaces.KVSwapEntry, cur []byte, found bool) bool {
+	if e.ExpectAbsent {
+		return !found
+	}
+	return found && bytes.Equal(cur, e.Expected)
 }
 
 // KVGet implements interfaces.KV.

@@ -34,6 +34,12 @@
 //     namespaces isolated and validated, idempotent delete, ordered and
 //     paged list, expiry, and concurrent IfAbsent puts of one key apply
 //     exactly once
+//   - and, for a KV that is an interfaces.KVSwapper (skipped otherwise):
+//     kv swap writes only on a match and reports the current value; kv
+//     swap batches build on themselves and All is all or nothing; kv swap
+//     sees expired keys as absent and sets the new lifetime; kv swap
+//     refuses invalid batches whole; kv concurrent compare-and-swap
+//     increments of one counter all count
 //
 // To run it against a plugin's real binary, see plugintest.Build and
 // plugintest.Process.
@@ -138,6 +144,11 @@ func kvCases(maxNamespace int) []struct {
 		{"kv list is ordered and pages with Prefix, After, Limit", kvList},
 		{"kv entries expire after their lifetime", kvExpiry},
 		{"kv concurrent IfAbsent puts of one key apply exactly once", kvConcurrentIfAbsent},
+		{"kv swap writes only on a match and reports the current value", kvSwapMatches},
+		{"kv swap batches build on themselves and All is all or nothing", kvSwapBatch},
+		{"kv swap sees expired keys as absent and sets the new lifetime", kvSwapExpiry},
+		{"kv swap refuses invalid batches whole", func(t *testing.T, s interfaces.KV) { kvSwapInvalid(t, s, maxNamespace) }},
+		{"kv concurrent compare-and-swap increments of one counter all count", kvSwapCounter},
 	}
 }
 

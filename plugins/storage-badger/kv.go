@@ -41,6 +41,22 @@ func (s *Store) validKeys(op, ns string, keys [][]byte) error {
 	return nil
 }
 
+// validEntry refuses entry i of a write whose key, value or lifetime is
+// out of bounds.
+func (s *Store) validEntry(op string, i int, key, value []byte, lifetime time.Duration) error {
+	if err := validKey(i, key); err != nil {
+		return fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	if lifetime < 0 {
+		return fmt.Errorf("storage-badger: %s: entry %d: lifetime %v is negative: %w", op, i, lifetime, interfaces.ErrInvalidArgument)
+	}
+	if len(value) > s.cfg.MaxValueBytes {
+		return fmt.Errorf("storage-badger: %s: entry %d: value of %d bytes exceeds max_value_bytes %d: %w",
+			op, i, len(value), s.cfg.MaxValueBytes, interfaces.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // KVPut implements interfaces.KV. Entries apply in request order inside
 // one transaction: an IfAbsent entry whose key an earlier entry of the
 // same batch wrote is not applied; a plain entry overwrites. An expired
@@ -58,15 +74,8 @@ func (s *Store) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*inter
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
 	}
 	for i, e := range req.Entries {
-		if err := validKey(i, e.Key); err != nil {
-			return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
-		}
-		if e.Lifetime < 0 {
-			return nil, fmt.Errorf("storage-badger: %s: entry %d: lifetime %v is negative: %w", op, i, e.Lifetime, interfaces.ErrInvalidArgument)
-		}
-		if len(e.Value) > s.cfg.MaxValueBytes {
-			return nil, fmt.Errorf("storage-badger: %s: entry %d: value of %d bytes exceeds max_value_bytes %d: %w",
-				op, i, len(e.Value), s.cfg.MaxValueBytes, interfaces.ErrInvalidArgument)
+		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {
+			return nil, err
 		}
 	}
 	applied := make([]bool, len(req.Entries))
@@ -225,4 +234,117 @@ func (s *Store) KVList(ctx context.Context, req *interfaces.KVListRequest) (*int
 		return nil, err
 	}
 	return &interfaces.KVListResponse{Keys: keys}, nil
+}
+
+var _ interfaces.KVSwapper = (*Store)(nil)
+
+// KVSwap implements interfaces.KVSwapper in one Badger transaction: the
+// batch reads its keys, decides against a staged view of them and writes
+// what applies, committed durably at once. A transaction that conflicts
+// with a concurrent writer of one of its keys is run again from the
+// start (update), so every comparison sees the value it replaces.
+func (s *Store) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*interfaces.KVSwapResponse, error) {
+	const op = "kv swap"
+	if err := s.enter(ctx, op); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	if req == nil {
+		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := validNamespace(req.Namespace); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
+	for i, e := range req.Entries {
+		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {
+			return nil, err
+		}
+		if e.Delete && len(e.Value) > 0 {
+			return nil, fmt.Errorf("storage-badger: %s: entry %d: a delete with a value: %w", op, i, interfaces.ErrInvalidArgument)
+		}
+	}
+	n := len(req.Entries)
+	resp := &interfaces.KVSwapResponse{Applied: make([]bool, n), Current: make([][]byte, n), Found: make([]bool, n)}
+	if n == 0 {
+		return resp, nil
+	}
+	type view struct {
+		value []byte
+		found bool
+	}
+	err := s.update(ctx, op, func(txn *badger.Txn) error {
+		clear(resp.Applied)
+		clear(resp.Current)
+		clear(resp.Found)
+		staged := map[string]view{} // keys the batch writes, as it leaves them
+		compared := make([]view, n)
+		failed := false
+		for i, e := range req.Entries {
+			key := kvKey(req.Namespace, e.Key)
+			cur, ok := staged[string(key)]
+			if !ok {
+				item, err := txn.Get(key)
+				switch {
+				case err == badger.ErrKeyNotFound:
+				case err != nil:
+					return err
+				default:
+					v, err := item.ValueCopy(nil)
+					if err != nil {
+						return err
+					}
+					cur = view{value: v, found: true}
+				}
+			}
+			compared[i] = cur
+			match := !cur.found
+			if !e.ExpectAbsent {
+				match = cur.found && bytes.Equal(cur.value, e.Expected)
+			}
+			if !match {
+				failed = true
+				continue
+			}
+			resp.Applied[i] = true
+			if e.Delete {
+				staged[string(key)] = view{}
+			} else {
+				staged[string(key)] = view{value: e.Value, found: true}
+			}
+		}
+		if failed && req.All {
+			clear(resp.Applied)
+		}
+		now := time.Now()
+		for i, e := range req.Entries {
+			if !resp.Applied[i] {
+				if compared[i].found {
+					resp.Current[i], resp.Found[i] = compared[i].value, true
+					if resp.Current[i] == nil {
+						resp.Current[i] = []byte{}
+					}
+				}
+				continue
+			}
+			key := kvKey(req.Namespace, e.Key)
+			if e.Delete {
+				if err := txn.Delete(key); err != nil {
+					return err
+				}
+				continue
+			}
+			be := badger.NewEntry(key, e.Value)
+			if e.Lifetime > 0 {
+				be.ExpiresAt = expiresAt(now, e.Lifetime)
+			}
+			if err := txn.SetEntry(be); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
 }

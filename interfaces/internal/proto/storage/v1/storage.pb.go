@@ -1162,6 +1162,210 @@ func (x *KVListResponse) GetKeys() [][]byte {
 	return nil
 }
 
+type KVSwapEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Expected      []byte                 `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
+	ExpectAbsent  bool                   `protobuf:"varint,3,opt,name=expect_absent,json=expectAbsent,proto3" json:"expect_absent,omitempty"`
+	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	Delete        bool                   `protobuf:"varint,5,opt,name=delete,proto3" json:"delete,omitempty"`
+	LifetimeNs    int64                  `protobuf:"varint,6,opt,name=lifetime_ns,json=lifetimeNs,proto3" json:"lifetime_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVSwapEntry) Reset() {
+	*x = KVSwapEntry{}
+	mi := &file_storage_v1_storage_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVSwapEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVSwapEntry) ProtoMessage() {}
+
+func (x *KVSwapEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_v1_storage_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVSwapEntry.ProtoReflect.Descriptor instead.
+func (*KVSwapEntry) Descriptor() ([]byte, []int) {
+	return file_storage_v1_storage_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *KVSwapEntry) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KVSwapEntry) GetExpected() []byte {
+	if x != nil {
+		return x.Expected
+	}
+	return nil
+}
+
+func (x *KVSwapEntry) GetExpectAbsent() bool {
+	if x != nil {
+		return x.ExpectAbsent
+	}
+	return false
+}
+
+func (x *KVSwapEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *KVSwapEntry) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *KVSwapEntry) GetLifetimeNs() int64 {
+	if x != nil {
+		return x.LifetimeNs
+	}
+	return 0
+}
+
+type KVSwapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Entries       []*KVSwapEntry         `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	All           bool                   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVSwapRequest) Reset() {
+	*x = KVSwapRequest{}
+	mi := &file_storage_v1_storage_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVSwapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVSwapRequest) ProtoMessage() {}
+
+func (x *KVSwapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_v1_storage_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVSwapRequest.ProtoReflect.Descriptor instead.
+func (*KVSwapRequest) Descriptor() ([]byte, []int) {
+	return file_storage_v1_storage_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *KVSwapRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *KVSwapRequest) GetEntries() []*KVSwapEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *KVSwapRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+type KVSwapResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Applied       []bool                 `protobuf:"varint,1,rep,packed,name=applied,proto3" json:"applied,omitempty"`
+	Current       [][]byte               `protobuf:"bytes,2,rep,name=current,proto3" json:"current,omitempty"`
+	Found         []bool                 `protobuf:"varint,3,rep,packed,name=found,proto3" json:"found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVSwapResponse) Reset() {
+	*x = KVSwapResponse{}
+	mi := &file_storage_v1_storage_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVSwapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVSwapResponse) ProtoMessage() {}
+
+func (x *KVSwapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_storage_v1_storage_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVSwapResponse.ProtoReflect.Descriptor instead.
+func (*KVSwapResponse) Descriptor() ([]byte, []int) {
+	return file_storage_v1_storage_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *KVSwapResponse) GetApplied() []bool {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+func (x *KVSwapResponse) GetCurrent() [][]byte {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *KVSwapResponse) GetFound() []bool {
+	if x != nil {
+		return x.Found
+	}
+	return nil
+}
+
 var File_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_storage_v1_storage_proto_rawDesc = "" +
@@ -1234,7 +1438,23 @@ const file_storage_v1_storage_proto_rawDesc = "" +
 	"\x05after\x18\x03 \x01(\fR\x05after\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x03R\x05limit\"$\n" +
 	"\x0eKVListResponse\x12\x12\n" +
-	"\x04keys\x18\x01 \x03(\fR\x04keys2\xfb\x06\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"\xaf\x01\n" +
+	"\vKVSwapEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1a\n" +
+	"\bexpected\x18\x02 \x01(\fR\bexpected\x12#\n" +
+	"\rexpect_absent\x18\x03 \x01(\bR\fexpectAbsent\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12\x16\n" +
+	"\x06delete\x18\x05 \x01(\bR\x06delete\x12\x1f\n" +
+	"\vlifetime_ns\x18\x06 \x01(\x03R\n" +
+	"lifetimeNs\"x\n" +
+	"\rKVSwapRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x127\n" +
+	"\aentries\x18\x02 \x03(\v2\x1d.sotto.storage.v1.KVSwapEntryR\aentries\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"Z\n" +
+	"\x0eKVSwapResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x03(\bR\aapplied\x12\x18\n" +
+	"\acurrent\x18\x02 \x03(\fR\acurrent\x12\x14\n" +
+	"\x05found\x18\x03 \x03(\bR\x05found2\xc8\a\n" +
 	"\aStorage\x12`\n" +
 	"\rAppendMailbox\x12&.sotto.storage.v1.AppendMailboxRequest\x1a'.sotto.storage.v1.AppendMailboxResponse\x12U\n" +
 	"\vListMailbox\x12$.sotto.storage.v1.ListMailboxRequest\x1a .sotto.storage.v1.MailboxEntries\x12W\n" +
@@ -1246,7 +1466,8 @@ const file_storage_v1_storage_proto_rawDesc = "" +
 	"\x05KVPut\x12\x1e.sotto.storage.v1.KVPutRequest\x1a\x1f.sotto.storage.v1.KVPutResponse\x12H\n" +
 	"\x05KVGet\x12\x1e.sotto.storage.v1.KVGetRequest\x1a\x1f.sotto.storage.v1.KVGetResponse\x12Q\n" +
 	"\bKVDelete\x12!.sotto.storage.v1.KVDeleteRequest\x1a\".sotto.storage.v1.KVDeleteResponse\x12K\n" +
-	"\x06KVList\x12\x1f.sotto.storage.v1.KVListRequest\x1a .sotto.storage.v1.KVListResponseBJZHgithub.com/sottonet/sotto/interfaces/internal/proto/storage/v1;storagev1b\x06proto3"
+	"\x06KVList\x12\x1f.sotto.storage.v1.KVListRequest\x1a .sotto.storage.v1.KVListResponse\x12K\n" +
+	"\x06KVSwap\x12\x1f.sotto.storage.v1.KVSwapRequest\x1a .sotto.storage.v1.KVSwapResponseBJZHgithub.com/sottonet/sotto/interfaces/internal/proto/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -1260,7 +1481,7 @@ func file_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_storage_v1_storage_proto_rawDescData
 }
 
-var file_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_storage_v1_storage_proto_goTypes = []any{
 	(*MailboxMessage)(nil),           // 0: sotto.storage.v1.MailboxMessage
 	(*AppendMailboxRequest)(nil),     // 1: sotto.storage.v1.AppendMailboxRequest
@@ -1284,36 +1505,42 @@ var file_storage_v1_storage_proto_goTypes = []any{
 	(*KVDeleteResponse)(nil),         // 19: sotto.storage.v1.KVDeleteResponse
 	(*KVListRequest)(nil),            // 20: sotto.storage.v1.KVListRequest
 	(*KVListResponse)(nil),           // 21: sotto.storage.v1.KVListResponse
+	(*KVSwapEntry)(nil),              // 22: sotto.storage.v1.KVSwapEntry
+	(*KVSwapRequest)(nil),            // 23: sotto.storage.v1.KVSwapRequest
+	(*KVSwapResponse)(nil),           // 24: sotto.storage.v1.KVSwapResponse
 }
 var file_storage_v1_storage_proto_depIdxs = []int32{
 	0,  // 0: sotto.storage.v1.AppendMailboxRequest.messages:type_name -> sotto.storage.v1.MailboxMessage
 	3,  // 1: sotto.storage.v1.MailboxEntries.entries:type_name -> sotto.storage.v1.MailboxEntry
 	13, // 2: sotto.storage.v1.KVPutRequest.entries:type_name -> sotto.storage.v1.KVEntry
-	1,  // 3: sotto.storage.v1.Storage.AppendMailbox:input_type -> sotto.storage.v1.AppendMailboxRequest
-	4,  // 4: sotto.storage.v1.Storage.ListMailbox:input_type -> sotto.storage.v1.ListMailboxRequest
-	5,  // 5: sotto.storage.v1.Storage.FetchMailbox:input_type -> sotto.storage.v1.FetchMailboxRequest
-	7,  // 6: sotto.storage.v1.Storage.AckMailbox:input_type -> sotto.storage.v1.AckMailboxRequest
-	9,  // 7: sotto.storage.v1.Storage.InsertReplayTags:input_type -> sotto.storage.v1.InsertReplayTagsRequest
-	11, // 8: sotto.storage.v1.Storage.DropReplayEpoch:input_type -> sotto.storage.v1.DropReplayEpochRequest
-	14, // 9: sotto.storage.v1.Storage.KVPut:input_type -> sotto.storage.v1.KVPutRequest
-	16, // 10: sotto.storage.v1.Storage.KVGet:input_type -> sotto.storage.v1.KVGetRequest
-	18, // 11: sotto.storage.v1.Storage.KVDelete:input_type -> sotto.storage.v1.KVDeleteRequest
-	20, // 12: sotto.storage.v1.Storage.KVList:input_type -> sotto.storage.v1.KVListRequest
-	2,  // 13: sotto.storage.v1.Storage.AppendMailbox:output_type -> sotto.storage.v1.AppendMailboxResponse
-	6,  // 14: sotto.storage.v1.Storage.ListMailbox:output_type -> sotto.storage.v1.MailboxEntries
-	6,  // 15: sotto.storage.v1.Storage.FetchMailbox:output_type -> sotto.storage.v1.MailboxEntries
-	8,  // 16: sotto.storage.v1.Storage.AckMailbox:output_type -> sotto.storage.v1.AckMailboxResponse
-	10, // 17: sotto.storage.v1.Storage.InsertReplayTags:output_type -> sotto.storage.v1.InsertReplayTagsResponse
-	12, // 18: sotto.storage.v1.Storage.DropReplayEpoch:output_type -> sotto.storage.v1.DropReplayEpochResponse
-	15, // 19: sotto.storage.v1.Storage.KVPut:output_type -> sotto.storage.v1.KVPutResponse
-	17, // 20: sotto.storage.v1.Storage.KVGet:output_type -> sotto.storage.v1.KVGetResponse
-	19, // 21: sotto.storage.v1.Storage.KVDelete:output_type -> sotto.storage.v1.KVDeleteResponse
-	21, // 22: sotto.storage.v1.Storage.KVList:output_type -> sotto.storage.v1.KVListResponse
-	13, // [13:23] is the sub-list for method output_type
-	3,  // [3:13] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	22, // 3: sotto.storage.v1.KVSwapRequest.entries:type_name -> sotto.storage.v1.KVSwapEntry
+	1,  // 4: sotto.storage.v1.Storage.AppendMailbox:input_type -> sotto.storage.v1.AppendMailboxRequest
+	4,  // 5: sotto.storage.v1.Storage.ListMailbox:input_type -> sotto.storage.v1.ListMailboxRequest
+	5,  // 6: sotto.storage.v1.Storage.FetchMailbox:input_type -> sotto.storage.v1.FetchMailboxRequest
+	7,  // 7: sotto.storage.v1.Storage.AckMailbox:input_type -> sotto.storage.v1.AckMailboxRequest
+	9,  // 8: sotto.storage.v1.Storage.InsertReplayTags:input_type -> sotto.storage.v1.InsertReplayTagsRequest
+	11, // 9: sotto.storage.v1.Storage.DropReplayEpoch:input_type -> sotto.storage.v1.DropReplayEpochRequest
+	14, // 10: sotto.storage.v1.Storage.KVPut:input_type -> sotto.storage.v1.KVPutRequest
+	16, // 11: sotto.storage.v1.Storage.KVGet:input_type -> sotto.storage.v1.KVGetRequest
+	18, // 12: sotto.storage.v1.Storage.KVDelete:input_type -> sotto.storage.v1.KVDeleteRequest
+	20, // 13: sotto.storage.v1.Storage.KVList:input_type -> sotto.storage.v1.KVListRequest
+	23, // 14: sotto.storage.v1.Storage.KVSwap:input_type -> sotto.storage.v1.KVSwapRequest
+	2,  // 15: sotto.storage.v1.Storage.AppendMailbox:output_type -> sotto.storage.v1.AppendMailboxResponse
+	6,  // 16: sotto.storage.v1.Storage.ListMailbox:output_type -> sotto.storage.v1.MailboxEntries
+	6,  // 17: sotto.storage.v1.Storage.FetchMailbox:output_type -> sotto.storage.v1.MailboxEntries
+	8,  // 18: sotto.storage.v1.Storage.AckMailbox:output_type -> sotto.storage.v1.AckMailboxResponse
+	10, // 19: sotto.storage.v1.Storage.InsertReplayTags:output_type -> sotto.storage.v1.InsertReplayTagsResponse
+	12, // 20: sotto.storage.v1.Storage.DropReplayEpoch:output_type -> sotto.storage.v1.DropReplayEpochResponse
+	15, // 21: sotto.storage.v1.Storage.KVPut:output_type -> sotto.storage.v1.KVPutResponse
+	17, // 22: sotto.storage.v1.Storage.KVGet:output_type -> sotto.storage.v1.KVGetResponse
+	19, // 23: sotto.storage.v1.Storage.KVDelete:output_type -> sotto.storage.v1.KVDeleteResponse
+	21, // 24: sotto.storage.v1.Storage.KVList:output_type -> sotto.storage.v1.KVListResponse
+	24, // 25: sotto.storage.v1.Storage.KVSwap:output_type -> sotto.storage.v1.KVSwapResponse
+	15, // [15:26] is the sub-list for method output_type
+	4,  // [4:15] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_storage_v1_storage_proto_init() }
@@ -1327,7 +1554,7 @@ func file_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_storage_v1_storage_proto_rawDesc), len(file_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Storage_KVGet_FullMethodName            = "/sotto.storage.v1.Storage/KVGet"
 	Storage_KVDelete_FullMethodName         = "/sotto.storage.v1.Storage/KVDelete"
 	Storage_KVList_FullMethodName           = "/sotto.storage.v1.Storage/KVList"
+	Storage_KVSwap_FullMethodName           = "/sotto.storage.v1.Storage/KVSwap"
 )
 
 // StorageClient is the client API for Storage service.
@@ -48,6 +49,9 @@ type StorageClient interface {
 	KVGet(ctx context.Context, in *KVGetRequest, opts ...grpc.CallOption) (*KVGetResponse, error)
 	KVDelete(ctx context.Context, in *KVDeleteRequest, opts ...grpc.CallOption) (*KVDeleteResponse, error)
 	KVList(ctx context.Context, in *KVListRequest, opts ...grpc.CallOption) (*KVListResponse, error)
+	// Compare-and-swap (interfaces.KVSwapper). A plugin without it answers
+	// UNIMPLEMENTED.
+	KVSwap(ctx context.Context, in *KVSwapRequest, opts ...grpc.CallOption) (*KVSwapResponse, error)
 }
 
 type storageClient struct {
@@ -158,6 +162,16 @@ func (c *storageClient) KVList(ctx context.Context, in *KVListRequest, opts ...g
 	return out, nil
 }
 
+func (c *storageClient) KVSwap(ctx context.Context, in *KVSwapRequest, opts ...grpc.CallOption) (*KVSwapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVSwapResponse)
+	err := c.cc.Invoke(ctx, Storage_KVSwap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -172,6 +186,9 @@ type StorageServer interface {
 	KVGet(context.Context, *KVGetRequest) (*KVGetResponse, error)
 	KVDelete(context.Context, *KVDeleteRequest) (*KVDeleteResponse, error)
 	KVList(context.Context, *KVListRequest) (*KVListResponse, error)
+	// Compare-and-swap (interfaces.KVSwapper). A plugin without it answers
+	// UNIMPLEMENTED.
+	KVSwap(context.Context, *KVSwapRequest) (*KVSwapResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -211,6 +228,9 @@ func (UnimplementedStorageServer) KVDelete(context.Context, *KVDeleteRequest) (*
 }
 func (UnimplementedStorageServer) KVList(context.Context, *KVListRequest) (*KVListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KVList not implemented")
+}
+func (UnimplementedStorageServer) KVSwap(context.Context, *KVSwapRequest) (*KVSwapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KVSwap not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -413,6 +433,24 @@ func _Storage_KVList_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_KVSwap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KVSwapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).KVSwap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_KVSwap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).KVSwap(ctx, req.(*KVSwapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -459,6 +497,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KVList",
 			Handler:    _Storage_KVList_Handler,
+		},
+		{
+			MethodName: "KVSwap",
+			Handler:    _Storage_KVSwap_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
