@@ -28,7 +28,6 @@ func benchSlot(b *testing.B, p pkidoc.NetworkParams, kind cover.Kind) {
 	if _, err := c.fetchDocument(b.Context(), net.clock.Now()); err != nil {
 		b.Fatal(err)
 	}
-	close(c.ready)
 	to, _ := c.NewContact(b.Context(), ContactOptions{})
 	b.ReportAllocs()
 	for b.Loop() {

@@ -382,7 +382,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"a short identity", func(c *Config) { c.Identity = c.Identity[:10] }},
 		{"no provider", func(c *Config) { c.Provider = nil }},
 		{"no provider ID", func(c *Config) { c.ProviderID = [32]byte{} }},
-		{"no clock", func(c *Config) { c.Clock = epoch.Clock{} }},
+		{"an identity that is no key", func(c *Config) { c.Identity = make([]byte, 32) }},
 		{"a negative fetch interval", func(c *Config) { c.FetchInterval = -1 }},
 		{"a message key of the wrong size", func(c *Config) { c.MessageKey = []byte{1} }},
 	} {
@@ -396,6 +396,13 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := New(ok); err != nil {
 		t.Fatalf("valid config refused: %v", err)
+	}
+	// Without a clock the client learns it from the network; without an
+	// identity it makes one.
+	bare := ok
+	bare.Clock, bare.Identity = epoch.Clock{}, nil
+	if _, err := New(bare); err != nil {
+		t.Fatalf("config without clock and identity refused: %v", err)
 	}
 }
 
@@ -485,9 +492,10 @@ func TestMessagesCrossAnEpochBoundary(t *testing.T) {
 	})
 }
 
-// Messages a client completed but nobody read before it stopped (buffered
-// in Messages, or cut off by the end of Run) are saved by MarshalState and
-// handed over by the next run: a stop never loses a delivered message.
+// Messages a client completed but nobody took before it stopped are saved
+// by MarshalState and handed over by the next run (and, without a Store,
+// were never acknowledged at the provider either): a stop never loses a
+// delivered message, nor hands it out twice.
 func TestUnreadMessagesSurviveARestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := newSimNet(t, 2, testParams())

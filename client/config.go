@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -15,18 +16,29 @@ import (
 // Defaults of the Config fields left zero.
 const (
 	DefaultFetchInterval = time.Second
-	DefaultMaxTries      = 5
+	DefaultMaxTries      = 8
 	DefaultSuspectFor    = 10 * time.Minute
-	DefaultContactSURBs  = 8
+	DefaultContactSURBs  = 4 // per epoch an anonymous contact covers
 	DefaultMessageBuffer = 64
 	DefaultMaxQueued     = 4096 // fragments waiting for a payload slot
 )
 
-// Config is what a Client is built from. Identity, Provider, ProviderID and
-// Clock are required; everything else has a default.
+// Config is what a Client is built from. ProviderID and a way to reach the
+// provider (Provider, or Dial) are required; everything else has a default
+// or comes from the Store.
 type Config struct {
+	// Store keeps the client's state, written on every change: its
+	// identity, the epoch clock it learned, the keys behind its anonymous
+	// contacts, every outgoing message not yet finished, every incoming
+	// message the application has not taken (see Receive and Done). With
+	// a Store, nothing acknowledged is lost to a crash of the process. Nil:
+	// the state lives in memory only (MarshalState and LoadState still
+	// export and import it). OpenFileStore is the default for programs.
+	Store Store
+
 	// Identity is the client's Ed25519 key: its provider authenticates it,
 	// and its own mailbox is clientproto.OwnMailbox(Identity.Public()).
+	// Nil: the Store's identity, or a fresh one (kept in the Store).
 	Identity ed25519.PrivateKey
 	// MessageKey is the 32-byte X25519 private key that end-to-end messages
 	// are encrypted to (HPKE). Nil derives it from Identity, so that a
@@ -34,12 +46,25 @@ type Config struct {
 	MessageKey []byte
 	// Provider is the client's link to its provider.
 	Provider Provider
+	// Dial opens the link when Provider is nil, under the client's
+	// identity (known only once the Store is read). Connect and Run call
+	// it, Run again with backoff until it succeeds. client/p2p's Connect
+	// sets it.
+	Dial func(ctx context.Context, identity ed25519.PrivateKey) (Provider, error)
 	// ProviderID is the provider's Sphinx node ID (its Ed25519 identity).
 	ProviderID [32]byte
+	// ProviderAddr is how the application reaches the provider (for
+	// client/p2p, its multiaddr). The client keeps it in its state, so a
+	// restarted program can find the provider from the state alone
+	// (StoredProviderAddr); it never reads it.
+	ProviderAddr string
 	// Network is the network name documents must carry; "" accepts the
 	// name of the first document the provider serves.
 	Network string
-	// Clock maps time to epochs; it must match the network's.
+	// Clock maps time to epochs. Zero: the clock the Store holds, or the
+	// one the provider's current document states (learned by Connect). A
+	// document stating another clock than the client's is refused with
+	// ErrWrongClock.
 	Clock epoch.Clock
 
 	// Rand draws the cover schedule, paths and per-hop delays. Nil: a
@@ -52,6 +77,11 @@ type Config struct {
 	// Logger receives structured logs; nil: slog.Default().
 	Logger *slog.Logger
 
+	// OnEvent, when set, is called (from the client's goroutines, never
+	// with a lock held) when the connection to the provider changes state
+	// and when the client moves to a new epoch's document.
+	OnEvent func(Event)
+
 	// FetchInterval is how often the client polls its mailboxes (and
 	// checks timeouts).
 	FetchInterval time.Duration
@@ -61,8 +91,16 @@ type Config struct {
 	// LoopTimeout is how long a loop's body may take to come back before
 	// the loop counts as lost; 0 derives it like RetransmitTimeout.
 	LoopTimeout time.Duration
+	// DeliveryTimeout is how long a fragment sent through an anonymous
+	// contact's SURB may go without the recipient's end-to-end
+	// acknowledgement before it is sent again through another of the
+	// contact's SURBs; 0 derives it from the path's delays, both sides'
+	// fetch intervals and λP.
+	DeliveryTimeout time.Duration
 	// MaxTries is how many times a fragment is sent before its message is
-	// reported failed.
+	// reported failed. The wait for an acknowledgement doubles with every
+	// try (with jitter), so the default rides out a recipient's provider
+	// down for a few minutes.
 	MaxTries int
 	// SuspectFor is how long a mix on a lost loop (or on an unacknowledged
 	// attempt) is avoided by message paths, unless a loop through it comes
@@ -71,30 +109,31 @@ type Config struct {
 	// SURBLifetime is the storage lifetime that contact SURBs ask the
 	// provider for (rounded to seconds); 0: the provider's default.
 	SURBLifetime time.Duration
-	// MessageBuffer is the capacity of the Messages channel.
+	// MessageBuffer is how many complete incoming messages the client
+	// holds for the application (handed out by Receive but not Done
+	// included) before it stops fetching: messages wait in the provider's
+	// mailbox meanwhile.
 	MessageBuffer int
 	// MaxQueued bounds the fragments waiting to be sent; Send refuses a
 	// message that would exceed it with ErrQueueFull.
 	MaxQueued int
 	// OnStatus, when set, is called (from the client's goroutines, never
-	// with a lock held) each time an outgoing message reaches a final
-	// state: Acked, Sent for receiver-anonymous contacts, or Failed.
+	// with a lock held) once per outgoing message, when it reaches its
+	// final state: Acked (forward contacts), Delivered (anonymous
+	// contacts) or Failed.
 	OnStatus func(MessageStatus)
 }
 
 func (cfg *Config) validate() error {
 	var errs []error
-	if len(cfg.Identity) != ed25519.PrivateKeySize {
+	if cfg.Identity != nil && len(cfg.Identity) != ed25519.PrivateKeySize {
 		errs = append(errs, fmt.Errorf("identity is %d bytes, want %d", len(cfg.Identity), ed25519.PrivateKeySize))
 	}
-	if cfg.Provider == nil {
-		errs = append(errs, errors.New("no provider"))
+	if cfg.Provider == nil && cfg.Dial == nil {
+		errs = append(errs, errors.New("no provider and no way to dial one"))
 	}
 	if cfg.ProviderID == ([32]byte{}) {
 		errs = append(errs, errors.New("no provider ID"))
-	}
-	if cfg.Clock.Period() <= 0 {
-		errs = append(errs, errors.New("no epoch clock"))
 	}
 	if cfg.MessageKey != nil && len(cfg.MessageKey) != 32 {
 		errs = append(errs, fmt.Errorf("message key is %d bytes, want 32", len(cfg.MessageKey)))
@@ -103,7 +142,8 @@ func (cfg *Config) validate() error {
 		name string
 		v    time.Duration
 	}{{"fetch interval", cfg.FetchInterval}, {"retransmit timeout", cfg.RetransmitTimeout},
-		{"loop timeout", cfg.LoopTimeout}, {"suspect period", cfg.SuspectFor}, {"SURB lifetime", cfg.SURBLifetime}} {
+		{"loop timeout", cfg.LoopTimeout}, {"suspect period", cfg.SuspectFor}, {"SURB lifetime", cfg.SURBLifetime},
+		{"delivery timeout", cfg.DeliveryTimeout}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("negative %s %v", d.name, d.v))
 		}

@@ -12,30 +12,24 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/core/sphinx"
 )
 
-// Contact string format (this comment is its specification until
-// docs/SPEC.md takes it over):
-//
-//	"sotto1" + base64url, unpadded, of: body | checksum (4 bytes: SHA-256("sotto contact v1\0" | body)[:4])
-//
-//	body  = version (1 = 1) | mode (1) | network (u8 length, 1..64 bytes) | HPKE key (32)
-//	mode 1, forward:            provider identity (32) | mailbox ID (32)
-//	mode 2, receiver-anonymous: epoch (u64) | SURB length (u16) | count (u8, 1..MaxContactSURBs) | count × SURB
-//
-// The checksum catches typing and copying errors, not forgery: whoever
-// hands out a contact is trusted for what it says, as with any address.
+// Contact string format: docs/SPEC.md, "Client messages", "Contacts".
 const (
 	ContactPrefix    = "sotto1"
 	MaxContactSURBs  = 64
 	maxSURBLength    = 4096
 	maxNetworkLen    = 64
-	contactVersion   = 1
+	maxForLen        = 64
+	maxContactEpochs = 8
+	contactV1        = 1
+	contactV2        = 2
 	modeForward      = 1
 	modeAnonymous    = 2
 	contactChecksum  = 4
-	maxContactLength = len(ContactPrefix) + (2+1+maxNetworkLen+32+8+2+1+MaxContactSURBs*maxSURBLength+contactChecksum)*4/3 + 4
+	maxContactLength = len(ContactPrefix) + (2+1+maxNetworkLen+32+1+maxForLen+2+1+maxContactEpochs*9+MaxContactSURBs*maxSURBLength+contactChecksum)*4/3 + 4
 )
 
 // Contact is how to reach a client: in forward mode its provider and
@@ -46,16 +40,40 @@ const (
 type Contact struct {
 	Network string
 	Key     []byte // HPKE public key, DHKEM(X25519): 32 bytes
+	// For says whom the contact was made for ("" for anyone). An anonymous
+	// contact's SURBs are single use: two senders sharing one spoil each
+	// other's messages (the second is dropped as a replay and its sender
+	// told ErrNotDelivered), so a receiver makes one per sender. The
+	// receiver sees it as Message.Contact.
+	For string
 
 	// Forward mode.
 	Provider [32]byte
 	Mailbox  clientproto.MailboxID
 
-	// Receiver-anonymous mode: SURBs (each ending with its first hop's ID),
-	// made with the Sphinx keys of Epoch, so usable while that epoch's keys
-	// are (until its end plus the grace period).
+	// Receiver-anonymous mode: SURBs, each made with the Sphinx keys of its
+	// epoch and usable during that epoch (see ContactOptions).
+	SURBs []ContactSURB
+}
+
+// ContactSURB is one SURB of an anonymous contact: its bytes (ending with
+// its first hop's node ID) and the epoch whose keys it uses.
+type ContactSURB struct {
 	Epoch uint64
-	SURBs [][]byte
+	SURB  []byte
+}
+
+// Expires is when the last of c's SURBs stops being usable (the end of
+// its epoch plus the grace period), or the zero time for a forward
+// contact, which does not expire.
+func (c *Contact) Expires(clk epoch.Clock) time.Time {
+	var last time.Time
+	for _, s := range c.SURBs {
+		if t := clk.End(s.Epoch).Add(clk.Grace()); t.After(last) {
+			last = t
+		}
+	}
+	return last
 }
 
 // Anonymous reports whether c is a receiver-anonymous (SURB) contact.
@@ -68,6 +86,18 @@ func (c *Contact) clone() *Contact {
 	return &d
 }
 
+// epochs returns the epochs of c's SURBs in ascending order, each once.
+func (c *Contact) epochs() []uint64 {
+	var es []uint64
+	for _, s := range c.SURBs {
+		if !slices.Contains(es, s.Epoch) {
+			es = append(es, s.Epoch)
+		}
+	}
+	slices.Sort(es)
+	return es
+}
+
 func (c *Contact) validate() error {
 	switch {
 	case c == nil:
@@ -78,48 +108,74 @@ func (c *Contact) validate() error {
 		return fmt.Errorf("%w: key of %d bytes", ErrContact, len(c.Key))
 	case len(c.SURBs) > MaxContactSURBs:
 		return fmt.Errorf("%w: %d SURBs, at most %d", ErrContact, len(c.SURBs), MaxContactSURBs)
+	case len(c.For) > maxForLen:
+		return fmt.Errorf("%w: a for-name of %d bytes, at most %d", ErrContact, len(c.For), maxForLen)
 	}
 	if c.Anonymous() {
 		if c.Provider != ([32]byte{}) || c.Mailbox != (clientproto.MailboxID{}) {
 			return fmt.Errorf("%w: both a mailbox and SURBs", ErrContact)
 		}
-		n := len(c.SURBs[0])
+		n := len(c.SURBs[0].SURB)
 		if n == 0 || n > maxSURBLength {
 			return fmt.Errorf("%w: SURB of %d bytes", ErrContact, n)
 		}
-		for _, s := range c.SURBs {
-			if len(s) != n {
+		for i, s := range c.SURBs {
+			if len(s.SURB) != n {
 				return fmt.Errorf("%w: SURBs of different lengths", ErrContact)
 			}
+			if i > 0 && s.Epoch < c.SURBs[i-1].Epoch {
+				return fmt.Errorf("%w: SURBs not in epoch order", ErrContact)
+			}
+		}
+		if len(c.epochs()) > maxContactEpochs {
+			return fmt.Errorf("%w: SURBs of %d epochs, at most %d", ErrContact, len(c.epochs()), maxContactEpochs)
 		}
 		return nil
 	}
 	if c.Provider == ([32]byte{}) {
 		return fmt.Errorf("%w: no provider", ErrContact)
 	}
-	if c.Epoch != 0 {
-		return fmt.Errorf("%w: epoch without SURBs", ErrContact)
-	}
 	return nil
 }
 
-// MarshalText encodes c as a contact string.
+// MarshalText encodes c as a contact string: version 1 for a forward
+// contact made for anyone (what older clients read), version 2 otherwise.
 func (c *Contact) MarshalText() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	b := []byte{contactVersion, modeForward, byte(len(c.Network))}
+	version := byte(contactV1)
+	if c.Anonymous() || c.For != "" {
+		version = contactV2
+	}
+	b := []byte{version, modeForward, byte(len(c.Network))}
 	if c.Anonymous() {
 		b[1] = modeAnonymous
 	}
 	b = append(b, c.Network...)
 	b = append(b, c.Key...)
+	if version == contactV2 {
+		b = append(b, byte(len(c.For)))
+		b = append(b, c.For...)
+	}
 	if c.Anonymous() {
-		b = binary.BigEndian.AppendUint64(b, c.Epoch)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(c.SURBs[0])))
-		b = append(b, byte(len(c.SURBs)))
-		for _, s := range c.SURBs {
-			b = append(b, s...)
+		es := c.epochs()
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.SURBs[0].SURB)))
+		b = append(b, byte(len(es)))
+		for _, e := range es {
+			b = binary.BigEndian.AppendUint64(b, e)
+			n := 0
+			for _, s := range c.SURBs {
+				if s.Epoch == e {
+					n++
+				}
+			}
+			b = append(b, byte(n))
+			for _, s := range c.SURBs {
+				if s.Epoch == e {
+					b = append(b, s.SURB...)
+				}
+			}
 		}
 	} else {
 		b = append(b, c.Provider[:]...)
@@ -179,23 +235,48 @@ func ParseContact(s string) (*Contact, error) {
 	}
 	r := reader{b: body}
 	version, mode, nlen := r.byte(), r.byte(), int(r.byte())
-	if version != contactVersion {
+	if version != contactV1 && version != contactV2 {
 		return nil, fmt.Errorf("%w: version %d", ErrContact, version)
 	}
 	c := &Contact{Network: string(r.next(nlen)), Key: slices.Clone(r.next(32))}
+	if version == contactV2 {
+		c.For = string(r.next(int(r.byte())))
+	}
 	switch mode {
 	case modeForward:
 		copy(c.Provider[:], r.next(32))
 		copy(c.Mailbox[:], r.next(32))
 	case modeAnonymous:
-		c.Epoch = binary.BigEndian.Uint64(r.next(8))
-		n := int(binary.BigEndian.Uint16(r.next(2)))
-		count := int(r.byte())
-		if n == 0 || n > maxSURBLength || count == 0 || count > MaxContactSURBs {
-			return nil, fmt.Errorf("%w: %d SURBs of %d bytes", ErrContact, count, n)
+		if version == contactV1 {
+			// epoch | SURB length | count | count × SURB
+			e := binary.BigEndian.Uint64(r.next(8))
+			n := int(binary.BigEndian.Uint16(r.next(2)))
+			count := int(r.byte())
+			if n == 0 || n > maxSURBLength || count == 0 || count > MaxContactSURBs {
+				return nil, fmt.Errorf("%w: %d SURBs of %d bytes", ErrContact, count, n)
+			}
+			for range count {
+				c.SURBs = append(c.SURBs, ContactSURB{Epoch: e, SURB: slices.Clone(r.next(n))})
+			}
+			break
 		}
-		for range count {
-			c.SURBs = append(c.SURBs, slices.Clone(r.next(n)))
+		// SURB length | groups | groups × (epoch | count | count × SURB)
+		n := int(binary.BigEndian.Uint16(r.next(2)))
+		groups := int(r.byte())
+		if n == 0 || n > maxSURBLength || groups == 0 || groups > maxContactEpochs {
+			return nil, fmt.Errorf("%w: %d epochs of SURBs of %d bytes", ErrContact, groups, n)
+		}
+		var prev uint64
+		for g := range groups {
+			e := binary.BigEndian.Uint64(r.next(8))
+			count := int(r.byte())
+			if count == 0 || len(c.SURBs)+count > MaxContactSURBs || (g > 0 && e <= prev) || r.short {
+				return nil, fmt.Errorf("%w: SURB group %d (epoch %d, %d SURBs)", ErrContact, g, e, count)
+			}
+			prev = e
+			for range count {
+				c.SURBs = append(c.SURBs, ContactSURB{Epoch: e, SURB: slices.Clone(r.next(n))})
+			}
 		}
 	default:
 		return nil, fmt.Errorf("%w: mode %d", ErrContact, mode)
@@ -205,6 +286,12 @@ func ParseContact(s string) (*Contact, error) {
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
+	}
+	if version == contactV1 && c.Anonymous() {
+		return c, nil // re-encodes as v2: the canonical check below is for what this client writes
+	}
+	if again, err := c.MarshalText(); err != nil || string(again) != s {
+		return nil, fmt.Errorf("%w: not in canonical form", ErrContact)
 	}
 	return c, nil
 }
@@ -245,63 +332,102 @@ type ContactOptions struct {
 	// Anonymous makes a receiver-anonymous contact: SURBs into a fresh SURB
 	// mailbox on the client's provider.
 	Anonymous bool
-	// SURBs is how many SURBs (messages of one fragment) the contact
-	// carries; 0: DefaultContactSURBs.
+	// For names whom the contact is for (at most 64 bytes; "" for
+	// anyone). It travels in the contact, and messages that come through
+	// an anonymous contact carry it (Message.Contact), so a receiver that
+	// hands each sender their own contact knows who wrote.
+	For string
+	// SURBs is how many SURBs (fragments it can carry) the contact has for
+	// each epoch it covers; 0: DefaultContactSURBs.
 	SURBs int
-	// Epoch is the epoch whose Sphinx keys the SURBs use: the contact is
-	// usable from its start until its end plus the grace period. 0: the
-	// current epoch. At most two epochs ahead (what descriptors carry).
+	// Epoch is the first epoch the contact covers; 0: the current one.
+	// At most two epochs ahead (what descriptors carry keys for).
 	Epoch uint64
+	// Epochs is how many epochs it covers from Epoch on; 0: every epoch
+	// whose Sphinx keys are published now (the current one and the next
+	// two, so a contact lasts two to three epochs). The SURBs of an epoch
+	// are usable during that epoch only; a sender uses those of the epoch
+	// it sends in. SURBs of an epoch whose document the client does not
+	// hold yet follow the layers that epoch's document will have if the
+	// network does not change meanwhile (layers are a function of the
+	// epoch and the mixes).
+	Epochs int
 }
 
 // NewContact makes a contact for this client. A forward contact needs only
 // the network name (Config.Network, or the first document); an anonymous
-// one waits, until ctx ends, for the PKI document, and registers the SURB
-// mailbox and the SURBs' keys with the client (see MarshalState).
+// one waits, until ctx ends, for the PKI document, registers the SURB
+// mailbox and the SURBs' keys with the client and saves them to the Store
+// before it returns.
 func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact, error) {
+	if len(opts.For) > maxForLen {
+		return nil, fmt.Errorf("%w: a for-name of %d bytes, at most %d", ErrContact, len(opts.For), maxForLen)
+	}
 	c.mu.Lock()
 	network := c.network
 	c.mu.Unlock()
+	fwd := func() *Contact {
+		return &Contact{Network: network, Key: c.MessageKey(), For: opts.For, Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}
+	}
 	if !opts.Anonymous && network != "" {
-		return &Contact{Network: network, Key: c.MessageKey(), Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}, nil
+		return fwd(), nil
 	}
 	select {
-	case <-c.ready:
+	case <-c.firstDoc:
+	case <-c.runDone:
+		select {
+		case <-c.firstDoc:
+		default:
+			return nil, fmt.Errorf("%w: %w", ErrNotReady, ErrClosed)
+		}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
+	if !opts.Anonymous {
+		c.mu.Lock()
+		network = c.network
+		c.mu.Unlock()
+		return fwd(), nil
+	}
+	ct, err := c.newAnonymousContact(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.persist(); err != nil {
+		return nil, fmt.Errorf("client: contact not saved: %w", err)
+	}
+	return ct, nil
+}
+
+func (c *Client) newAnonymousContact(opts ContactOptions) (*Contact, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !opts.Anonymous {
-		return &Contact{Network: c.network, Key: c.MessageKey(), Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}, nil
-	}
 	n := opts.SURBs
 	if n == 0 {
 		n = DefaultContactSURBs
 	}
-	if n < 0 || n > MaxContactSURBs {
-		return nil, fmt.Errorf("%w: %d SURBs, at most %d", ErrContact, n, MaxContactSURBs)
-	}
+	clk := c.clk0()
 	now := time.Now()
-	cur := c.cfg.Clock.At(now)
-	e := opts.Epoch
-	if e == 0 {
-		e = cur
+	cur := clk.At(now)
+	first := opts.Epoch
+	if first == 0 {
+		first = cur
 	}
-	if e < cur || e > cur+2 {
-		return nil, fmt.Errorf("%w: epoch %d for a contact, now %d", ErrContactExpired, e, cur)
+	if first < cur || first > cur+2 {
+		return nil, fmt.Errorf("%w: epoch %d for a contact, now %d", ErrContactExpired, first, cur)
 	}
-	// The SURBs' path should come from the document of their epoch (nodes
-	// look the next hop up in it); the current one stands in for a future
-	// epoch whose document has not arrived.
-	v := c.docs[e]
-	if v == nil {
-		v = c.docs[cur]
+	epochs := opts.Epochs
+	if epochs == 0 {
+		epochs = int(cur + 3 - first)
 	}
-	if v == nil && cur > 0 {
-		v = c.docs[cur-1]
+	if epochs < 1 || first+uint64(epochs) > cur+3 {
+		return nil, fmt.Errorf("%w: %d epochs from %d: keys are published up to epoch %d", ErrContact, epochs, first, cur+2)
 	}
-	if v == nil {
+	if n < 0 || n*epochs > MaxContactSURBs {
+		return nil, fmt.Errorf("%w: %d SURBs per epoch for %d epochs, at most %d in all", ErrContact, n, epochs, MaxContactSURBs)
+	}
+	base := c.latestView()
+	if base == nil {
 		return nil, fmt.Errorf("%w: epoch %d", ErrNotReady, cur)
 	}
 	capability, err := randID16(c.entropy)
@@ -313,34 +439,88 @@ func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact,
 	if stored == 0 {
 		stored = clientproto.DefaultLifetime
 	}
-	expires := c.cfg.Clock.End(e).Add(c.cfg.Clock.Grace()).Add(stored)
+	last := first + uint64(epochs) - 1
+	expires := clk.End(last).Add(clk.Grace()).Add(stored)
 	// A fresh HPKE key per anonymous contact, so that two people holding
 	// two of this client's anonymous contacts cannot tell they are one.
 	key, err := hpkeKEM.GenerateKey()
 	if err != nil {
 		return nil, fmt.Errorf("client: contact key: %w", err)
 	}
-	ct := &Contact{Network: c.network, Key: key.PublicKey().Bytes(), Epoch: e}
+	ct := &Contact{Network: c.network, Key: key.PublicKey().Bytes(), For: opts.For}
 	var ids [][sphinx.SURBIDLength]byte
-	for range n {
-		id, err := c.newSURBID()
-		if err != nil {
-			return nil, err
+	undo := func() {
+		for _, id := range ids {
+			clear(c.surbs[id].keys)
+			delete(c.surbs, id)
 		}
-		surb, keys, _, err := c.makeSURB(v, e, true, now, &sphinx.SURBReply{ID: id},
-			&sphinx.MailboxDelivery{Mailbox: capability, Lifetime: uint32(lifetime / time.Second)})
-		if err != nil {
-			for _, id := range ids {
-				clear(c.surbs[id].keys)
-				delete(c.surbs, id)
-			}
-			return nil, err
-		}
-		c.surbs[id] = &surbEntry{kind: surbContact, keys: keys, expires: expires,
-			payloadLen: v.geo.UserForwardPayloadLength, hops: v.geo.NrHops, msgKey: key}
-		ids = append(ids, id)
-		ct.SURBs = append(ct.SURBs, surb)
 	}
-	c.surbMailboxes[capability] = expires
+	for e := first; e <= last; e++ {
+		// The SURBs' path must follow the layers of their epoch's document
+		// (nodes check the next hop in it, and the provider accepts a
+		// reply's first hop only if it is in layer 0 now).
+		v, err := c.viewFor(e, base)
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		for range n {
+			id, err := c.newSURBID()
+			if err != nil {
+				undo()
+				return nil, err
+			}
+			surb, keys, _, err := c.makeSURB(v, e, true, now, &sphinx.SURBReply{ID: id},
+				&sphinx.MailboxDelivery{Mailbox: capability, Lifetime: uint32(lifetime / time.Second)})
+			if err != nil {
+				undo()
+				return nil, err
+			}
+			c.surbs[id] = &surbEntry{kind: surbContact, keys: keys, expires: expires,
+				payloadLen: v.geo.UserForwardPayloadLength, hops: v.geo.NrHops, msgKey: key, label: opts.For}
+			ids = append(ids, id)
+			ct.SURBs = append(ct.SURBs, ContactSURB{Epoch: e, SURB: surb})
+		}
+	}
+	c.surbMailboxes[capability] = &surbMailbox{expires: expires, label: opts.For}
+	c.changed()
 	return ct, nil
+}
+
+// takeSURBs picks n unused SURBs of contact to for fragments sent now, at
+// random (two senders who were handed one contact then collide less), and
+// marks them used (under c.mu). The SURBs of the current epoch are
+// preferred; those of the previous one are taken only in its grace period
+// when the current epoch has none.
+func (c *Client) takeSURBs(to *Contact, n int, now time.Time) ([]*ContactSURB, error) {
+	clk := c.clk0()
+	cur := clk.At(now)
+	var pick []*ContactSURB
+	for _, want := range []uint64{cur, cur - 1} {
+		if len(pick) > 0 || (want == cur-1 && (cur == 0 || !clk.KeyValid(want, now))) {
+			break
+		}
+		for i := range to.SURBs {
+			s := &to.SURBs[i]
+			if _, used := c.usedSURBs[surbFingerprint(s.SURB)]; s.Epoch == want && !used {
+				pick = append(pick, s)
+			}
+		}
+	}
+	if len(pick) < n {
+		es := to.epochs()
+		switch {
+		case es[len(es)-1] < cur && !clk.KeyValid(es[len(es)-1], now):
+			return nil, fmt.Errorf("%w: SURBs for epochs %d to %d, now epoch %d", ErrContactExpired, es[0], es[len(es)-1], cur)
+		case es[0] > cur:
+			return nil, fmt.Errorf("%w: the contact's SURBs are for epochs %d to %d, now epoch %d", ErrNoSURBs, es[0], es[len(es)-1], cur)
+		}
+		return nil, fmt.Errorf("%w: %d fragments, %d unused SURBs for epoch %d", ErrNoSURBs, n, len(pick), cur)
+	}
+	c.rnd.Shuffle(len(pick), func(i, j int) { pick[i], pick[j] = pick[j], pick[i] })
+	pick = pick[:n]
+	for _, s := range pick {
+		c.usedSURBs[surbFingerprint(s.SURB)] = clk.End(s.Epoch).Add(clk.Grace())
+	}
+	return pick, nil
 }

@@ -2,6 +2,8 @@ package client
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -10,10 +12,12 @@ import (
 func testContacts(t testing.TB) map[string]*Contact {
 	t.Helper()
 	key := bytes.Repeat([]byte{0x42}, 32)
-	surbs := [][]byte{bytes.Repeat([]byte{1}, 572), bytes.Repeat([]byte{2}, 572), bytes.Repeat([]byte{3}, 572)}
+	surbs := []ContactSURB{{123456, bytes.Repeat([]byte{1}, 572)}, {123456, bytes.Repeat([]byte{2}, 572)},
+		{123457, bytes.Repeat([]byte{3}, 572)}}
 	return map[string]*Contact{
-		"forward":   {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
-		"anonymous": {Network: "n", Key: key, Epoch: 123456, SURBs: surbs},
+		"forward":             {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"forward for someone": {Network: "sotto-test", Key: key, For: "bob", Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"anonymous":           {Network: "n", Key: key, For: "carol", SURBs: surbs},
 	}
 }
 
@@ -29,11 +33,11 @@ func TestContactRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.String() != s || got.Network != c.Network || !bytes.Equal(got.Key, c.Key) ||
-				got.Provider != c.Provider || got.Mailbox != c.Mailbox || got.Epoch != c.Epoch || len(got.SURBs) != len(c.SURBs) {
+				got.Provider != c.Provider || got.Mailbox != c.Mailbox || got.For != c.For || len(got.SURBs) != len(c.SURBs) {
 				t.Fatalf("round trip changed the contact: %+v", got)
 			}
 			for i := range c.SURBs {
-				if !bytes.Equal(got.SURBs[i], c.SURBs[i]) {
+				if !bytes.Equal(got.SURBs[i].SURB, c.SURBs[i].SURB) || got.SURBs[i].Epoch != c.SURBs[i].Epoch {
 					t.Fatalf("SURB %d differs", i)
 				}
 			}
@@ -97,8 +101,8 @@ func TestContactValidate(t *testing.T) {
 		{"a long network", func(c *Contact) { c.Network = strings.Repeat("n", 65) }},
 		{"a short key", func(c *Contact) { c.Key = c.Key[:31] }},
 		{"no provider", func(c *Contact) { c.Provider = [32]byte{} }},
-		{"an epoch without SURBs", func(c *Contact) { c.Epoch = 3 }},
-		{"SURBs and a mailbox", func(c *Contact) { c.SURBs = [][]byte{{1}} }},
+		{"a long for-name", func(c *Contact) { c.For = strings.Repeat("f", 65) }},
+		{"SURBs and a mailbox", func(c *Contact) { c.SURBs = []ContactSURB{{1, []byte{1}}} }},
 	}
 	for _, tt := range tests {
 		t.Run("refuses "+tt.name, func(t *testing.T) {
@@ -110,9 +114,34 @@ func TestContactValidate(t *testing.T) {
 		})
 	}
 	c := base["anonymous"].clone()
-	c.SURBs[1] = c.SURBs[1][:10]
+	c.SURBs[1].SURB = c.SURBs[1].SURB[:10]
 	if _, err := c.MarshalText(); !errors.Is(err, ErrContact) {
 		t.Fatalf("SURBs of different lengths: err = %v", err)
+	}
+	c = base["anonymous"].clone()
+	c.SURBs[0].Epoch = 999999
+	if _, err := c.MarshalText(); !errors.Is(err, ErrContact) {
+		t.Fatalf("SURBs out of epoch order: err = %v", err)
+	}
+}
+
+// Contacts of version 1 (one epoch of SURBs, no for-name), as clients
+// before version 2 wrote them, still parse.
+func TestVersion1AnonymousContactsStillParse(t *testing.T) {
+	key := bytes.Repeat([]byte{0x42}, 32)
+	b := []byte{contactV1, modeAnonymous, 1, 'n'}
+	b = append(b, key...)
+	b = binary.BigEndian.AppendUint64(b, 77)
+	b = binary.BigEndian.AppendUint16(b, 3)
+	b = append(b, 2, 1, 1, 1, 2, 2, 2)
+	sum := contactSum(b)
+	s := ContactPrefix + base64.RawURLEncoding.EncodeToString(append(b, sum[:contactChecksum]...))
+	c, err := ParseContact(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.SURBs) != 2 || c.SURBs[1].Epoch != 77 || !bytes.Equal(c.SURBs[1].SURB, []byte{2, 2, 2}) {
+		t.Fatalf("parsed %+v", c)
 	}
 }
 
@@ -130,8 +159,9 @@ func FuzzParseContact(f *testing.F) {
 			}
 			return
 		}
-		// What parses re-encodes to the same string.
-		if out := c.String(); out != strings.TrimSpace(s) {
+		// What parses re-encodes to the same string (version 1
+		// anonymous contacts are re-encoded as version 2).
+		if out := c.String(); out != strings.TrimSpace(s) && !(c.Anonymous() && c.For == "") {
 			t.Fatalf("re-encoding differs:\n%q\n%q", out, s)
 		}
 	})

@@ -10,90 +10,126 @@ import (
 // maxFetchRounds bounds the fetches of one mailbox per tick.
 const maxFetchRounds = 64
 
-// fetchLoop polls every mailbox each FetchInterval, then checks timeouts.
+// fetchLoop polls every mailbox each FetchInterval, then checks timeouts
+// and saves what changed. While the provider does not answer it backs off
+// (doubling, with jitter, up to fetchBackoffMax); it is the loop that
+// notices the provider is back.
 func (c *Client) fetchLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.FetchInterval)
-	defer t.Stop()
+	bo := backoff{min: c.cfg.FetchInterval, max: max(c.cfg.FetchInterval, fetchBackoffMax)}
 	for {
-		c.fetchAll(ctx)
+		err := c.fetchAll(ctx)
+		if err == nil {
+			c.sendAcks(ctx)
+		}
+		now := time.Now()
 		c.mu.Lock()
-		finished := c.maintain(time.Now())
+		finished := c.maintain(now)
+		dirty := c.gen > c.savedGen
 		c.mu.Unlock()
 		c.report(finished)
+		if dirty {
+			if err := c.persist(); err != nil {
+				c.log.Warn("saving the state", "err", err)
+			}
+		}
+		wait := c.cfg.FetchInterval
+		switch {
+		case err != nil && ctx.Err() == nil && isLinkError(err):
+			wait = bo.next()
+			c.log.Debug("fetch failed; backing off", "retry_in", wait.Round(time.Millisecond), "err", err)
+		case err != nil && ctx.Err() == nil:
+			bo.reset()
+			c.log.Debug("fetch failed", "err", err)
+		default:
+			bo.reset()
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
+		case <-c.kick:
+			t.Stop()
 		}
 	}
 }
 
-func (c *Client) fetchAll(ctx context.Context) {
+func (c *Client) fetchAll(ctx context.Context) error {
 	now := time.Now()
 	refs := []clientproto.MailboxRef{{}}
 	c.mu.Lock()
-	for cp, exp := range c.surbMailboxes {
-		if now.Before(exp) {
+	for cp, mb := range c.surbMailboxes {
+		if now.Before(mb.expires) {
 			refs = append(refs, clientproto.MailboxRef{SURB: true, Capability: cp})
 		}
 	}
 	c.mu.Unlock()
 	for _, ref := range refs {
 		if ctx.Err() != nil {
-			return
+			return ctx.Err()
 		}
-		c.fetchMailbox(ctx, ref)
+		if err := c.fetchMailbox(ctx, ref); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
-func (c *Client) fetchMailbox(ctx context.Context, ref clientproto.MailboxRef) {
+// fetchMailbox fetches what is new in one mailbox and files it. Nothing is
+// acknowledged here: the entries go to c.acks, tagged with the state
+// generation that holds what they carried (sendAcks).
+func (c *Client) fetchMailbox(ctx context.Context, ref clientproto.MailboxRef) error {
 	for range maxFetchRounds {
 		c.mu.Lock()
+		full := c.inboxFull()
 		after := c.after[ref]
 		c.mu.Unlock()
-		msgs, err := c.cfg.Provider.Fetch(ctx, ref, after, 0)
+		if full {
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(ctx, callTimeout)
+		msgs, err := c.link().Fetch(fctx, ref, after, 0)
+		cancel()
+		c.observe(ctx, err)
 		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Debug("fetch failed", "surb", ref.SURB, "err", err)
-			}
-			return
+			return err // fetchLoop logs it
 		}
 		if len(msgs) == 0 {
-			return
+			return nil
 		}
 		now := time.Now()
-		ids := make([]uint64, 0, len(msgs))
-		var complete []Message
+		var (
+			finished []MessageStatus
+			batch    []pendingAck
+			kept     bool
+		)
 		c.mu.Lock()
-		var finished []MessageStatus
 		for _, m := range msgs {
-			ids = append(ids, m.ID)
 			after = max(after, m.ID)
-			got, fin := c.consume(m.StoredMessage, now)
-			if got != nil {
-				complete = append(complete, *got)
-			}
-			finished = append(finished, fin...)
+			r := c.consume(m.StoredMessage, now)
+			finished = append(finished, r.finished...)
+			c.settle(entryRef{ref, m.ID}, r.msg, &batch)
+			kept = kept || r.kept
 		}
+		c.after[ref] = after
+		if kept {
+			// What these entries carried is now in the state: they may go
+			// once it is saved.
+			c.changed()
+			for i := range batch {
+				batch[i].gen = c.gen
+			}
+		}
+		c.acks = append(c.acks, batch...)
 		c.mu.Unlock()
 		c.report(finished)
-		for i, m := range complete {
-			select {
-			case c.messages <- m:
-			case <-ctx.Done():
-				// Already marked delivered: keep the rest for the next
-				// Run (MarshalState saves them), never drop them.
-				c.mu.Lock()
-				c.unread = append(c.unread, complete[i:]...)
-				c.mu.Unlock()
-				return
+		if kept {
+			if err := c.persist(); err != nil {
+				c.log.Warn("saving the state; fetched messages stay at the provider", "err", err)
+				return err
 			}
 		}
-		if err := c.cfg.Provider.Ack(ctx, ref, ids); err != nil && ctx.Err() == nil {
-			c.log.Debug("ack failed", "surb", ref.SURB, "err", err)
-		}
-		c.mu.Lock()
-		c.after[ref] = after
-		c.mu.Unlock()
 	}
+	return nil
 }

@@ -25,7 +25,6 @@ func fuzzClient(t testing.TB) (*Client, map[[sphinx.SURBIDLength]byte]surbEntry)
 	if _, err := c.fetchDocument(t.Context(), net.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	close(c.ready)
 	if _, err := c.NewContact(t.Context(), ContactOptions{Anonymous: true, SURBs: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +62,7 @@ func (c *Client) restoreSURBs(saved map[[sphinx.SURBIDLength]byte]surbEntry) [][
 // reassembly.
 func FuzzConsume(f *testing.F) {
 	c, saved := fuzzClient(f)
-	g := c.docs[c.cfg.Clock.Now()].geo
+	g := c.docs[c.clk0().Now()].geo
 	frag := fragmentPlain{kind: kindFragment, id: MessageID{1}, count: 2, data: []byte("half")}
 	good, err := sealBody(c.msgPub, &frag, g.UserForwardPayloadLength)
 	if err != nil {
@@ -104,10 +103,13 @@ func FuzzConsume(f *testing.F) {
 				m.SURBID = [16]byte{which}
 			}
 		}
-		msg, _ := c.consume(m, time.Now())
-		if msg != nil && len(msg.Body) > MaxFragments*g.UserForwardPayloadLength {
-			t.Fatalf("message of %d bytes", len(msg.Body))
+		c.consume(m, time.Now())
+		for _, u := range c.unread {
+			if len(u.Body) > MaxFragments*g.UserForwardPayloadLength {
+				t.Fatalf("message of %d bytes", len(u.Body))
+			}
 		}
+		c.unread = nil
 	})
 }
 
@@ -183,11 +185,14 @@ func TestStateRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := fuzzClient(t)
-	d.mu.Lock()
-	clear(d.surbs)
-	clear(d.surbMailboxes)
-	d.mu.Unlock()
+	other, _ := fuzzClient(t)
+	if err := other.LoadState(st); !errors.Is(err, ErrState) {
+		t.Fatalf("a state of another identity loaded: %v", err)
+	}
+	d, err := New(Config{Identity: c.cfg.Identity, Provider: c.cfg.Provider, ProviderID: c.cfg.ProviderID, Logger: c.cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d.LoadState(st); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +202,10 @@ func TestStateRoundTrip(t *testing.T) {
 	if _, ok := d.done[MessageID{4}]; !ok {
 		t.Fatal("delivered IDs not restored")
 	}
-	for _, bad := range []string{``, `{}`, `{"version":2}`, `{"version":1,"contact_surbs":[{"id":"AAAA"}]}`,
+	if clk, ok := d.clock(); !ok || !clk.Genesis().Equal(c.clk0().Genesis()) {
+		t.Fatal("the epoch clock was not restored")
+	}
+	for _, bad := range []string{``, `{}`, `{"version":3}`, `{"version":1,"contact_surbs":[{"id":"AAAA"}]}`, `{"version":2,"identity":"AAAA"}`,
 		`{"version":1,"pending":[{"id":"AAAAAAAAAAAAAAAAAAAAAA==","count":1,"fragments":[{"index":0,"data":""}]}]}`} {
 		if err := d.LoadState([]byte(bad)); !errors.Is(err, ErrState) {
 			t.Errorf("LoadState(%s) = %v, want ErrState", bad, err)

@@ -36,16 +36,20 @@ type MessageID [16]byte
 
 func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
 
-// Message is a complete message handed to the application. It names no
-// sender: the mixnet hides it, and authentication is the messaging layer's
-// business above this one.
+// Message is a complete message handed to the application. The mixnet
+// hides who sent it and this layer does not authenticate senders (the
+// messaging layer above does); what it knows is which contact it came
+// through.
 type Message struct {
 	ID       MessageID
 	Body     []byte
 	Received time.Time // when its last missing fragment was fetched
 	// ViaSURB is set when it arrived through one of this client's
-	// receiver-anonymous contacts rather than its forward mailbox.
+	// receiver-anonymous contacts rather than its forward mailbox, and
+	// Contact is then that contact's For (ContactOptions.For): with one
+	// contact per sender, who wrote.
 	ViaSURB bool
+	Contact string
 }
 
 // MaxFragments bounds the fragments of one message (on the default
@@ -177,11 +181,11 @@ func deriveMessageKey(seed []byte) (hpke.PrivateKey, error) {
 
 // reassembly collects the fragments of one incoming message.
 type reassembly struct {
-	count    int
-	frags    map[int][]byte
-	first    time.Time
-	viaSURB  bool
-	received int
+	count   int
+	frags   map[int][]byte
+	first   time.Time
+	viaSURB bool
+	contact string
 }
 
 func (r *reassembly) size() int {

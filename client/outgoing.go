@@ -13,15 +13,24 @@ import (
 type MessageState uint8
 
 const (
-	// StateQueued: some fragment has not been sent yet.
+	// StateQueued: some fragment has not been sent yet. The message is in
+	// the client's state (Config.Store): a restarted client sends it.
 	StateQueued MessageState = iota + 1
-	// StateSent: every fragment went out at least once. Final for a
-	// receiver-anonymous contact, which cannot acknowledge.
+	// StateSent: every fragment went out at least once; the client waits
+	// for their acknowledgements.
 	StateSent
-	// StateAcked: the recipient's provider acknowledged every fragment.
+	// StateAcked: final for a forward contact: the recipient's provider
+	// acknowledged storing every fragment in the recipient's mailbox,
+	// where it waits until the recipient's client fetches it (the
+	// recipient may be offline).
 	StateAcked
-	// StateFailed: a fragment went unacknowledged MaxTries times, or could
-	// not be sent at all; Err says why.
+	// StateDelivered: final for an anonymous contact: the recipient's
+	// client acknowledged every fragment end to end (through a SURB the
+	// sender put in each fragment), after storing it.
+	StateDelivered
+	// StateFailed: final: a fragment went unacknowledged MaxTries times
+	// (for an anonymous contact: on two of its SURBs), or could not be
+	// sent at all; Err says why.
 	StateFailed
 )
 
@@ -33,10 +42,17 @@ func (s MessageState) String() string {
 		return "sent"
 	case StateAcked:
 		return "acked"
+	case StateDelivered:
+		return "delivered"
 	case StateFailed:
 		return "failed"
 	}
 	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// Final reports whether s is a final state (Acked, Delivered or Failed).
+func (s MessageState) Final() bool {
+	return s == StateAcked || s == StateDelivered || s == StateFailed
 }
 
 // MessageStatus reports an outgoing message.
@@ -50,6 +66,24 @@ type MessageStatus struct {
 	Finished       time.Time // zero until a final state
 	Err            error
 }
+
+// Errors of outgoing messages (MessageStatus.Err).
+var (
+	// ErrNotDelivered: no end-to-end acknowledgement came back for a
+	// fragment sent through an anonymous contact, on either of the two
+	// SURBs tried: the recipient is offline (it may still read the
+	// message later), another sender used the same SURBs (a contact is
+	// for one sender: ask for your own), or the path lost it.
+	ErrNotDelivered = errors.New("client: no end-to-end acknowledgement from the recipient")
+	// ErrSURBRefused: the sender's provider refused a packet made from a
+	// contact's SURB as malformed or not routable now.
+	ErrSURBRefused = errors.New("client: the provider refused a packet made from the contact's SURB")
+)
+
+// maxSURBTries bounds the SURBs one fragment to an anonymous contact may
+// use: each try spends one of the contact's SURBs, and an offline
+// recipient would otherwise cost a sender all of them.
+const maxSURBTries = 2
 
 type outgoing struct {
 	id       MessageID
@@ -65,9 +99,7 @@ type outgoing struct {
 	err      error
 }
 
-func (m *outgoing) final() bool {
-	return m.state == StateAcked || m.state == StateFailed || (m.state == StateSent && m.to.Anonymous())
-}
+func (m *outgoing) final() bool { return m.state.Final() }
 
 func (m *outgoing) status() MessageStatus {
 	return MessageStatus{ID: m.id, State: m.state, Fragments: len(m.frags), FragmentsAcked: m.acked,
@@ -78,7 +110,7 @@ type outFragment struct {
 	msg      *outgoing
 	index    int
 	data     []byte
-	surb     []byte // receiver-anonymous contacts: the SURB reserved for it
+	surb     *ContactSURB // anonymous contacts: the SURB reserved for the next try
 	tries    int
 	inQueue  bool
 	inFlight bool
@@ -89,25 +121,46 @@ type outFragment struct {
 	pending  *slotPacket   // built, but refused by the provider: send these bytes again
 }
 
-// Send queues body for to and returns its message ID. The message leaves in
-// payload slots, one fragment per slot; its progress shows in Status and,
-// at its end, in Config.OnStatus. Send waits (until ctx ends) for the first
-// PKI document, which fixes the fragment size. A contact whose provider is
-// not in the document held makes it fetch the current document once more
-// before it gives up (ErrUnknownProvider).
+// Send stores body for to and returns its message ID. With a Store the
+// message is durable when Send returns: a client restarted from the Store
+// sends it. It leaves in payload slots, one fragment per slot, while the
+// client is connected; its progress shows in Status and, at its end, in
+// Config.OnStatus. Send does not wait for the provider (a message sent
+// during an outage leaves when it is back), only, the very first time a
+// client runs, for its first PKI document, which fixes the fragment size
+// (the Store keeps it). A contact whose provider is not in the document
+// held makes it fetch the current document once more before it gives up
+// (ErrUnknownProvider).
 func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID, error) {
 	select {
-	case <-c.ready:
+	case <-c.geoKnown:
+	case <-c.runDone:
+		select {
+		case <-c.geoKnown:
+		default:
+			return MessageID{}, fmt.Errorf("%w: %w", ErrNotReady, ErrClosed)
+		}
 	case <-ctx.Done():
 		return MessageID{}, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
 	id, err := c.send(to, body)
 	if errors.Is(err, ErrUnknownProvider) {
-		if _, ferr := c.fetchDocument(ctx, c.cfg.Clock.At(time.Now())); ferr == nil {
+		fctx, cancel := context.WithTimeout(ctx, callTimeout)
+		if _, ferr := c.fetchDocument(fctx, c.clk0().At(time.Now())); ferr == nil {
 			id, err = c.send(to, body)
 		}
+		cancel()
 	}
-	return id, err
+	if err != nil {
+		return id, err
+	}
+	if err := c.persist(); err != nil {
+		c.mu.Lock()
+		c.forget(id)
+		c.mu.Unlock()
+		return MessageID{}, fmt.Errorf("client: message not sent, the state could not be saved: %w", err)
+	}
+	return id, nil
 }
 
 func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
@@ -122,14 +175,14 @@ func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v, _, err := c.routeView(now)
-	if err != nil {
-		return id, err
+	v, geo := c.latestView(), c.geo
+	if geo == nil {
+		return id, ErrNotReady
 	}
 	if to.Network != c.network {
 		return id, fmt.Errorf("%w: contact is for network %q, this client is on %q", ErrContact, to.Network, c.network)
 	}
-	capacity := fragCapacity(v.geo.UserForwardPayloadLength)
+	capacity := fragCapacity(geo.UserForwardPayloadLength)
 	n := max(1, (len(body)+capacity-1)/capacity)
 	if n > MaxFragments {
 		return id, fmt.Errorf("%w: %d bytes need %d fragments of %d, at most %d", ErrMessageTooLong, len(body), n, capacity, MaxFragments)
@@ -137,28 +190,25 @@ func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
 	if c.queued+n > c.cfg.MaxQueued {
 		return id, fmt.Errorf("%w: %d fragments waiting", ErrQueueFull, c.queued)
 	}
-	var surbs [][]byte
+	var surbs []*ContactSURB
 	if to.Anonymous() {
-		if !c.cfg.Clock.KeyValid(to.Epoch, now) {
-			return id, fmt.Errorf("%w: SURBs for epoch %d, now epoch %d", ErrContactExpired, to.Epoch, c.cfg.Clock.At(now))
-		}
 		for _, s := range to.SURBs {
-			if len(s) != v.geo.SURBLength {
-				return id, fmt.Errorf("%w: SURB of %d bytes, the network's are %d", ErrContact, len(s), v.geo.SURBLength)
-			}
-			if _, used := c.usedSURBs[surbFingerprint(s)]; !used && len(surbs) < n {
-				surbs = append(surbs, s)
+			if len(s.SURB) != geo.SURBLength {
+				return id, fmt.Errorf("%w: SURB of %d bytes, the network's are %d", ErrContact, len(s.SURB), geo.SURBLength)
 			}
 		}
-		if len(surbs) < n {
-			return id, fmt.Errorf("%w: %d fragments, %d unused SURBs", ErrNoSURBs, n, len(surbs))
+		if surbs, err = c.takeSURBs(to, n, now); err != nil {
+			return id, err
 		}
-		exp := c.cfg.Clock.End(to.Epoch).Add(c.cfg.Clock.Grace())
-		for _, s := range surbs {
-			c.usedSURBs[surbFingerprint(s)] = exp
-		}
+	} else if v == nil {
+		// No document since a restart (the provider is down): the
+		// contact's provider is checked when the fragments are built.
 	} else if _, ok := v.provider(to.Provider); !ok {
-		return id, fmt.Errorf("%w: %x", ErrUnknownProvider, to.Provider[:8])
+		// The contact's provider must be in the document the client
+		// routes with now, if it has one.
+		if rv, _, err := c.routeView(now); err != nil || rv == v {
+			return id, fmt.Errorf("%w: %x", ErrUnknownProvider, to.Provider[:8])
+		}
 	}
 	if _, err := io.ReadFull(c.entropy, id[:]); err != nil {
 		return id, fmt.Errorf("client: message ID: %w", err)
@@ -176,7 +226,24 @@ func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
 	c.queued += n
 	c.out[id] = m
 	c.stats.MessagesQueued++
+	c.changed()
 	return id, nil
+}
+
+// forget drops a message Send could not make durable (under c.mu).
+func (c *Client) forget(id MessageID) {
+	m, ok := c.out[id]
+	if !ok {
+		return
+	}
+	for _, f := range m.frags {
+		if f.inQueue {
+			f.inQueue = false
+			c.queued--
+		}
+	}
+	delete(c.out, id)
+	c.stats.MessagesQueued--
 }
 
 // Status reports an outgoing message; finished messages are forgotten some
@@ -191,11 +258,18 @@ func (c *Client) Status(id MessageID) (MessageStatus, bool) {
 	return m.status(), true
 }
 
-func (c *Client) report(st []MessageStatus) {
-	if c.cfg.OnStatus == nil {
-		return
+// Pending returns the outgoing messages not yet in a final state (those a
+// restarted client resumed among them).
+func (c *Client) Pending() []MessageStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []MessageStatus
+	for _, m := range c.out {
+		if !m.final() {
+			out = append(out, m.status())
+		}
 	}
-	for _, s := range st {
-		c.cfg.OnStatus(s)
-	}
+	return out
 }
+
+func (c *Client) report(st []MessageStatus) { notify(c.cfg.OnStatus, st) }

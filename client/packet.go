@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
@@ -13,9 +14,12 @@ import (
 
 // slotPacket is what one send slot sends.
 type slotPacket struct {
-	hop  [32]byte
-	pkt  []byte
-	frag *outFragment // the fragment it carries, if any
+	hop   [32]byte
+	pkt   []byte
+	epoch uint64       // the epoch of the keys it was built with
+	frag  *outFragment // the fragment it carries, if any
+	reply bool         // an end-to-end ACK through someone's SURB
+	gen   uint64       // reply: send once the state of this generation is saved
 }
 
 // buildSlot makes the packet for one send slot (under c.mu). It also
@@ -28,23 +32,27 @@ func (c *Client) buildSlot(kind cover.Kind, now time.Time) (sp slotPacket, finis
 	switch kind {
 	case cover.Payload:
 		c.stats.PacketsPayload++
+		if r, ok := c.nextReply(); ok {
+			return r, nil, nil
+		}
 		for {
 			f := c.nextFragment()
 			if f == nil {
 				c.stats.PayloadDecoys++
 				sp.hop, sp.pkt, err = c.buildDrop(v, e, now)
+				sp.epoch = e
 				return sp, finished, err
 			}
-			sp.hop, sp.pkt, err = c.buildFragment(v, e, f, now)
+			sp, err = c.buildFragment(v, e, f, now)
 			if err == nil {
 				sp.frag = f
 				return sp, finished, nil
 			}
 			// A fragment that cannot be built now never will be (unknown
-			// provider, expired SURB): fail its message, fill the slot
-			// with the next fragment.
+			// provider, no usable SURB left): fail its message, fill the
+			// slot with the next fragment.
 			c.log.Warn("message failed", "id", f.msg.id, "err", err)
-			finished = append(finished, c.fail(f.msg, err, now))
+			finished = append(finished, c.fail(f.msg, err, now)...)
 		}
 	case cover.Loop:
 		c.stats.PacketsLoop++
@@ -53,8 +61,41 @@ func (c *Client) buildSlot(kind cover.Kind, now time.Time) (sp slotPacket, finis
 		c.stats.PacketsDrop++
 		sp.hop, sp.pkt, err = c.buildDrop(v, e, now)
 	}
+	sp.epoch = e
 	return sp, finished, err
 }
+
+// nextReply pops the next end-to-end ACK whose fragment is saved (under
+// c.mu).
+func (c *Client) nextReply() (slotPacket, bool) {
+	for i, r := range c.replies {
+		if c.store == nil || r.gen <= c.savedGen {
+			c.replies = append(c.replies[:i:i], c.replies[i+1:]...)
+			return r, true
+		}
+	}
+	return slotPacket{}, false
+}
+
+// queueReply queues an end-to-end ACK through surb, a SURB a sender put in
+// a fragment it sent through one of this client's contacts (under c.mu).
+// It leaves in a payload slot once the state holding the fragment is
+// saved; the sender learns nothing but that its fragment arrived.
+func (c *Client) queueReply(g *sphinx.Geometry, surb []byte) {
+	if len(c.replies) >= maxReplies {
+		c.stats.RepliesDropped++
+		return
+	}
+	pkt, first, err := sphinx.NewPacketFromSURB(g, surb, make([]byte, g.ForwardPayloadLength))
+	if err != nil {
+		c.stats.Malformed++
+		return
+	}
+	c.replies = append(c.replies, slotPacket{hop: first, pkt: pkt, reply: true, gen: c.gen + 1})
+}
+
+// maxReplies bounds the end-to-end ACKs waiting for a payload slot.
+const maxReplies = 1024
 
 // nextFragment pops the next fragment that still needs sending.
 func (c *Client) nextFragment() *outFragment {
@@ -180,84 +221,119 @@ func (c *Client) newSURBID() ([sphinx.SURBIDLength]byte, error) {
 	}
 }
 
-func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time) ([32]byte, []byte, error) {
+func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time) (slotPacket, error) {
+	clk := c.clk0()
 	if sp := f.pending; sp != nil {
-		// The provider refused this packet before: it never entered the
-		// network, so sending the same bytes again is safe.
 		f.pending = nil
-		return sp.hop, sp.pkt, nil
+		// The provider refused this packet before (busy, or the link was
+		// down): it never entered the network, so the same bytes may go
+		// again while their keys are current.
+		if sp.epoch == clk.At(now) {
+			return *sp, nil
+		}
 	}
 	m := f.msg
 	plain := fragmentPlain{kind: kindFragment, id: m.id, index: f.index, count: len(m.frags), data: f.data}
 	body, err := sealBody(m.key, &plain, v.geo.UserForwardPayloadLength)
 	if err != nil {
-		return [32]byte{}, nil, err
+		return slotPacket{}, err
 	}
 	if m.to.Anonymous() {
-		if !c.cfg.Clock.KeyValid(m.to.Epoch, now) {
-			return [32]byte{}, nil, fmt.Errorf("%w: SURBs for epoch %d", ErrContactExpired, m.to.Epoch)
-		}
-		payload, err := clientproto.PackForward(v.geo, nil, body)
-		if err != nil {
-			return [32]byte{}, nil, err
-		}
-		pkt, first, err := sphinx.NewPacketFromSURB(v.geo, f.surb, payload)
-		if err != nil {
-			return [32]byte{}, nil, fmt.Errorf("%w: %w", ErrContact, err)
+		s := f.surb
+		if s == nil || s.Epoch != e {
+			// Reserved in another epoch (the message waited across a
+			// boundary), or spent by an earlier try: take another.
+			ss, err := c.takeSURBs(m.to, 1, now)
+			if err != nil {
+				return slotPacket{}, err
+			}
+			s = ss[0]
 		}
 		f.surb = nil
-		return first, pkt, nil
+		// The fragment carries a SURB back to this client, through which
+		// the recipient's client acknowledges it end to end.
+		id, err := c.newSURBID()
+		if err != nil {
+			return slotPacket{}, err
+		}
+		ackSURB, keys, _, err := c.makeSURB(v, e, true, now, &sphinx.SURBReply{ID: id}, &sphinx.Recipient{ID: c.ownMailbox})
+		if err != nil {
+			return slotPacket{}, err
+		}
+		payload, err := clientproto.PackForward(v.geo, ackSURB, body)
+		if err != nil {
+			clear(keys)
+			return slotPacket{}, err
+		}
+		pkt, first, err := sphinx.NewPacketFromSURB(v.geo, s.SURB, payload)
+		if err != nil {
+			clear(keys)
+			return slotPacket{}, fmt.Errorf("%w: %w", ErrContact, err)
+		}
+		f.mixes = nil // the contact's path is the recipient's secret: nothing to blame
+		f.timeout = retryTimeout(c.deliveryTimeout(v), f.tries)
+		c.surbs[id] = &surbEntry{kind: surbE2E, keys: keys, expires: now.Add(2 * f.timeout), frag: f}
+		return slotPacket{hop: first, pkt: pkt, epoch: s.Epoch}, nil
 	}
 	dest, ok := v.provider(m.to.Provider)
 	if !ok {
-		return [32]byte{}, nil, fmt.Errorf("%w: %x", ErrUnknownProvider, m.to.Provider[:8])
+		return slotPacket{}, fmt.Errorf("%w: %x", ErrUnknownProvider, m.to.Provider[:8])
 	}
 	id, err := c.newSURBID()
 	if err != nil {
-		return [32]byte{}, nil, err
+		return slotPacket{}, err
 	}
 	surb, keys, ackMixes, err := c.makeSURB(v, e, true, now, &sphinx.SURBReply{ID: id}, &sphinx.Recipient{ID: c.ownMailbox})
 	if err != nil {
-		return [32]byte{}, nil, err
+		return slotPacket{}, err
 	}
 	pkt, fwdMixes, err := c.buildForward(v, e, dest, m.to.Mailbox, surb, body, true, now)
 	if err != nil {
 		clear(keys)
-		return [32]byte{}, nil, err
+		return slotPacket{}, err
 	}
 	ack, _, _ := c.timeouts(v)
 	f.mixes = append(fwdMixes, ackMixes...)
-	f.timeout = ack
-	c.surbs[id] = &surbEntry{kind: surbACK, keys: keys, expires: now.Add(2 * ack), frag: f, mixes: f.mixes}
-	return c.cfg.ProviderID, pkt, nil
+	f.timeout = retryTimeout(ack, f.tries)
+	c.surbs[id] = &surbEntry{kind: surbACK, keys: keys, expires: now.Add(2 * f.timeout), frag: f, mixes: f.mixes}
+	return slotPacket{hop: c.cfg.ProviderID, pkt: pkt, epoch: e}, nil
+}
+
+// retryTimeout is the ACK timeout of a fragment's try after tries earlier
+// ones: base doubled per try, capped, plus up to a quarter of jitter.
+// Doubling rides out a recipient's provider that is down for minutes
+// without spending every try in its first seconds.
+func retryTimeout(base time.Duration, tries int) time.Duration {
+	d := maxRetransmitTimeout
+	if tries < 20 {
+		if s := base << tries; s > 0 && s < d {
+			d = s
+		}
+	}
+	return d + rand.N(d/4+1)
 }
 
 // sentFragment books a fragment the provider accepted (under c.mu).
-func (c *Client) sentFragment(f *outFragment, now time.Time) []MessageStatus {
+func (c *Client) sentFragment(f *outFragment, now time.Time) {
 	m := f.msg
 	f.tries++
 	m.packets++
 	c.stats.FragmentsSent++
 	if m.final() || f.acked {
-		return nil
+		return
 	}
-	if !m.to.Anonymous() {
-		f.inFlight = true
-		f.deadline = now.Add(f.timeout)
-	}
+	f.inFlight = true
+	f.deadline = now.Add(f.timeout)
 	if f.tries > 1 {
 		c.stats.Retransmissions++
-		return nil
+		return
 	}
 	m.sent++
 	if m.sent == len(m.frags) && m.state == StateQueued {
 		m.state = StateSent
 		c.stats.MessagesSent++
-		if m.final() {
-			return []MessageStatus{c.finish(m, now)}
-		}
 	}
-	return nil
+	c.changed()
 }
 
 func (c *Client) buildLoop(v *view, e uint64, now time.Time) ([32]byte, []byte, error) {

@@ -83,7 +83,10 @@ func (v *view) key(n *topology.Node, e uint64) (*sphinx.PublicKey, error) {
 
 // fetchDocument asks the provider for epoch e's document and verifies it.
 func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
-	raw, err := c.cfg.Provider.Document(ctx, e)
+	fctx, cancel := context.WithTimeout(ctx, callTimeout)
+	raw, err := c.link().Document(fctx, e)
+	cancel()
+	c.observe(ctx, err)
 	if err != nil {
 		return nil, fmt.Errorf("client: document for epoch %d: %w", e, err)
 	}
@@ -91,12 +94,14 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: document for epoch %d: %w", e, err)
 	}
+	// Another clock explains a wrong epoch too: check it first.
+	clk := c.clk0()
+	if p := &doc.Params; p.HasClock() && (!p.Genesis.Equal(clk.Genesis()) || p.EpochPeriod != clk.Period() || p.EpochGrace != clk.Grace()) {
+		return nil, fmt.Errorf("%w: the document of epoch %d states genesis %v, period %v, grace %v; the client runs on %v, %v, %v",
+			ErrWrongClock, doc.Epoch, p.Genesis, p.EpochPeriod, p.EpochGrace, clk.Genesis(), clk.Period(), clk.Grace())
+	}
 	if doc.Epoch != e {
 		return nil, fmt.Errorf("client: asked for epoch %d, provider sent %d", e, doc.Epoch)
-	}
-	if p, clk := &doc.Params, c.cfg.Clock; p.HasClock() && (!p.Genesis.Equal(clk.Genesis()) || p.EpochPeriod != clk.Period() || p.EpochGrace != clk.Grace()) {
-		return nil, fmt.Errorf("%w: the document of epoch %d states genesis %v, period %v, grace %v; the client runs on %v, %v, %v",
-			ErrWrongClock, e, p.Genesis, p.EpochPeriod, p.EpochGrace, clk.Genesis(), clk.Period(), clk.Grace())
 	}
 	c.mu.Lock()
 	network := c.network
@@ -107,16 +112,56 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 	}
 	v.fetched = time.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.network == "" {
 		c.network = doc.Network
+		c.changed()
 	}
 	c.docs[e] = v
+	if c.geo == nil {
+		c.geo = v.geo
+		c.changed()
+	}
 	for old := range c.docs {
 		if old+1 < e {
 			delete(c.docs, old)
 		}
 	}
+	evs := c.updateConn(v.fetched)
+	c.mu.Unlock()
+	c.docOnce.Do(func() { close(c.firstDoc) })
+	c.geoOnce.Do(func() { close(c.geoKnown) })
+	c.emit(evs)
+	return v, nil
+}
+
+// latestView returns the newest document held (under c.mu), whatever its
+// epoch: the network's geometry does not change between documents, so it
+// fixes fragment sizes even while the client cannot route.
+func (c *Client) latestView() *view {
+	var best *view
+	for e, v := range c.docs {
+		if best == nil || e > best.doc.Epoch {
+			best = v
+		}
+	}
+	return best
+}
+
+// viewFor returns the view to build epoch e's SURBs with (under c.mu):
+// e's document if the client holds it, else base's members laid out in
+// the layers e's document gives them (pkidoc.Document.Layers depends on
+// the epoch, the network and the mixes only).
+func (c *Client) viewFor(e uint64, base *view) (*view, error) {
+	if v, ok := c.docs[e]; ok {
+		return v, nil
+	}
+	d := *base.doc
+	d.Epoch = e
+	v, err := newView(&d, c.network, c.cfg.ProviderID)
+	if err != nil {
+		return nil, err
+	}
+	v.fetched = base.fetched
 	return v, nil
 }
 
@@ -128,11 +173,14 @@ func (c *Client) fetchDocument(ctx context.Context, e uint64) (*view, error) {
 func docRefresh(period time.Duration) time.Duration { return min(period/8, time.Minute) }
 
 // docLoop keeps the documents of the current epoch, fetched again every
-// docRefresh, and, in the last eighth of an epoch, the next one.
-func (c *Client) docLoop(ctx context.Context) {
-	clock := c.cfg.Clock
-	retry := min(clock.Period()/16, 5*time.Second)
+// docRefresh, and, in the last eighth of an epoch, the next one. A fetch
+// that fails is retried with backoff (from 1 s, doubling with jitter, up
+// to min(period/8, 30 s)), whether or not an older copy is held. A
+// document on another clock than the client's ends Run (stop).
+func (c *Client) docLoop(ctx context.Context, stop context.CancelCauseFunc) {
+	clock := c.clk0()
 	refresh := docRefresh(clock.Period())
+	bo := backoff{min: min(time.Second, refresh), max: max(min(clock.Period()/8, connectBackoffMax), time.Second)}
 	for {
 		now := time.Now()
 		e := clock.At(now)
@@ -140,7 +188,7 @@ func (c *Client) docLoop(ctx context.Context) {
 		if clock.UntilNext(now) <= clock.Period()/8 {
 			want = append(want, e+1)
 		}
-		missing := false
+		failed := false
 		for _, w := range want {
 			c.mu.Lock()
 			v, have := c.docs[w]
@@ -152,21 +200,26 @@ func (c *Client) docLoop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
+				if errors.Is(err, ErrWrongClock) {
+					c.log.Error("the network changed its epoch clock", "err", err)
+					stop(err)
+					return
+				}
+				failed = true
 				lvl := c.log.Warn
-				if errors.Is(err, clientproto.ErrNoDocument) {
+				if errors.Is(err, clientproto.ErrNoDocument) || isLinkError(err) {
+					// Expected near a boundary; an outage is logged once,
+					// by the connection state.
 					lvl = c.log.Debug
 				}
-				if have {
-					// The copy held stays in use.
-					lvl("PKI document not refreshed", "epoch", w, "err", err)
-					continue
-				}
-				missing = true
-				lvl("PKI document not available", "epoch", w, "err", err)
+				lvl("PKI document not fetched", "epoch", w, "held", have, "err", err)
 			}
 		}
-		wait := retry
-		if !missing {
+		var wait time.Duration
+		if failed {
+			wait = bo.next()
+		} else {
+			bo.reset()
 			until := clock.UntilNext(time.Now())
 			wait = until
 			if until > clock.Period()/8 {
@@ -178,7 +231,7 @@ func (c *Client) docLoop(ctx context.Context) {
 			}
 			c.mu.Unlock()
 		}
-		if !sleep(ctx, max(wait, time.Millisecond)) {
+		if !sleep(ctx, max(wait, 10*time.Millisecond)) {
 			return
 		}
 	}
@@ -188,7 +241,7 @@ func (c *Client) docLoop(ctx context.Context) {
 // current epoch's document, or the previous one, whose descriptors carry
 // the current epoch's keys too.
 func (c *Client) routeView(now time.Time) (*view, uint64, error) {
-	e := c.cfg.Clock.At(now)
+	e := c.clk0().At(now)
 	if v, ok := c.docs[e]; ok {
 		return v, e, nil
 	}
@@ -233,7 +286,7 @@ func (c *Client) delayCap(v *view) time.Duration {
 	if mu := v.doc.Params.Mu; mu > 0 {
 		capd = time.Duration(10 / mu * float64(time.Second))
 	}
-	if g := c.cfg.Clock.Grace(); g > 0 {
+	if g := c.clk0().Grace(); g > 0 {
 		if gc := g / time.Duration(hops); capd == 0 || gc < capd {
 			capd = gc
 		}
@@ -273,6 +326,22 @@ func (c *Client) timeouts(v *view) (ack, loopBody, loopAck time.Duration) {
 		loopBody, loopAck = c.cfg.LoopTimeout, c.cfg.LoopTimeout+(loopAck-loopBody)
 	}
 	return ack, loopBody, loopAck
+}
+
+// deliveryTimeout is the base wait for an end-to-end ACK of a fragment sent
+// through a contact's SURB: the forward ACK's wait (both legs' delays and
+// fetches), plus the recipient's fetch and the payload slot its ACK waits
+// for (ten mean gaps of λP), plus slack.
+func (c *Client) deliveryTimeout(v *view) time.Duration {
+	if c.cfg.DeliveryTimeout > 0 {
+		return c.cfg.DeliveryTimeout
+	}
+	ack, _, _ := c.timeouts(v)
+	var slot time.Duration
+	if p := v.rates.Payload; p > 0 {
+		slot = time.Duration(min(10/p, 600) * float64(time.Second))
+	}
+	return ack + 2*c.cfg.FetchInterval + slot + 5*time.Second
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

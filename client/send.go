@@ -3,9 +3,12 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
+	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/cover"
 )
 
@@ -58,13 +61,23 @@ func (c *Client) sendLoop(ctx context.Context) {
 	}
 }
 
-// slot builds and sends the packet of one send slot.
+// slot builds and sends the packet of one send slot. While the client is
+// not connected nothing is built: the slot is skipped, and what waits to
+// be sent stays queued (the fetch loop probes the provider meanwhile).
 func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 	now := time.Now()
 	c.mu.Lock()
+	if c.conn.State != Connected {
+		c.stats.SkippedSlots++
+		c.mu.Unlock()
+		return
+	}
 	sp, finished, err := c.buildSlot(kind, now)
 	c.mu.Unlock()
 	c.report(finished)
+	// Reported: the statuses after the send are new ones. (Reporting
+	// these again was how one failure reached OnStatus twice.)
+	finished = nil
 	if err != nil {
 		c.mu.Lock()
 		c.stats.SkippedSlots++
@@ -72,22 +85,37 @@ func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 		c.log.Warn("send slot skipped", "kind", kind, "err", err)
 		return
 	}
-	err = c.cfg.Provider.Send(ctx, sp.hop, sp.pkt)
+	sctx, cancel := context.WithTimeout(ctx, callTimeout)
+	err = c.link().Send(sctx, sp.hop, sp.pkt)
+	cancel()
 	if err != nil && ctx.Err() != nil {
+		c.unsent(sp)
 		return
 	}
+	c.observe(ctx, err)
+	now = time.Now()
 	c.mu.Lock()
 	switch f := sp.frag; {
 	case err == nil && f != nil:
-		finished = c.sentFragment(f, time.Now())
+		c.sentFragment(f, now)
+	case err == nil && sp.reply:
+		c.stats.RepliesSent++
 	case err != nil:
 		c.stats.SendErrors++
-		// A fragment the provider refused (busy, or the link is down)
-		// goes back to the front of the queue with its packet, to leave
-		// in the next payload slot; it does not count as a try.
 		if f != nil && !f.acked && !f.msg.final() {
-			f.pending = &sp
-			c.requeueFront(f)
+			if errors.Is(err, clientproto.ErrBadRequest) {
+				// Not a passing condition: this packet will never be
+				// taken.
+				finished = c.refused(f, err, now)
+			} else {
+				// Busy, or the link is down: the same packet goes again
+				// in the next payload slot; it does not count as a try.
+				f.pending = &sp
+				c.requeueFront(f)
+			}
+		}
+		if sp.reply && !errors.Is(err, clientproto.ErrBadRequest) && len(c.replies) < maxReplies {
+			c.replies = append([]slotPacket{sp}, c.replies...)
 		}
 	}
 	c.mu.Unlock()
@@ -95,4 +123,38 @@ func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 	if err != nil {
 		c.log.Debug("provider refused a packet", "kind", kind, "err", err)
 	}
+}
+
+// unsent puts back what a slot cut short by the end of Run carried.
+func (c *Client) unsent(sp slotPacket) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := sp.frag; f != nil && !f.acked && !f.msg.final() {
+		f.pending = &sp
+		c.requeueFront(f)
+	}
+	if sp.reply {
+		c.replies = append([]slotPacket{sp}, c.replies...)
+	}
+}
+
+// refused handles a fragment whose packet the provider refused as a bad
+// request (under c.mu). A SURB reply's first hop must be a layer-0 mix of
+// the provider's current document: a SURB made for an epoch whose layers
+// differ is refused, and another of the contact's SURBs is tried; a
+// forward packet the provider refuses is a bug it reports.
+func (c *Client) refused(f *outFragment, err error, now time.Time) []MessageStatus {
+	m := f.msg
+	if m.to.Anonymous() {
+		f.tries++ // a SURB spent
+		if f.tries < maxSURBTries {
+			if ss, terr := c.takeSURBs(m.to, 1, now); terr == nil {
+				f.surb = ss[0]
+				c.requeueFront(f)
+				return nil
+			}
+		}
+		return c.fail(m, fmt.Errorf("%w: %w", ErrSURBRefused, err), now)
+	}
+	return c.fail(m, fmt.Errorf("client: the provider refused the packet of fragment %d: %w", f.index+1, err), now)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	crand "crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -35,7 +36,8 @@ type simNet struct {
 	docs    map[uint64][]byte
 	doc     *pkidoc.Document
 	nodes   map[[32]byte]*simNode
-	layers  [][][32]byte
+	layers  [][][32]byte          // of the first epoch
+	layer0  map[uint64][][32]byte // layer 0 of each epoch with a document
 	provs   [][32]byte
 
 	mu       sync.Mutex
@@ -79,7 +81,7 @@ func newSimNet(t testing.TB, mixesPerLayer int, params pkidoc.NetworkParams) *si
 	}
 	// The documents state the clock, as the gossip PKI's do.
 	params.Genesis, params.EpochGrace = clock.Genesis(), clock.Grace()
-	n := &simNet{t: t, g: g, clock: clock, params: params, network: "simnet", docs: map[uint64][]byte{},
+	n := &simNet{t: t, g: g, clock: clock, params: params, network: "simnet", docs: map[uint64][]byte{}, layer0: map[uint64][][32]byte{},
 		nodes: map[[32]byte]*simNode{}, dropping: map[[32]byte]bool{}, counts: map[string]int{}}
 	e := clock.Now()
 	type member struct {
@@ -138,6 +140,9 @@ func newSimNet(t testing.TB, mixesPerLayer int, params pkidoc.NetworkParams) *si
 			t.Fatal(err)
 		}
 		n.docs[de] = raw
+		for _, sd := range doc.Layers()[0] {
+			n.layer0[de] = append(n.layer0[de], [32]byte(sd.Descriptor.Identity))
+		}
 		if de == e {
 			n.doc = doc
 			for _, layer := range doc.Layers() {
@@ -191,6 +196,13 @@ func (n *simNet) dropAll(id [32]byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.dropping[id] = true
+}
+
+// revive makes a dropping node work again.
+func (n *simNet) revive(id [32]byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.dropping, id)
 }
 
 func (n *simNet) close() {
@@ -347,6 +359,38 @@ type simProvider struct {
 	capture    bool
 	refuseNext int // refuse this many Sends, as a busy provider does
 	sent       []sentPacket
+	down       bool  // every call fails as if the provider were unreachable
+	docErr     error // Document fails with it
+	failAcks   bool  // Ack fails (the entries stay)
+	calls      map[string]int
+}
+
+var errSimDown = errors.New("sim: provider unreachable")
+
+// call counts a call and fails it while the provider is down.
+func (p *simProvider) call(op string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls == nil {
+		p.calls = map[string]int{}
+	}
+	p.calls[op]++
+	if p.down {
+		return errSimDown
+	}
+	return nil
+}
+
+func (p *simProvider) setDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
+func (p *simProvider) count(op string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls[op]
 }
 
 type sentPacket struct {
@@ -356,6 +400,18 @@ type sentPacket struct {
 }
 
 func (p *simProvider) Document(ctx context.Context, e uint64) ([]byte, error) {
+	if err := p.call("document"); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	docErr := p.docErr
+	p.mu.Unlock()
+	if docErr != nil {
+		return nil, docErr
+	}
+	if e == clientproto.CurrentEpoch {
+		e = p.net.clock.Now()
+	}
 	p.net.mu.Lock()
 	raw, ok := p.net.docs[e]
 	p.net.mu.Unlock()
@@ -366,6 +422,9 @@ func (p *simProvider) Document(ctx context.Context, e uint64) ([]byte, error) {
 }
 
 func (p *simProvider) Send(ctx context.Context, firstHop [32]byte, pkt []byte) error {
+	if err := p.call("send"); err != nil {
+		return err
+	}
 	if len(pkt) != p.net.g.PacketLength {
 		return fmt.Errorf("sim: packet of %d bytes", len(pkt))
 	}
@@ -381,8 +440,10 @@ func (p *simProvider) Send(ctx context.Context, firstHop [32]byte, pkt []byte) e
 	if capture {
 		return nil
 	}
-	if firstHop != p.home && !slices.Contains(p.net.layers[0], firstHop) {
-		return fmt.Errorf("sim: first hop %x is neither the provider nor a layer-0 mix", firstHop[:4])
+	// As a provider does (host/node Forward): a reply's first hop must be
+	// in layer 0 of the current epoch's document.
+	if firstHop != p.home && !slices.Contains(p.net.layer0[p.net.clock.Now()], firstHop) {
+		return fmt.Errorf("sim: first hop %x is neither the provider nor a layer-0 mix: %w", firstHop[:4], clientproto.ErrBadRequest)
 	}
 	p.net.deliver(firstHop, slices.Clone(pkt))
 	return nil
@@ -396,6 +457,9 @@ func (p *simProvider) box(ref clientproto.MailboxRef) clientproto.MailboxID {
 }
 
 func (p *simProvider) Fetch(ctx context.Context, ref clientproto.MailboxRef, after uint64, limit int) ([]clientproto.Message, error) {
+	if err := p.call("fetch"); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		limit = 16
 	}
@@ -422,6 +486,15 @@ func (p *simProvider) Fetch(ctx context.Context, ref clientproto.MailboxRef, aft
 }
 
 func (p *simProvider) Ack(ctx context.Context, ref clientproto.MailboxRef, ids []uint64) error {
+	if err := p.call("ack"); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	fail := p.failAcks
+	p.mu.Unlock()
+	if fail {
+		return fmt.Errorf("sim: %w", clientproto.ErrInternal)
+	}
 	n := p.net
 	nd := n.nodes[p.home]
 	n.mu.Lock()
@@ -437,6 +510,31 @@ func (p *simProvider) packets() []sentPacket {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.sent)
+}
+
+// duplicate stores every entry of a client's own mailbox once more, under
+// new IDs, as a sender's retransmissions would.
+func (p *simProvider) duplicate() {
+	p.net.mu.Lock()
+	defer p.net.mu.Unlock()
+	nd := p.net.nodes[p.home]
+	box := p.box(clientproto.MailboxRef{})
+	for _, e := range slices.Clone(nd.boxes[box]) {
+		nd.nextID++
+		e.id = nd.nextID
+		nd.boxes[box] = append(nd.boxes[box], e)
+	}
+}
+
+// entryIDs lists the IDs of what waits in a client's own mailbox.
+func (p *simProvider) entryIDs() []uint64 {
+	p.net.mu.Lock()
+	defer p.net.mu.Unlock()
+	var ids []uint64
+	for _, e := range p.net.nodes[p.home].boxes[p.box(clientproto.MailboxRef{})] {
+		ids = append(ids, e.id)
+	}
+	return ids
 }
 
 // pending counts what waits in a client's own mailbox.

@@ -1,29 +1,53 @@
 package client
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/core/sphinx"
 )
 
-// stateVersion is the version of MarshalState's encoding.
-const stateVersion = 1
+// stateVersion is the version of the state encoding; LoadState also
+// reads version 1 (no identity, clock or outgoing messages).
+const stateVersion = 2
 
 // The state encoding is JSON (a local file, read by the same program that
-// wrote it; binary fields are base64). It holds secrets: SURB keys, the
-// capabilities of SURB mailboxes, per-contact HPKE keys. Store it owner-only.
+// wrote it; binary fields are base64). It holds secrets: the identity, SURB
+// keys, the capabilities of SURB mailboxes, per-contact HPKE keys. Store it
+// owner-only (FileStore does).
 type stateFile struct {
-	Version   int            `json:"version"`
-	Network   string         `json:"network,omitempty"`
+	Version  int    `json:"version"`
+	Identity []byte `json:"identity,omitempty"` // Ed25519 seed
+	// MessageKey is set only when Config.MessageKey was (else it derives
+	// from the identity).
+	MessageKey   []byte        `json:"message_key,omitempty"`
+	ProviderAddr string        `json:"provider_addr,omitempty"`
+	Genesis      time.Time     `json:"genesis,omitzero"`
+	Period       time.Duration `json:"epoch_period,omitempty"`
+	Grace        time.Duration `json:"epoch_grace,omitempty"`
+	Network      string        `json:"network,omitempty"`
+	// Geometry is the network's packet geometry (the user forward payload
+	// and the hops), so that Send can cut messages before the first
+	// document after a restart.
+	Geometry  *stateGeometry `json:"geometry,omitempty"`
 	SURBs     []stateSURB    `json:"contact_surbs,omitempty"`
 	Mailboxes []stateMailbox `json:"surb_mailboxes,omitempty"`
 	Pending   []statePending `json:"pending,omitempty"`
 	Unread    []stateUnread  `json:"unread,omitempty"`
 	Done      []stateExpiry  `json:"done,omitempty"`
 	UsedSURBs []stateExpiry  `json:"used_surbs,omitempty"`
+	Outgoing  []stateOut     `json:"outgoing,omitempty"`
+}
+
+type stateGeometry struct {
+	PayloadLen int `json:"payload_len"`
+	Hops       int `json:"hops"`
 }
 
 type stateSURB struct {
@@ -33,19 +57,22 @@ type stateSURB struct {
 	Expires    time.Time `json:"expires"`
 	PayloadLen int       `json:"payload_len"`
 	Hops       int       `json:"hops"`
+	For        string    `json:"for,omitempty"`
 }
 
 type stateMailbox struct {
 	Capability []byte    `json:"capability"`
 	Expires    time.Time `json:"expires"`
+	For        string    `json:"for,omitempty"`
 }
 
-// stateUnread is a complete message not yet handed to the application.
+// stateUnread is a complete message the application has not taken yet.
 type stateUnread struct {
 	ID       []byte    `json:"id"`
 	Body     []byte    `json:"body"`
 	Received time.Time `json:"received"`
 	ViaSURB  bool      `json:"via_surb,omitempty"`
+	Contact  string    `json:"contact,omitempty"`
 }
 
 type statePending struct {
@@ -53,6 +80,7 @@ type statePending struct {
 	Count     int         `json:"count"`
 	First     time.Time   `json:"first"`
 	ViaSURB   bool        `json:"via_surb,omitempty"`
+	Contact   string      `json:"contact,omitempty"`
 	Fragments []stateFrag `json:"fragments"`
 }
 
@@ -66,22 +94,56 @@ type stateExpiry struct {
 	Expires time.Time `json:"expires"`
 }
 
-// MarshalState exports what a restarted client needs to keep receiving:
-// the keys of the SURBs in its receiver-anonymous contacts, its SURB
-// mailboxes, partly reassembled messages, the IDs of recently delivered
-// messages (so that a late duplicate is not delivered twice) and the
-// contact SURBs it has spent, and the complete messages the application has
-// not taken yet (still buffered in Messages once Run has returned, or cut
-// off by its end): they are handed over first by the next Run. Outgoing
-// messages in flight are not kept: a restart forgets them (their ACKs then
-// count as UnknownSURBs).
+// stateOut is an outgoing message not yet in a final state.
+type stateOut struct {
+	ID        []byte         `json:"id"`
+	To        string         `json:"to"` // the contact string
+	Queued    time.Time      `json:"queued"`
+	Fragments []stateOutFrag `json:"fragments"`
+}
+
+type stateOutFrag struct {
+	Data  []byte `json:"data,omitempty"`
+	Acked bool   `json:"acked,omitempty"`
+	Tries int    `json:"tries,omitempty"`
+	// SURB is the contact SURB reserved for the fragment's next try
+	// (anonymous contacts), by its index in the contact.
+	SURB *int `json:"surb,omitempty"`
+}
+
+// Bounds on what a state may hold.
+const (
+	maxOutgoing = 1 << 16
+	maxUnread   = 1 << 16
+)
+
+// MarshalState exports the client's state, what a Store holds: its
+// identity and the epoch clock it learned, the keys of the SURBs in its
+// receiver-anonymous contacts, its SURB mailboxes, partly reassembled
+// messages, complete messages the application has not taken (Done), the
+// IDs of recently delivered messages (so that a late duplicate is not
+// delivered twice), the contact SURBs it has spent, and every outgoing
+// message not yet in a final state, which a client loaded with it sends
+// again (fragments not acknowledged go once more; the recipient drops
+// duplicates).
 func (c *Client) MarshalState() ([]byte, error) {
-	c.takeBuffered()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := stateFile{Version: stateVersion, Network: c.network}
+	return c.encodeState()
+}
+
+// encodeState encodes the state (under c.mu).
+func (c *Client) encodeState() ([]byte, error) {
+	st := stateFile{Version: stateVersion, Network: c.network, ProviderAddr: c.providerAddr,
+		Identity: c.cfg.Identity.Seed(), MessageKey: c.cfg.MessageKey}
+	if clk, ok := c.clock(); ok {
+		st.Genesis, st.Period, st.Grace = clk.Genesis(), clk.Period(), clk.Grace()
+	}
+	if c.geo != nil {
+		st.Geometry = &stateGeometry{PayloadLen: c.geo.UserForwardPayloadLength, Hops: c.geo.NrHops}
+	}
 	for _, m := range c.unread {
-		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB})
+		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB, Contact: m.Contact})
 	}
 	for id, e := range c.surbs {
 		if e.kind != surbContact {
@@ -92,13 +154,13 @@ func (c *Client) MarshalState() ([]byte, error) {
 			return nil, fmt.Errorf("client: exporting a contact key: %w", err)
 		}
 		st.SURBs = append(st.SURBs, stateSURB{ID: id[:], Keys: e.keys, MsgKey: k, Expires: e.expires,
-			PayloadLen: e.payloadLen, Hops: e.hops})
+			PayloadLen: e.payloadLen, Hops: e.hops, For: e.label})
 	}
-	for cp, exp := range c.surbMailboxes {
-		st.Mailboxes = append(st.Mailboxes, stateMailbox{Capability: cp[:], Expires: exp})
+	for cp, mb := range c.surbMailboxes {
+		st.Mailboxes = append(st.Mailboxes, stateMailbox{Capability: cp[:], Expires: mb.expires, For: mb.label})
 	}
 	for id, r := range c.inbox {
-		p := statePending{ID: id[:], Count: r.count, First: r.first, ViaSURB: r.viaSURB}
+		p := statePending{ID: id[:], Count: r.count, First: r.first, ViaSURB: r.viaSURB, Contact: r.contact}
 		for i, d := range r.frags {
 			p.Fragments = append(p.Fragments, stateFrag{Index: i, Data: d})
 		}
@@ -110,146 +172,305 @@ func (c *Client) MarshalState() ([]byte, error) {
 	for fp, exp := range c.usedSURBs {
 		st.UsedSURBs = append(st.UsedSURBs, stateExpiry{ID: fp[:], Expires: exp})
 	}
+	for id, m := range c.out {
+		if m.final() {
+			continue
+		}
+		to, err := m.to.MarshalText()
+		if err != nil {
+			return nil, err
+		}
+		o := stateOut{ID: id[:], To: string(to), Queued: m.queued}
+		for _, f := range m.frags {
+			of := stateOutFrag{Acked: f.acked, Tries: f.tries}
+			if !f.acked {
+				of.Data = f.data
+			}
+			if f.surb != nil {
+				if i := slices.IndexFunc(m.to.SURBs, func(s ContactSURB) bool { return bytes.Equal(s.SURB, f.surb.SURB) }); i >= 0 {
+					of.SURB = &i
+				}
+			}
+			o.Fragments = append(o.Fragments, of)
+		}
+		st.Outgoing = append(st.Outgoing, o)
+	}
 	return json.Marshal(&st)
+}
+
+// loadedState is a decoded and checked state, ready to merge.
+type loadedState struct {
+	identity     ed25519.PrivateKey
+	messageKey   []byte
+	providerAddr string
+	clock        *epoch.Clock
+	geo          *sphinx.Geometry
+	network      string
+	surbs        map[[sphinx.SURBIDLength]byte]*surbEntry
+	mailboxes    map[[16]byte]*surbMailbox
+	inbox        map[MessageID]*reassembly
+	unread       []Message
+	done         map[MessageID]time.Time
+	used         map[[32]byte]time.Time
+	out          []*outgoing
 }
 
 // LoadState merges state exported by MarshalState into the client. Call it
 // before Run. Everything is checked before anything is merged; bad input
-// gives an error wrapping ErrState and changes nothing.
+// gives an error wrapping ErrState and changes nothing. A state of another
+// identity than the client's is refused.
 func (c *Client) LoadState(b []byte) error {
+	st, err := decodeState(b)
+	if err != nil {
+		return err
+	}
+	return c.merge(st)
+}
+
+func decodeState(b []byte) (*loadedState, error) {
 	var st stateFile
 	if err := json.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("%w: %w", ErrState, err)
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
 	}
-	if st.Version != stateVersion {
-		return fmt.Errorf("%w: version %d, want %d", ErrState, st.Version, stateVersion)
+	if st.Version != stateVersion && st.Version != 1 {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrState, st.Version, stateVersion)
 	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrState}, args...)...)
 	}
-	surbs := map[[sphinx.SURBIDLength]byte]*surbEntry{}
+	l := &loadedState{network: st.Network, providerAddr: st.ProviderAddr}
+	if st.Identity != nil {
+		if len(st.Identity) != ed25519.SeedSize {
+			return nil, bad("identity of %d bytes", len(st.Identity))
+		}
+		l.identity = ed25519.NewKeyFromSeed(st.Identity)
+	}
+	if st.MessageKey != nil {
+		if len(st.MessageKey) != 32 {
+			return nil, bad("message key of %d bytes", len(st.MessageKey))
+		}
+		l.messageKey = st.MessageKey
+	}
+	if st.Period != 0 || !st.Genesis.IsZero() {
+		clk, err := epoch.New(st.Genesis, st.Period, st.Grace)
+		if err != nil {
+			return nil, bad("epoch clock: %v", err)
+		}
+		l.clock = &clk
+	}
+	if g := st.Geometry; g != nil {
+		geo, err := sphinx.NewGeometry(g.PayloadLen, g.Hops, true)
+		if err != nil || geo.UserForwardPayloadLength < minBody {
+			return nil, bad("geometry: %v", err)
+		}
+		l.geo = geo
+	}
+	if len(st.Network) > maxNetworkLen {
+		return nil, bad("network name of %d bytes", len(st.Network))
+	}
+	l.surbs = map[[sphinx.SURBIDLength]byte]*surbEntry{}
 	for _, s := range st.SURBs {
 		if len(s.ID) != sphinx.SURBIDLength {
-			return bad("SURB ID of %d bytes", len(s.ID))
+			return nil, bad("SURB ID of %d bytes", len(s.ID))
 		}
 		g, err := sphinx.NewGeometry(s.PayloadLen, s.Hops, true)
 		if err != nil {
-			return bad("SURB geometry: %v", err)
+			return nil, bad("SURB geometry: %v", err)
 		}
 		if len(s.Keys) == 0 || len(s.Keys)%sphinx.SURBKeysEntryLength != 0 || len(s.Keys) > sphinx.SURBKeysEntryLength*(g.NrHops+1) {
-			return bad("SURB keys of %d bytes", len(s.Keys))
+			return nil, bad("SURB keys of %d bytes", len(s.Keys))
 		}
 		k, err := hpkeKEM.NewPrivateKey(s.MsgKey)
 		if err != nil {
-			return bad("contact key: %v", err)
+			return nil, bad("contact key: %v", err)
 		}
-		surbs[[sphinx.SURBIDLength]byte(s.ID)] = &surbEntry{kind: surbContact, keys: s.Keys, msgKey: k,
-			expires: s.Expires, payloadLen: s.PayloadLen, hops: s.Hops}
+		l.surbs[[sphinx.SURBIDLength]byte(s.ID)] = &surbEntry{kind: surbContact, keys: s.Keys, msgKey: k,
+			expires: s.Expires, payloadLen: s.PayloadLen, hops: s.Hops, label: s.For}
 	}
-	mailboxes := map[[16]byte]time.Time{}
+	l.mailboxes = map[[16]byte]*surbMailbox{}
 	for _, m := range st.Mailboxes {
 		if len(m.Capability) != 16 {
-			return bad("capability of %d bytes", len(m.Capability))
+			return nil, bad("capability of %d bytes", len(m.Capability))
 		}
-		mailboxes[[16]byte(m.Capability)] = m.Expires
+		l.mailboxes[[16]byte(m.Capability)] = &surbMailbox{expires: m.Expires, label: m.For}
 	}
 	if len(st.Pending) > maxPendingMessages {
-		return bad("%d pending messages", len(st.Pending))
+		return nil, bad("%d pending messages", len(st.Pending))
 	}
-	inbox := map[MessageID]*reassembly{}
+	l.inbox = map[MessageID]*reassembly{}
 	total := 0
 	for _, p := range st.Pending {
 		if len(p.ID) != 16 || p.Count < 1 || p.Count > MaxFragments || len(p.Fragments) >= p.Count {
-			return bad("pending message of %d fragments, %d held", p.Count, len(p.Fragments))
+			return nil, bad("pending message of %d fragments, %d held", p.Count, len(p.Fragments))
 		}
-		r := &reassembly{count: p.Count, frags: map[int][]byte{}, first: p.First, viaSURB: p.ViaSURB}
+		r := &reassembly{count: p.Count, frags: map[int][]byte{}, first: p.First, viaSURB: p.ViaSURB, contact: p.Contact}
 		for _, f := range p.Fragments {
 			if f.Index < 0 || f.Index >= p.Count || len(f.Data) > 1<<16 {
-				return bad("fragment %d of %d", f.Index, p.Count)
+				return nil, bad("fragment %d of %d", f.Index, p.Count)
 			}
 			if _, dup := r.frags[f.Index]; dup {
-				return bad("fragment %d twice", f.Index)
+				return nil, bad("fragment %d twice", f.Index)
 			}
 			r.frags[f.Index] = f.Data
 			total += len(f.Data)
 		}
-		inbox[MessageID(p.ID)] = r
+		l.inbox[MessageID(p.ID)] = r
 	}
 	if total > maxPendingBytes {
-		return bad("%d pending bytes", total)
+		return nil, bad("%d pending bytes", total)
 	}
-	if len(st.Unread) > maxPendingMessages {
-		return bad("%d unread messages", len(st.Unread))
+	if len(st.Unread) > maxUnread {
+		return nil, bad("%d unread messages", len(st.Unread))
 	}
-	var unread []Message
 	for _, u := range st.Unread {
 		if len(u.ID) != 16 {
-			return bad("unread message ID of %d bytes", len(u.ID))
+			return nil, bad("unread message ID of %d bytes", len(u.ID))
 		}
-		total += len(u.Body)
-		unread = append(unread, Message{ID: MessageID(u.ID), Body: u.Body, Received: u.Received, ViaSURB: u.ViaSURB})
+		if slices.ContainsFunc(l.unread, func(m Message) bool { return m.ID == MessageID(u.ID) }) {
+			return nil, bad("unread message %x twice", u.ID)
+		}
+		l.unread = append(l.unread, Message{ID: MessageID(u.ID), Body: u.Body, Received: u.Received, ViaSURB: u.ViaSURB, Contact: u.Contact})
 	}
-	if total > maxPendingBytes {
-		return bad("%d pending and unread bytes", total)
-	}
-	done := map[MessageID]time.Time{}
+	l.done = map[MessageID]time.Time{}
 	for _, d := range st.Done {
 		if len(d.ID) != 16 {
-			return bad("message ID of %d bytes", len(d.ID))
+			return nil, bad("message ID of %d bytes", len(d.ID))
 		}
-		done[MessageID(d.ID)] = d.Expires
+		l.done[MessageID(d.ID)] = d.Expires
 	}
-	if len(done) > maxDone {
-		return bad("%d delivered IDs", len(done))
+	if len(l.done) > maxDone {
+		return nil, bad("%d delivered IDs", len(l.done))
 	}
-	used := map[[32]byte]time.Time{}
+	l.used = map[[32]byte]time.Time{}
 	for _, u := range st.UsedSURBs {
 		if len(u.ID) != 32 {
-			return bad("SURB fingerprint of %d bytes", len(u.ID))
+			return nil, bad("SURB fingerprint of %d bytes", len(u.ID))
 		}
-		used[[32]byte(u.ID)] = u.Expires
+		l.used[[32]byte(u.ID)] = u.Expires
 	}
+	if len(st.Outgoing) > maxOutgoing {
+		return nil, bad("%d outgoing messages", len(st.Outgoing))
+	}
+	for _, o := range st.Outgoing {
+		if len(o.ID) != 16 || len(o.Fragments) == 0 || len(o.Fragments) > MaxFragments {
+			return nil, bad("outgoing message of %d fragments", len(o.Fragments))
+		}
+		to, err := ParseContact(o.To)
+		if err != nil {
+			return nil, bad("outgoing message's contact: %v", err)
+		}
+		key, err := hpkeKEM.NewPublicKey(to.Key)
+		if err != nil {
+			return nil, bad("outgoing message's contact key: %v", err)
+		}
+		m := &outgoing{id: MessageID(o.ID), to: to, key: key, queued: o.Queued, state: StateQueued}
+		for i, of := range o.Fragments {
+			if of.Tries < 0 || len(of.Data) > 1<<16 || (of.SURB != nil && (*of.SURB < 0 || *of.SURB >= len(to.SURBs))) {
+				return nil, bad("outgoing fragment %d", i)
+			}
+			f := &outFragment{msg: m, index: i, data: of.Data, acked: of.Acked, tries: of.Tries}
+			if of.SURB != nil {
+				f.surb = &to.SURBs[*of.SURB]
+			}
+			if f.acked {
+				m.acked++
+			}
+			if f.tries > 0 {
+				m.sent++
+			}
+			m.frags = append(m.frags, f)
+		}
+		if m.acked == len(m.frags) {
+			continue
+		}
+		l.out = append(l.out, m)
+	}
+	return l, nil
+}
 
+// merge adds a loaded state to the client's.
+func (c *Client) merge(l *loadedState) error {
+	if l.identity != nil && c.cfg.Identity != nil && !l.identity.Equal(c.cfg.Identity) {
+		return fmt.Errorf("%w: the state belongs to another identity (%x), the client is %x", ErrState,
+			l.identity.Public().(ed25519.PublicKey)[:8], c.pub[:8])
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.Network != "" && c.network != "" && st.Network != c.network {
-		return bad("state of network %q, client on %q", st.Network, c.network)
+	if l.network != "" && c.network != "" && l.network != c.network {
+		return fmt.Errorf("%w: state of network %q, client on %q", ErrState, l.network, c.network)
 	}
 	if c.network == "" {
-		c.network = st.Network
+		c.network = l.network
 	}
-	for id, e := range surbs {
+	if c.providerAddr == "" {
+		c.providerAddr = l.providerAddr
+	}
+	if l.clock != nil && c.clk.Load() == nil {
+		c.clk.Store(l.clock)
+	}
+	if l.geo != nil && c.geo == nil {
+		c.geo = l.geo
+		c.geoOnce.Do(func() { close(c.geoKnown) })
+	}
+	for id, e := range l.surbs {
 		c.surbs[id] = e
 	}
-	for cp, exp := range mailboxes {
-		c.surbMailboxes[cp] = exp
+	for cp, mb := range l.mailboxes {
+		c.surbMailboxes[cp] = mb
 		delete(c.after, clientproto.MailboxRef{SURB: true, Capability: cp})
 	}
-	for id, r := range inbox {
-		c.dropReassembly(id)
+	for id, r := range l.inbox {
+		if old, ok := c.inbox[id]; ok {
+			c.inboxBytes -= old.size()
+		}
 		c.inbox[id] = r
 		c.inboxBytes += r.size()
 	}
-	for id, exp := range done {
+	for id, exp := range l.done {
 		c.done[id] = exp
 	}
-	for fp, exp := range used {
+	for fp, exp := range l.used {
 		c.usedSURBs[fp] = exp
 	}
-	c.unread = append(c.unread, unread...)
+	for _, m := range l.unread {
+		if !c.isUnread(m.ID) {
+			c.deliver(&m)
+		}
+	}
+	for _, m := range l.out {
+		if _, ok := c.out[m.id]; ok {
+			continue
+		}
+		if m.sent == len(m.frags) {
+			m.state = StateSent
+		}
+		c.out[m.id] = m
+		for _, f := range m.frags {
+			if !f.acked {
+				f.inQueue = true
+				c.queue = append(c.queue, f)
+				c.queued++
+			}
+		}
+		c.stats.MessagesQueued++
+	}
+	c.changed()
 	return nil
 }
 
-// takeBuffered moves the messages still buffered in Messages into unread,
-// once Run has returned (and closed the channel): nobody will read them
-// there any more.
-func (c *Client) takeBuffered() {
-	if !c.exited.Load() {
-		return
+// StoredProviderAddr returns the provider address (Config.ProviderAddr) a
+// client kept in s, or "" if s holds none: a restarted program finds its
+// provider from its state alone.
+func StoredProviderAddr(s Store) (string, error) {
+	b, err := s.Load()
+	if err != nil || b == nil {
+		return "", err
 	}
-	for m := range c.messages {
-		c.mu.Lock()
-		c.unread = append(c.unread, m)
-		c.mu.Unlock()
+	var st struct {
+		ProviderAddr string `json:"provider_addr"`
 	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return st.ProviderAddr, nil
 }

@@ -16,9 +16,12 @@ type Stats struct {
 	MessagesQueued uint64 // accepted by Send
 	MessagesSent   uint64 // every fragment sent at least once
 	MessagesAcked  uint64 // every fragment acknowledged by the recipient's provider
-	MessagesFailed uint64
-	FragmentsSent  uint64 // retransmissions included
-	FragmentsAcked uint64
+	// MessagesConfirmed: messages to anonymous contacts whose every
+	// fragment the recipient's client acknowledged end to end.
+	MessagesConfirmed uint64
+	MessagesFailed    uint64
+	FragmentsSent     uint64 // retransmissions included
+	FragmentsAcked    uint64
 	// Retransmissions counts fragments sent again after an ACK timeout.
 	Retransmissions uint64
 
@@ -30,6 +33,11 @@ type Stats struct {
 	UnknownSURBs      uint64 // SURB replies whose keys this client no longer has
 	UnknownLoops      uint64
 	ReassemblyEvicted uint64 // partial messages dropped for room or age
+	// RepliesSent counts end-to-end ACKs sent for fragments that came
+	// through this client's anonymous contacts; RepliesDropped those that
+	// found the queue full.
+	RepliesSent    uint64
+	RepliesDropped uint64
 
 	// Packets by send slot.
 	PacketsPayload uint64

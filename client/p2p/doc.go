@@ -3,6 +3,16 @@
 // (clientproto.Protocol, /sotto/client/1.0.0; docs/SPEC.md, "Client
 // protocol") on one long-lived stream.
 //
+// Connect is what an application calls: given the provider's multiaddr
+// (ending in /p2p/PEER-ID) and a client.Config (its Store, above all), it
+// takes the provider's Sotto identity from the peer ID (ProviderID), dials
+// under the client's identity, learns the network's epoch clock from the
+// provider's current document, and returns the client to Run. Open does
+// the same without touching the network, for a program that must start
+// while its provider is down (Run dials, with backoff). A broken connection
+// is dialled again at the next call, without libp2p's own dial backoff:
+// the client paces its retries.
+//
 // Dial starts a small client-only libp2p host (TCP, QUIC and WebSocket
 // transports, Noise, yamux; it listens nowhere) whose identity is the
 // client's Ed25519 key, so that the provider knows which mailbox is the

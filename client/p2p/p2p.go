@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	tcp "github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -78,6 +79,70 @@ func ParseProviderAddr(s string) (peer.AddrInfo, error) {
 		return peer.AddrInfo{}, fmt.Errorf("p2p: provider address %q needs a /p2p/ peer ID: %w", s, err)
 	}
 	return *ai, nil
+}
+
+// ProviderID returns the Sotto node ID (Config.ProviderID: the Ed25519
+// identity) behind a provider's libp2p peer ID, which embeds it.
+func ProviderID(id peer.ID) ([32]byte, error) {
+	pub, err := id.ExtractPublicKey()
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("p2p: provider peer ID %s: %w", id, err)
+	}
+	raw, err := pub.Raw()
+	if err != nil || pub.Type() != crypto.Ed25519 || len(raw) != ed25519.PublicKeySize {
+		return [32]byte{}, fmt.Errorf("p2p: provider peer ID %s is not an Ed25519 key, so it is not a Sotto node's identity", id)
+	}
+	return [32]byte(raw), nil
+}
+
+// Open builds a client of the provider at addr (a multiaddr ending in
+// /p2p/PEER-ID; "" takes the address kept in cfg.Store): it fills in
+// cfg.ProviderID from the peer ID, cfg.ProviderAddr, and cfg.Dial, which
+// dials the provider under the client's identity (from cfg, or the
+// Store). It does no network I/O: the client's Run dials, retrying with
+// backoff, so a program can start while its provider is down.
+func Open(addr string, cfg client.Config) (*client.Client, error) {
+	if addr == "" && cfg.Store != nil {
+		var err error
+		if addr, err = client.StoredProviderAddr(cfg.Store); err != nil {
+			return nil, err
+		}
+	}
+	if addr == "" {
+		return nil, errors.New("p2p: no provider address (a multiaddr ending in /p2p/PEER-ID), and none in the state")
+	}
+	ai, err := ParseProviderAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ProviderID, err = ProviderID(ai.ID); err != nil {
+		return nil, err
+	}
+	cfg.ProviderAddr = addr
+	log := cfg.Logger
+	cfg.Dial = func(ctx context.Context, identity ed25519.PrivateKey) (client.Provider, error) {
+		return Dial(ctx, Options{Identity: identity, Provider: ai, Logger: log})
+	}
+	return client.New(cfg)
+}
+
+// Connect is Open, then the client's Connect: it dials the provider,
+// learns the network's epoch clock from its current document (unless cfg
+// or the Store has it) and fetches the document to route with. It
+// returns client.ErrWrongClock if the network runs on another clock than
+// the client's, and the dial's error if the provider cannot be reached
+// now (Open and Run ride that out). The caller runs the client (Run) and
+// closes it (Close).
+func Connect(ctx context.Context, addr string, cfg client.Config) (*client.Client, error) {
+	c, err := Open(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Connect(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // Dial connects to the provider and opens the protocol stream.
@@ -261,6 +326,15 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		c.opening = ch
 		c.mu.Unlock()
 
+		if c.host.Network().Connectedness(c.prov) != network.Connected {
+			// The connection is gone (the provider restarted, say): dial
+			// now. The client paces its own retries (with backoff), so
+			// libp2p's dial backoff, which grows to minutes after a few
+			// failed dials, would only delay noticing the provider is back.
+			if sw, ok := c.host.Network().(*swarm.Swarm); ok {
+				sw.Backoff().Clear(c.prov)
+			}
+		}
 		st, err := c.host.NewStream(ctx, c.prov, clientproto.Protocol)
 		var s *session
 		if err == nil {

@@ -22,7 +22,7 @@ func sendCmd() *cobra.Command {
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "send --provider MULTIADDR --to CONTACT [--state FILE] MESSAGE|-",
+		Use:   "send [--provider MULTIADDR] [--state FILE] --to CONTACT MESSAGE|-",
 		Short: "Send one message to a contact and wait until it is delivered",
 		Long: `Send one message (the argument, or stdin with -) to a contact string printed by
 'sotto recv'. The client connects to its provider, sends Loopix cover traffic
@@ -30,85 +30,130 @@ while the message leaves in payload slots (cut into fragments if it is longer
 than one packet), and waits: for a forward contact, until the recipient's
 provider acknowledges every fragment (it stored them in the recipient's
 mailbox; lost fragments are retransmitted over other paths); for a
-receiver-anonymous contact, which cannot acknowledge, until every fragment was
-sent. It exits non-zero if that does not happen within --timeout.
+receiver-anonymous contact, until the recipient's client acknowledges every
+fragment end to end. It exits non-zero if the message failed (an anonymous
+contact whose SURBs another sender used, say) or did not finish within
+--timeout.
 
 Without --state the client uses a fresh identity; with it, the identity,
-provider and epoch clock of that file (as 'sotto recv' keeps them), and the
-SURBs it spends are remembered. The epoch clock (--genesis, --epoch-period,
---epoch-grace, or --config) must be the network's.`,
-		Example: "  sotto send --provider /ip4/127.0.0.1/tcp/4002/p2p/12D3KooW... --genesis 2026-01-01T00:00:00Z \\\n" +
-			"      --to sotto1AQE... 'hello'\n  echo hello | sotto send --state bob.json --to sotto1AQI... -",
-		Args: cobra.ExactArgs(1),
+provider and epoch clock of that file (as 'sotto recv' keeps them), the SURBs
+it spends, and the message itself: it is in the file before it leaves, so a
+send that is interrupted (Ctrl-C, SIGTERM, a crash) loses nothing. 'sotto send
+--state FILE' without a message resumes every unfinished message in the file
+and waits for them. The network's epoch clock is learned from the provider
+unless --genesis (--epoch-period, --epoch-grace) or --config gives it.`,
+		Example: "  sotto send --provider /ip4/127.0.0.1/tcp/4002/p2p/12D3KooW... --to sotto1AQE... 'hello'\n" +
+			"  echo hello | sotto send --state bob.json --to sotto1AQI... -\n" +
+			"  sotto send --state bob.json   # finish what an interrupted send left",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ct, err := client.ParseContact(to)
-			if err != nil {
-				return fmt.Errorf("--to: %w", err)
+			if len(args) == 0 && f.state == "" {
+				return errors.New("no message argument (MESSAGE, or - for stdin); without one, send resumes the messages in --state FILE")
 			}
-			body := []byte(args[0])
-			if args[0] == "-" {
-				const maxStdin = 4 << 20
-				if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdin+1)); err != nil {
-					return fmt.Errorf("reading the message from stdin: %w", err)
+			var (
+				ct   *client.Contact
+				body []byte
+				err  error
+			)
+			if len(args) == 1 {
+				if to == "" {
+					return errors.New("--to CONTACT is required to send a message")
 				}
-				if len(body) > maxStdin {
-					return fmt.Errorf("the message on stdin is longer than %d bytes", maxStdin)
+				if ct, err = client.ParseContact(to); err != nil {
+					return fmt.Errorf("--to: %w", err)
+				}
+				body = []byte(args[0])
+				if args[0] == "-" {
+					const maxStdin = 4 << 20
+					if body, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdin+1)); err != nil {
+						return fmt.Errorf("reading the message from stdin: %w", err)
+					}
+					if len(body) > maxStdin {
+						return fmt.Errorf("the message on stdin is longer than %d bytes", maxStdin)
+					}
 				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			st, log, rc, err := f.open(ctx, cmd)
+			rc, err := f.start(ctx, cmd, nil)
 			if err != nil {
 				return err
 			}
 			defer func() {
-				if err := rc.stop(st); err != nil {
-					log.Warn("stopping the client", "err", err)
-				}
-				if err := st.save(f.state); err != nil {
-					log.Warn("saving the state", "err", err)
+				if err := rc.stop(); err != nil {
+					rc.log.Warn("stopping the client", "err", err)
 				}
 			}()
 			start := time.Now()
-			id, err := rc.Send(ctx, ct, body)
-			if err != nil {
-				return fmt.Errorf("sending: %w", err)
-			}
-			want := client.StateAcked
-			if ct.Anonymous() {
-				want = client.StateSent
-			}
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				s, ok := rc.Status(id)
-				switch {
-				case !ok:
-					return fmt.Errorf("message %s: the client forgot it", id)
-				case s.State == client.StateFailed:
-					return fmt.Errorf("message %s failed: %w", id, s.Err)
-				case s.State == want || s.State == client.StateAcked:
-					fmt.Fprintf(cmd.ErrOrStderr(), "message %s %s (%d bytes, %d fragments, %d packets) in %v\n",
-						id, s.State, len(body), s.Fragments, s.Packets, time.Since(start).Round(10*time.Millisecond))
-					return nil
+			var ids []client.MessageID
+			if ct != nil {
+				id, err := rc.Send(ctx, ct, body)
+				if err != nil {
+					return fmt.Errorf("sending: %w", err)
 				}
-				select {
-				case <-ctx.Done():
-					if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-						return fmt.Errorf("message %s still %s after %v (%d of %d fragments acknowledged)",
-							id, s.State, timeout, s.FragmentsAcked, s.Fragments)
-					}
-					return fmt.Errorf("message %s: interrupted while %s", id, s.State)
-				case <-t.C:
+				where := "in memory: interrupted, it is lost"
+				if f.state != "" {
+					where = "in " + f.state + ": interrupted, 'sotto send --state' finishes it"
 				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "message %s stored (%s)\n", id, where)
+				ids = append(ids, id)
+			} else {
+				for _, s := range rc.Pending() {
+					ids = append(ids, s.ID)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "resuming %d unfinished messages\n", len(ids))
 			}
+			return waitFinal(ctx, rc, ids, start, timeout, cmd.ErrOrStderr())
 		},
 	}
-	f.register(cmd.Flags(), "state file to take the identity, provider and epoch clock from, and to keep (created if missing, mode 0600)")
+	f.register(cmd.Flags(), "state file to take the identity, provider and epoch clock from, and to keep the message in until it is delivered (created if missing, mode 0600)")
 	cmd.Flags().StringVar(&to, "to", "", "the recipient's contact string (sotto1...), as 'sotto recv' prints it")
-	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up (exit non-zero) if the message is not acknowledged (or, anonymous, sent) by then")
-	_ = cmd.MarkFlagRequired("to")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up (exit non-zero) if the message is not acknowledged by then (it stays in --state)")
 	return cmd
+}
+
+// waitFinal waits until every message of ids is final and reports each.
+func waitFinal(ctx context.Context, rc *runningClient, ids []client.MessageID, start time.Time, timeout time.Duration, w io.Writer) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var errs []error
+	for len(ids) > 0 {
+		rest := ids[:0]
+		for _, id := range ids {
+			s, ok := rc.Status(id)
+			switch {
+			case !ok:
+				errs = append(errs, fmt.Errorf("message %s: the client forgot it", id))
+			case s.State == client.StateFailed:
+				errs = append(errs, fmt.Errorf("message %s failed: %w", id, s.Err))
+			case s.State == client.StateAcked:
+				fmt.Fprintf(w, "message %s acked: stored at the recipient's provider (%d fragments, %d packets) in %v\n",
+					id, s.Fragments, s.Packets, time.Since(start).Round(10*time.Millisecond))
+			case s.State == client.StateDelivered:
+				fmt.Fprintf(w, "message %s delivered: sent through the contact's SURBs and acknowledged end to end by the recipient (%d fragments, %d packets) in %v\n",
+					id, s.Fragments, s.Packets, time.Since(start).Round(10*time.Millisecond))
+			default:
+				rest = append(rest, id)
+			}
+		}
+		ids = rest
+		if len(ids) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			s, _ := rc.Status(ids[0])
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				errs = append(errs, fmt.Errorf("message %s still %s after %v (%d of %d fragments acknowledged); it stays in the state",
+					ids[0], s.State, timeout, s.FragmentsAcked, s.Fragments))
+			} else {
+				errs = append(errs, fmt.Errorf("message %s: interrupted while %s; it stays in the state", ids[0], s.State))
+			}
+			return errors.Join(errs...)
+		case <-t.C:
+		}
+	}
+	return errors.Join(errs...)
 }
