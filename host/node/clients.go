@@ -124,10 +124,9 @@ func (n *Node) Forward(to [32]byte, pkt []byte) error {
 		return fmt.Errorf("%w: packet of %d bytes, want %d", clientproto.ErrBadRequest, len(pkt), n.geo.PacketLength)
 	}
 	rt := n.routes.Load()
-	er := rt.epochs[rt.current]
-	h := rt.lookup(to, rt.current)
-	if er == nil || h == nil || h.role != interfaces.RoleMix || h.layer != 0 {
-		return fmt.Errorf("%w: first hop is not a layer-0 mix of epoch %d", clientproto.ErrBadRequest, rt.current)
+	h := rt.layerZero(to)
+	if h == nil {
+		return fmt.Errorf("%w: first hop is not a layer-0 mix of epoch %d or of another epoch whose keys are valid", clientproto.ErrBadRequest, rt.current)
 	}
 	n.m.inClient.Inc()
 	p := n.getPacket()

@@ -82,6 +82,29 @@ func (rt *routeTable) stratified(self, id [32]byte, e epoch.Epoch) bool {
 	return er != nil && er.topo.Stratified(self, id)
 }
 
+// layerZero returns the node id if it is a layer-0 mix of a document the
+// node routes with: the current epoch's, or the previous one's while its
+// keys are in grace, or the next one's. A SURB reply made in the previous
+// epoch starts at a mix of that epoch's layer 0, and layers are dealt anew
+// every epoch: checking the current document alone refused it for the
+// whole grace period. The current document is preferred.
+func (rt *routeTable) layerZero(id [32]byte) *hop {
+	if rt == nil {
+		return nil
+	}
+	if er := rt.epochs[rt.current]; er != nil {
+		if h := er.byID[id]; h != nil && h.role == interfaces.RoleMix && h.layer == 0 {
+			return h
+		}
+	}
+	for _, e := range sortedEpochs(rt.epochs) {
+		if h := rt.epochs[e].byID[id]; h != nil && h.role == interfaces.RoleMix && h.layer == 0 {
+			return h
+		}
+	}
+	return nil
+}
+
 // fromLastLayer reports whether the node that sent a packet over a mix
 // link (peer from) is a mix of the last layer in the document of epoch e
 // or in the current one: the only nodes a final hop at a provider may come

@@ -14,13 +14,19 @@ import (
 
 func clockDoc(t *testing.T, p interfaces.NetworkParams) *interfaces.Document {
 	t.Helper()
+	return epochDoc(t, p, 5, 3)
+}
+
+// epochDoc is a document of epoch e with mixes mixes and one provider.
+func epochDoc(t *testing.T, p interfaces.NetworkParams, e uint64, mixes int) *interfaces.Document {
+	t.Helper()
 	var nodes []*interfaces.SignedDescriptor
-	for i := range 4 {
+	for i := range mixes + 1 {
 		key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, ed25519.SeedSize))
 		id := key.Public().(ed25519.PublicKey)
-		d := &interfaces.Descriptor{Network: "n", Epoch: 5, Identity: id, PeerID: interfaces.PeerIDOf(id),
+		d := &interfaces.Descriptor{Network: "n", Epoch: e, Identity: id, PeerID: interfaces.PeerIDOf(id),
 			Addrs: [][]byte{{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90}}, Role: interfaces.RoleMix}
-		if i == 3 {
+		if i == mixes {
 			d.Role = interfaces.RoleProvider
 		}
 		sd, err := interfaces.SignDescriptor(d, key)
@@ -29,7 +35,7 @@ func clockDoc(t *testing.T, p interfaces.NetworkParams) *interfaces.Document {
 		}
 		nodes = append(nodes, sd)
 	}
-	doc, err := interfaces.NewDocument("n", 5, p, nodes)
+	doc, err := interfaces.NewDocument("n", e, p, nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,4 +100,43 @@ func TestTheCurrentDocumentTellsTheClock(t *testing.T) {
 	if p.HasClock() && (!p.Genesis.Equal(pn.n.clk.Genesis()) || p.EpochPeriod != pn.n.clk.Period()) {
 		t.Fatalf("the document states %v/%v, the node runs on %v/%v", p.Genesis, p.EpochPeriod, pn.n.clk.Genesis(), pn.n.clk.Period())
 	}
+}
+
+// A SURB made in the previous epoch starts at a mix of that epoch's layer
+// 0; layers are dealt anew each epoch, so the gateway must accept a first
+// hop in layer 0 of any document it routes with, not only the current one.
+func TestAFirstHopInLayerZeroOfTheGraceEpochIsAccepted(t *testing.T) {
+	p := interfaces.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, Mu: 1, EpochPeriod: time.Minute}
+	prev, cur := mustRoutes(t, epochDoc(t, p, 5, 9)), mustRoutes(t, epochDoc(t, p, 6, 9))
+	var moved [32]byte
+	found := false
+	for _, h := range prev.layers[0] {
+		if ch := cur.byID[h.id]; ch.layer != 0 {
+			moved, found = h.id, true
+			break
+		}
+	}
+	if !found {
+		t.Fatal("every layer-0 mix of epoch 5 is in layer 0 of epoch 6 too; pick other seeds")
+	}
+	onlyCurrent := &routeTable{current: 6, epochs: map[epoch.Epoch]*epochRoutes{6: cur}}
+	if onlyCurrent.layerZero(moved) != nil {
+		t.Fatal("a mix outside layer 0 of the only document is taken as a first hop")
+	}
+	withGrace := &routeTable{current: 6, epochs: map[epoch.Epoch]*epochRoutes{5: prev, 6: cur}}
+	if withGrace.layerZero(moved) == nil {
+		t.Fatal("a layer-0 mix of the grace epoch's document is refused as a first hop")
+	}
+	if withGrace.layerZero(cur.providers[0].id) != nil {
+		t.Fatal("a provider is taken as a first hop")
+	}
+}
+
+func mustRoutes(t *testing.T, doc *interfaces.Document) *epochRoutes {
+	t.Helper()
+	er, err := newEpochRoutes(doc, [32]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return er
 }
