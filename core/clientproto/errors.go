@@ -11,8 +11,9 @@ import (
 // NotFound) is declared with the package.
 var (
 	// ErrBadRequest: the provider refused a well-framed request it cannot
-	// serve as asked (wrong packet size, unknown first hop, limit out of
-	// range). Retrying the same request cannot help.
+	// serve as asked (a field out of the protocol's range, wrong packet
+	// size, unknown first hop, epoch out of the window). Retrying the same
+	// request cannot help.
 	ErrBadRequest = errors.New("clientproto: bad request")
 	// ErrForbidden: the client may not do this (its libp2p identity is not
 	// an Ed25519 key, so it has no own mailbox).
@@ -30,8 +31,10 @@ var (
 	// ErrUnsupported: the provider does not know the operation (a newer
 	// client speaking to an older provider).
 	ErrUnsupported = errors.New("clientproto: unsupported operation")
-	// ErrMalformed: bytes that are not a valid frame or message. Locally
-	// produced by decoders; a provider resets a stream that sends one.
+	// ErrMalformed: bytes that are not a valid frame or message: a frame
+	// over the limit, or a body whose length its fields do not give.
+	// Locally produced by decoders; a provider resets a stream that sends
+	// one (Request.Decode returns an *Error instead for what it answers).
 	ErrMalformed = errors.New("clientproto: malformed message")
 )
 
@@ -100,8 +103,10 @@ func CodeOf(err error) Code {
 // MaxErrorMessageLength bounds the text of an error reply.
 const MaxErrorMessageLength = 256
 
-// Error is a provider's error reply as the client sees it. It unwraps to
-// the sentinel of its Code (none for a code this version does not know).
+// Error is a provider's error reply as the client sees it, and what
+// Request.Decode returns for a request a provider must answer with an
+// error rather than reset. It unwraps to the sentinel of its Code (none
+// for a code this version does not know).
 type Error struct {
 	Code    Code
 	Message string

@@ -78,8 +78,16 @@ const (
 	// MaxFetchBytes bounds the fields of a Fetch reply (count and
 	// messages). A provider's own byte budget is usually smaller.
 	MaxFetchBytes = 1 << 20
-	// MaxDocumentLength bounds a document in a reply.
-	MaxDocumentLength = pkidoc.MaxDocumentSize
+	// MaxDocumentLength bounds a document in a reply: the largest the PKI
+	// encoding allows (docs/SPEC.md, PKI, Encodings), the longest fixed
+	// part and MaxDocumentNodes descriptors of MaxDescriptorSize bytes,
+	// each with its 2-byte length. It is at least pkidoc.MaxDocumentSize.
+	MaxDocumentLength = maxDocumentHeader + pkidoc.MaxDocumentNodes*(2+pkidoc.MaxDescriptorSize)
+
+	// maxDocumentHeader is a document's fixed part with the longest
+	// network name: version, network (length and name), epoch, hops,
+	// payload length, layers, five rates, period, genesis, grace, count.
+	maxDocumentHeader = 1 + 1 + pkidoc.MaxNetworkLen + 8 + 1 + 4 + 1 + 5*8 + 3*8 + 2
 
 	requestHeaderLength  = 1 + 4
 	responseHeaderLength = 1 + 4 + 1
@@ -171,9 +179,18 @@ func (r *Request) AppendFrame(b []byte) ([]byte, error) {
 }
 
 // Decode parses a request body (a frame without its length prefix) into r.
-// For an op this version does not know it fills ID and Op and returns an
-// error wrapping ErrUnsupported, so that a provider can answer it; any
-// other error wraps ErrMalformed.
+//
+// A body whose length its op's fields do not give (or shorter than the
+// header, or over MaxRequestLength) is malformed: the error wraps
+// ErrMalformed, and a provider resets the stream. A body of the right
+// length that a provider must still refuse gets an *Error carrying the
+// code to answer with, and r's ID and Op are set for the reply: an op this
+// version does not know (CodeUnsupported), or a field outside the
+// protocol's range (CodeBadRequest: an empty packet, a Fetch limit over
+// MaxFetchLimit, more than MaxAckIDs IDs, a credential over
+// MaxCredentialLength, a mailbox kind other than 0 or 1, an own mailbox
+// with a non-zero capability). docs/SPEC.md ("Client protocol", "Errors
+// and resets") states the same rule.
 func (r *Request) Decode(body []byte) error {
 	*r = Request{}
 	if len(body) < requestHeaderLength {
@@ -192,11 +209,15 @@ func (r *Request) Decode(body []byte) error {
 		}
 		r.Epoch = binary.BigEndian.Uint64(p)
 	case OpSend:
-		if len(p) < 32+1 || len(p) > 32+MaxPacketLength {
+		if len(p) < 32 {
 			return fmt.Errorf("%w: send request of %d bytes", ErrMalformed, len(p))
 		}
 		copy(r.FirstHop[:], p)
 		r.Packet = p[32:]
+		if len(r.Packet) == 0 {
+			// The frame limit already bounds it from above.
+			return badRequest("empty packet")
+		}
 	case OpFetch:
 		if len(p) != mailboxRefLength+8+2 {
 			return fmt.Errorf("%w: fetch request of %d bytes", ErrMalformed, len(p))
@@ -209,22 +230,24 @@ func (r *Request) Decode(body []byte) error {
 		r.After = binary.BigEndian.Uint64(p)
 		r.Limit = int(binary.BigEndian.Uint16(p[8:]))
 		if r.Limit > MaxFetchLimit {
-			return fmt.Errorf("%w: fetch limit %d (at most %d)", ErrMalformed, r.Limit, MaxFetchLimit)
+			return badRequest(fmt.Sprintf("fetch limit %d, at most %d", r.Limit, MaxFetchLimit))
 		}
 	case OpAck:
 		if len(p) < mailboxRefLength+2 {
 			return fmt.Errorf("%w: ack request of %d bytes", ErrMalformed, len(p))
 		}
+		n := int(binary.BigEndian.Uint16(p[mailboxRefLength:]))
+		if len(p)-mailboxRefLength-2 != 8*n {
+			return fmt.Errorf("%w: ack of %d IDs in %d bytes", ErrMalformed, n, len(p)-mailboxRefLength-2)
+		}
 		var err error
 		if r.Mailbox, err = parseRef(p); err != nil {
 			return err
 		}
-		p = p[mailboxRefLength:]
-		n := int(binary.BigEndian.Uint16(p))
-		p = p[2:]
-		if n > MaxAckIDs || len(p) != 8*n {
-			return fmt.Errorf("%w: ack of %d IDs in %d bytes", ErrMalformed, n, len(p))
+		if n > MaxAckIDs {
+			return badRequest(fmt.Sprintf("%d IDs in one ack, at most %d", n, MaxAckIDs))
 		}
+		p = p[mailboxRefLength+2:]
 		if n > 0 {
 			r.IDs = make([]uint64, n)
 			for i := range r.IDs {
@@ -232,16 +255,26 @@ func (r *Request) Decode(body []byte) error {
 			}
 		}
 	case OpRedeem:
-		if len(p) < 16 || len(p) > 16+MaxCredentialLength {
+		if len(p) < 16 {
 			return fmt.Errorf("%w: redeem request of %d bytes", ErrMalformed, len(p))
 		}
 		r.Epoch = binary.BigEndian.Uint64(p)
 		r.Packets = binary.BigEndian.Uint64(p[8:])
 		r.Credential = p[16:]
+		if len(r.Credential) > MaxCredentialLength {
+			// Up to 16 bytes more fit in a frame of MaxRequestLength.
+			return badRequest(fmt.Sprintf("credential of %d bytes, at most %d", len(r.Credential), MaxCredentialLength))
+		}
 	default:
-		return fmt.Errorf("%w: op %d", ErrUnsupported, r.Op)
+		return &Error{Code: CodeUnsupported, Message: "unknown op"}
 	}
 	return nil
+}
+
+// badRequest is a well-formed request with a field out of the protocol's
+// range, as the reply a provider gives it.
+func badRequest(reason string) error {
+	return &Error{Code: CodeBadRequest, Message: reason}
 }
 
 func appendRef(b []byte, m MailboxRef) []byte {
@@ -256,16 +289,17 @@ func parseRef(p []byte) (MailboxRef, error) {
 	var m MailboxRef
 	switch p[0] {
 	case refOwn:
+		// Refused, not ignored: the bytes stay free for a later meaning.
 		for _, c := range p[1:mailboxRefLength] {
 			if c != 0 {
-				return m, fmt.Errorf("%w: own mailbox with a capability", ErrMalformed)
+				return m, badRequest("own mailbox with a non-zero capability")
 			}
 		}
 	case refSURB:
 		m.SURB = true
 		copy(m.Capability[:], p[1:mailboxRefLength])
 	default:
-		return m, fmt.Errorf("%w: mailbox kind %d", ErrMalformed, p[0])
+		return m, badRequest(fmt.Sprintf("mailbox kind %d", p[0]))
 	}
 	return m, nil
 }

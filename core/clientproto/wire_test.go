@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sottonet/sotto/core/pkidoc"
 )
 
 // sampleRequests are real requests of every op, also the fuzz seeds.
@@ -221,50 +223,43 @@ func TestErrorMessagesAreCutToValidUTF8(t *testing.T) {
 	}
 }
 
-func TestDecodingRefusesMalformedBodies(t *testing.T) {
-	valid := func(r Request) []byte {
-		f, err := r.AppendFrame(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f[FrameHeaderLength:]
+// requestBody is the body of r's frame.
+func requestBody(t testing.TB, r Request) []byte {
+	t.Helper()
+	f, err := r.AppendFrame(nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	fetch := valid(Request{Op: OpFetch})
-	badRef := bytes.Clone(fetch)
-	badRef[5] = 2
-	ownWithCap := bytes.Clone(fetch)
-	ownWithCap[7] = 1
-	bigLimit := bytes.Clone(fetch)
-	binary.BigEndian.PutUint16(bigLimit[len(bigLimit)-2:], MaxFetchLimit+1)
-	ack := valid(Request{Op: OpAck, IDs: []uint64{1, 2}})
+	return f[FrameHeaderLength:]
+}
+
+func TestDecodingRefusesMalformedBodies(t *testing.T) {
+	fetch := requestBody(t, Request{Op: OpFetch})
+	ack := requestBody(t, Request{Op: OpAck, IDs: []uint64{1, 2}})
 	tests := []struct {
 		name string
 		body []byte
-		want error
 	}{
-		{"an empty body", nil, ErrMalformed},
-		{"a body shorter than a header", []byte{1, 0, 0}, ErrMalformed},
-		{"a document request without an epoch", valid(Request{Op: OpDocument})[:9], ErrMalformed},
-		{"a send without a packet", valid(Request{Op: OpSend, Packet: []byte{1}})[:37], ErrMalformed},
-		{"a fetch with an unknown mailbox kind", badRef, ErrMalformed},
-		{"an own-mailbox fetch carrying a capability", ownWithCap, ErrMalformed},
-		{"a fetch with a limit over the maximum", bigLimit, ErrMalformed},
-		{"an ack whose count disagrees with its IDs", ack[:len(ack)-1], ErrMalformed},
-		{"a redeem without its packet count", valid(Request{Op: OpRedeem})[:12], ErrMalformed},
-		{"an unknown op", []byte{99, 0, 0, 0, 5}, ErrUnsupported},
-		{"an oversize body", make([]byte, MaxRequestLength+1), ErrMalformed},
+		{"an empty body", nil},
+		{"a body shorter than a header", []byte{1, 0, 0}},
+		{"a document request without an epoch", requestBody(t, Request{Op: OpDocument})[:9]},
+		{"a document request with a trailing byte", append(requestBody(t, Request{Op: OpDocument}), 0)},
+		{"a send cut inside its first hop", requestBody(t, Request{Op: OpSend, Packet: []byte{1}})[:36]},
+		{"a fetch cut short", fetch[:len(fetch)-1]},
+		{"a fetch with a trailing byte", append(bytes.Clone(fetch), 0)},
+		{"an ack whose count exceeds its IDs", ack[:len(ack)-1]},
+		{"an ack whose IDs exceed its count", append(bytes.Clone(ack), make([]byte, 8)...)},
+		{"an ack cut inside its mailbox", ack[:10]},
+		{"a redeem without its packet count", requestBody(t, Request{Op: OpRedeem})[:12]},
+		{"an oversize body", make([]byte, MaxRequestLength+1)},
 	}
 	for _, tt := range tests {
-		t.Run("a request decoder refuses "+tt.name, func(t *testing.T) {
+		t.Run("a request decoder refuses "+tt.name+" as malformed", func(t *testing.T) {
 			var r Request
-			if err := r.Decode(tt.body); !errors.Is(err, tt.want) {
-				t.Fatalf("err = %v, want %v", err, tt.want)
+			if err := r.Decode(tt.body); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
 		})
-	}
-	var r Request
-	if err := r.Decode([]byte{99, 0, 0, 0, 5}); r.ID != 5 || r.Op != 99 || err == nil {
-		t.Fatalf("an unknown op keeps its ID for the reply: %+v", r)
 	}
 
 	resp := func(r Response) []byte {
@@ -303,6 +298,91 @@ func TestDecodingRefusesMalformedBodies(t *testing.T) {
 				t.Fatalf("err = %v, want ErrMalformed", err)
 			}
 		})
+	}
+}
+
+// A body of the right length is answered, never reset: Decode says with
+// which code, and keeps the ID and op for the reply (docs/SPEC.md,
+// "Errors and resets").
+func TestDecodingAnswersWellFormedRequestsOutOfRange(t *testing.T) {
+	withRef := func(body []byte, kind byte, capability ...byte) []byte {
+		b := bytes.Clone(body)
+		b[5] = kind
+		copy(b[6:], capability)
+		return b
+	}
+	fetch := requestBody(t, Request{ID: 9, Op: OpFetch})
+	ack := requestBody(t, Request{ID: 9, Op: OpAck, IDs: []uint64{1}})
+	bigLimit := bytes.Clone(fetch)
+	binary.BigEndian.PutUint16(bigLimit[len(bigLimit)-2:], MaxFetchLimit+1)
+	manyIDs := func(n int) []byte {
+		b := requestBody(t, Request{ID: 9, Op: OpAck})
+		binary.BigEndian.PutUint16(b[len(b)-2:], uint16(n))
+		return append(b, make([]byte, 8*n)...)
+	}
+	credential := func(n int) []byte { return append(requestBody(t, Request{ID: 9, Op: OpRedeem}), make([]byte, n)...) }
+	tests := []struct {
+		name string
+		body []byte
+		want Code
+	}{
+		{"an unknown op", []byte{99, 0, 0, 0, 9}, CodeUnsupported},
+		{"an unknown op with fields", []byte{0, 0, 0, 0, 9, 1, 2, 3}, CodeUnsupported},
+		{"a send with an empty packet", requestBody(t, Request{ID: 9, Op: OpSend, Packet: []byte{1}})[:37], CodeBadRequest},
+		{"a fetch with a limit over the maximum", bigLimit, CodeBadRequest},
+		{"a fetch of mailbox kind 2", withRef(fetch, 2), CodeBadRequest},
+		{"a fetch of the own mailbox with a capability", withRef(fetch, 0, 0, 1), CodeBadRequest},
+		{"an ack of the own mailbox with a capability", withRef(ack, 0, 1), CodeBadRequest},
+		{"an ack of more IDs than allowed", manyIDs(MaxAckIDs + 1), CodeBadRequest},
+		{"an ack of as many IDs as a frame holds", manyIDs((MaxRequestLength - 5 - mailboxRefLength - 2) / 8), CodeBadRequest},
+		{"a redeem of a credential over the limit", credential(MaxCredentialLength + 1), CodeBadRequest},
+		{"a redeem of as long a credential as a frame holds", credential(MaxRequestLength - 5 - 16), CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run("a request decoder answers "+tt.name+" with "+tt.want.String(), func(t *testing.T) {
+			var r Request
+			err := r.Decode(tt.body)
+			var e *Error
+			if !errors.As(err, &e) || e.Code != tt.want || errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want an *Error of code %s", err, tt.want)
+			}
+			if r.ID != 9 || r.Op != Op(tt.body[0]) {
+				t.Fatalf("decoded ID %d op %d, want the request's for the reply", r.ID, r.Op)
+			}
+			if e.Message == "" || len(e.Message) > MaxErrorMessageLength {
+				t.Fatalf("reason %q", e.Message)
+			}
+		})
+	}
+	for _, n := range []int{MaxAckIDs, 0} {
+		if err := new(Request).Decode(manyIDs(n)); err != nil {
+			t.Fatalf("an ack of %d IDs: %v", n, err)
+		}
+	}
+	if err := new(Request).Decode(credential(MaxCredentialLength)); err != nil {
+		t.Fatalf("a credential of the largest length: %v", err)
+	}
+}
+
+// The reply limit holds the largest document the PKI encoding allows
+// (docs/SPEC.md, "Client protocol", Limits): its fixed part measured on a
+// real encoding with the longest network name.
+func TestTheDocumentLimitIsTheEncodings(t *testing.T) {
+	params := pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, EpochPeriod: time.Minute,
+		Genesis: time.Unix(1_700_000_000, 0), EpochGrace: time.Second}
+	doc := pkidoc.Document{Network: strings.Repeat("n", pkidoc.MaxNetworkLen), Epoch: 1, Params: params}
+	enc, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(enc) != maxDocumentHeader {
+		t.Fatalf("a document without nodes has %d bytes, the limit counts %d", len(enc), maxDocumentHeader)
+	}
+	if MaxDocumentLength < pkidoc.MaxDocumentSize {
+		t.Fatalf("MaxDocumentLength %d is below pkidoc.MaxDocumentSize %d", MaxDocumentLength, pkidoc.MaxDocumentSize)
+	}
+	if MaxDocumentLength != 16_785_554 || MaxResponseLength != 16_785_560 || MaxRequestLength != 16_421 {
+		t.Fatalf("limits %d, %d, %d differ from docs/SPEC.md", MaxDocumentLength, MaxResponseLength, MaxRequestLength)
 	}
 }
 

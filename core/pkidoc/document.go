@@ -165,8 +165,13 @@ func (d *Document) Hash() ([32]byte, error) {
 	return sha256.Sum256(b), nil
 }
 
+// documentFixedSize is the largest encoding of a document's fields before
+// its nodes: version 1, network 1+64, epoch 8, hops 1, payload length 4,
+// layers 1, five rates 40, period 8, genesis 8, grace 8, node count 2.
+const documentFixedSize = 146
+
 // MaxDocumentSize bounds an encoded document.
-const MaxDocumentSize = 128 + MaxDocumentNodes*(2+MaxDescriptorSize)
+const MaxDocumentSize = documentFixedSize + MaxDocumentNodes*(2+MaxDescriptorSize)
 
 // ParseDocument decodes, verifies and checks a document: canonical encoding
 // only, no trailing bytes, every descriptor signed, for this network and

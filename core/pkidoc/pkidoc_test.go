@@ -407,3 +407,17 @@ func TestTheDocumentCarriesTheEpochClock(t *testing.T) {
 		})
 	}
 }
+
+// MaxDocumentSize's fixed part is the largest encoding of the fields
+// before the nodes.
+func TestTheDocumentFixedPartIsTheEncodings(t *testing.T) {
+	p := testParams()
+	doc := &Document{Network: strings.Repeat("n", MaxNetworkLen), Epoch: 1, Params: p}
+	raw, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != documentFixedSize {
+		t.Fatalf("a document with no nodes and the longest network name encodes to %d bytes, documentFixedSize is %d", len(raw), documentFixedSize)
+	}
+}

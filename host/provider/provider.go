@@ -21,8 +21,10 @@
 // requests being served, a client MaxStreamsPerClient streams, an IP
 // address MaxStreamsPerIP, every request has a deadline, an idle stream is
 // closed (soon if it never sent a request), a frame must arrive whole
-// within RequestTimeout, and a stream that sends bytes that do not parse is
-// reset (logged once per client), without disturbing anyone else. Because
+// within RequestTimeout, and a stream that sends a frame over the request
+// limit or a body of the wrong length is reset (logged once per client),
+// without disturbing anyone else; a body of the right length is always
+// answered (docs/SPEC.md, "Errors and resets"). Because
 // identities are free, per-client bounds alone do not bound the service:
 // MaxRequests bounds the requests being served in all, ReplyBytes the bytes
 // of the replies they build and wait to write, and a request beyond either

@@ -84,6 +84,31 @@ func TestDocument(t *testing.T) {
 	}
 }
 
+// The response limit holds the largest document the PKI encoding allows
+// (docs/SPEC.md, "Client protocol", Limits), which once exceeded it.
+func TestTheLargestDocumentIsServed(t *testing.T) {
+	p := startProvider(t, func(c *Config) { c.RequestTimeout = 30 * time.Second })
+	p.backend.docs[1] = bytes.Repeat([]byte{1}, clientproto.MaxDocumentLength)
+	p.backend.docs[2] = bytes.Repeat([]byte{2}, clientproto.MaxDocumentLength+1)
+	st := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	tests := []struct {
+		name  string
+		epoch uint64
+		code  clientproto.Code
+	}{
+		{"a document of the largest length is served", 1, clientproto.CodeOK},
+		{"a document one byte longer cannot be sent: internal", 2, clientproto.CodeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := roundTrip(t, st, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: tt.epoch})
+			if resp.Code != tt.code || (tt.code == clientproto.CodeOK && !bytes.Equal(resp.Document, p.backend.docs[tt.epoch])) {
+				t.Fatalf("code %s, %d bytes; want %s", resp.Code, len(resp.Document), tt.code)
+			}
+		})
+	}
+}
+
 func TestFetchAndAckOwnMailbox(t *testing.T) {
 	p := startProvider(t, nil)
 	c := p.dial(t)
@@ -361,7 +386,7 @@ func TestGarbageResetsOnlyThatStream(t *testing.T) {
 	}{
 		{"a frame longer than any request", []byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3}},
 		{"a frame too short for a header", []byte{0, 0, 0, 2, 1, 2}},
-		{"a send with no packet", []byte{0, 0, 0, 5, byte(clientproto.OpSend), 0, 0, 0, 1}},
+		{"a send without its first hop", []byte{0, 0, 0, 5, byte(clientproto.OpSend), 0, 0, 0, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" resets the stream", func(t *testing.T) {
@@ -515,7 +540,11 @@ func TestStreamFloodIsLimited(t *testing.T) {
 }
 
 func TestConcurrentRequestsShareOneStream(t *testing.T) {
-	p := startProvider(t, nil)
+	// Sixteen Fetches served at once reserve 16 × (FetchBytes + 266)
+	// bytes, a little over the default client share of 4 MiB: on a slow
+	// machine the sixteenth would be busy, which is the share working,
+	// not what this test is about.
+	p := startProvider(t, func(c *Config) { c.ReplyBytesPerClient = 2 * DefaultReplyBytesPerClient })
 	c := p.dial(t)
 	p.deliver(t, clientproto.OwnMailbox(c.pub), (&clientproto.StoredMessage{Payload: []byte("x")}).AppendTo(nil))
 	const n = 64

@@ -124,11 +124,16 @@ func (c *clientStream) serve() {
 		req := new(clientproto.Request)
 		if err := req.Decode(body); err != nil {
 			<-slots
-			if errors.Is(err, clientproto.ErrUnsupported) {
-				// A newer client: answer, and keep the stream.
+			var refused *clientproto.Error
+			if errors.As(err, &refused) {
+				// An unknown op (a newer client) or a field out of range
+				// in a body of the right length: answer before looking at
+				// who asks, and keep the stream (docs/SPEC.md, "Errors
+				// and resets").
 				r.idle = cfg.IdleTimeout
-				s.m.request(req.Op, clientproto.CodeUnsupported, 0)
-				c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeUnsupported, Message: "unknown op"}, 0)
+				s.m.request(req.Op, refused.Code, 0)
+				s.log.Debug("client request refused", "op", req.Op, "peer", c.client, "code", refused.Code, "reason", refused.Message)
+				c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: refused.Code, Message: refused.Message}, 0)
 				continue
 			}
 			c.busy.Add(-1)
