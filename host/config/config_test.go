@@ -308,3 +308,16 @@ func TestLoadRefusesAConfigOthersMayWrite(t *testing.T) {
 		})
 	}
 }
+
+// SOTTO_ variables that other parts of Sotto read (the vector switch CI
+// sets, the plugin handshake) are not config keys and are not refused; a
+// misspelt config variable still is.
+func TestVariablesOfOtherPartsAreNotConfig(t *testing.T) {
+	env := []string{"SOTTO_REQUIRE_VECTORS=1", "SOTTO_SPHINX_VECTORS=/x", "SOTTO_PLUGIN_KIND=sotto-plugin-pki", "SOTTO_TEST_LOG=1"}
+	if _, err := Load(Sources{File: "testdata/mix.yaml", Environ: env}); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if _, err := Load(Sources{File: "testdata/mix.yaml", Environ: append(env, "SOTTO_MIX__LAYR=2")}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a misspelt variable: err = %v, want ErrInvalid", err)
+	}
+}

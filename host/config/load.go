@@ -76,6 +76,7 @@ func Load(src Sources) (Config, error) {
 	if environ == nil {
 		environ = os.Environ()
 	}
+	environ = withoutOtherSottoVars(environ)
 	environ, err := loadPluginConfigDocs(k, environ)
 	if err != nil {
 		return Config{}, err
@@ -209,4 +210,29 @@ func decode(k *koanf.Koanf) (Config, error) {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return c, nil
+}
+
+// otherSottoVars are SOTTO_ variables that other parts of Sotto read, not
+// the node's config: the plugin handshake's cookie and debug switch, and
+// what the tests read (the vector files, test modes). The config refuses
+// any other SOTTO_ variable it does not know, so a misspelt setting never
+// passes silently; these it leaves alone.
+var otherSottoVars = map[string]bool{
+	"SOTTO_PLUGIN_KIND":       true, // interfaces.CookieKey
+	"SOTTO_PLUGIN_DEBUG":      true, // a plugin's reattach mode
+	"SOTTO_REQUIRE_VECTORS":   true, // internal/vectors: CI requires the published vectors
+	"SOTTO_SPHINX_VECTORS":    true, // internal/vectors: a named Sphinx vector file
+	"SOTTO_CLIENT_TEST_STATE": true,
+}
+
+func withoutOtherSottoVars(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if otherSottoVars[name] || strings.HasPrefix(name, EnvPrefix+"TEST_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
