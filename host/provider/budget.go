@@ -7,6 +7,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sottonet/sotto/internal/ratelimit"
 )
 
 // replyBudget counts the bytes of replies being built or waiting to be
@@ -65,21 +67,8 @@ func addShare[K comparable](m map[K]int, k K, d int) {
 // rateLimits are the Send token buckets, per client and per address.
 type rateLimits struct {
 	mu     sync.Mutex
-	client rateTable[peer.ID]
-	ip     rateTable[netip.Prefix]
-}
-
-// rateTable is one token bucket per key: rate tokens a second, at most
-// burst. Buckets that are full are forgotten when the table grows
-// (maxIdleBuckets), so it holds the keys that sent recently.
-type rateTable[K comparable] struct {
-	rate, burst float64
-	buckets     map[K]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	client *ratelimit.Table[peer.ID]
+	ip     *ratelimit.Table[netip.Prefix]
 }
 
 // maxIdleBuckets is the size above which a table forgets its full buckets.
@@ -90,20 +79,15 @@ const maxIdleBuckets = 4096
 func (r *rateLimits) take(c *clientStream, now time.Time) (refused string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cb := r.client.get(c.client, now)
-	var ib *bucket
-	if c.ip.IsValid() {
-		ib = r.ip.get(c.ip, now)
-	}
 	switch {
-	case cb.tokens < 1:
+	case r.client.Tokens(c.client, now) < 1:
 		return "client"
-	case ib != nil && ib.tokens < 1:
+	case c.ip.IsValid() && r.ip.Tokens(c.ip, now) < 1:
 		return "ip"
 	}
-	cb.tokens--
-	if ib != nil {
-		ib.tokens--
+	r.client.Take(c.client, now)
+	if c.ip.IsValid() {
+		r.ip.Take(c.ip, now)
 	}
 	return ""
 }
@@ -112,38 +96,8 @@ func (r *rateLimits) take(c *clientStream, now time.Time) (refused string) {
 func (r *rateLimits) give(c *clientStream) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if b := r.client.buckets[c.client]; b != nil {
-		b.tokens = min(b.tokens+1, r.client.burst)
-	}
-	if b := r.ip.buckets[c.ip]; b != nil && c.ip.IsValid() {
-		b.tokens = min(b.tokens+1, r.ip.burst)
-	}
-}
-
-// get returns k's bucket, refilled up to now.
-func (t *rateTable[K]) get(k K, now time.Time) *bucket {
-	b := t.buckets[k]
-	if b == nil {
-		if len(t.buckets) >= maxIdleBuckets {
-			t.forgetFull(now)
-		}
-		b = &bucket{tokens: t.burst, last: now}
-		t.buckets[k] = b
-		return b
-	}
-	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(t.burst, b.tokens+dt*t.rate)
-		b.last = now
-	}
-	return b
-}
-
-// forgetFull drops the buckets that have refilled: a key that comes back
-// gets a full one, which is what it would have.
-func (t *rateTable[K]) forgetFull(now time.Time) {
-	for k, b := range t.buckets {
-		if b.tokens+now.Sub(b.last).Seconds()*t.rate >= t.burst {
-			delete(t.buckets, k)
-		}
+	r.client.Give(c.client)
+	if c.ip.IsValid() {
+		r.ip.Give(c.ip)
 	}
 }

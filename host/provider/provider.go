@@ -61,6 +61,7 @@ import (
 
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/internal/ratelimit"
 )
 
 // Backend is what the service needs from its node. The packet slices
@@ -296,8 +297,8 @@ func New(cfg Config) (*Service, error) {
 		allowance: map[peer.ID]uint64{},
 		garbage:   map[peer.ID]struct{}{},
 		sendRate: rateLimits{
-			client: rateTable[peer.ID]{rate: cfg.SendRate, burst: float64(cfg.SendBurst), buckets: map[peer.ID]*bucket{}},
-			ip:     rateTable[netip.Prefix]{rate: cfg.SendRatePerIP, burst: float64(cfg.SendBurstPerIP), buckets: map[netip.Prefix]*bucket{}},
+			client: ratelimit.New[peer.ID](cfg.SendRate, float64(cfg.SendBurst), maxIdleBuckets),
+			ip:     ratelimit.New[netip.Prefix](cfg.SendRatePerIP, float64(cfg.SendBurstPerIP), maxIdleBuckets),
 		},
 	}, nil
 }

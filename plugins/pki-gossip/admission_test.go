@@ -178,8 +178,8 @@ func TestOpenChecksAtMostTheSourceRate(t *testing.T) {
 		l.allow(fmt.Sprint("s", i))
 		now = now.Add(10 * time.Second)
 	}
-	if len(l.buckets) > maxSources {
-		t.Fatalf("%d buckets kept", len(l.buckets))
+	if l.table.Len() > maxSources {
+		t.Fatalf("%d buckets kept", l.table.Len())
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/internal/ratelimit"
 )
 
 // The "open" design: anyone may join, at a stated price. Each identity pays,
@@ -271,50 +272,19 @@ func (p *openPolicy) close() {
 
 // sourceLimiter is a token bucket per source address.
 type sourceLimiter struct {
-	mu      sync.Mutex
-	rate    float64
-	burst   float64
-	now     func() time.Time
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
+	mu    sync.Mutex
+	now   func() time.Time
+	table *ratelimit.Table[string]
 }
 
 func newSourceLimiter(rate float64, burst int, now func() time.Time) *sourceLimiter {
-	return &sourceLimiter{rate: rate, burst: float64(burst), now: now, buckets: map[string]*bucket{}}
+	return &sourceLimiter{now: now, table: ratelimit.New[string](rate, float64(burst), maxSources)}
 }
 
 func (l *sourceLimiter) allow(src string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
-	b := l.buckets[src]
-	if b == nil {
-		if len(l.buckets) >= maxSources {
-			l.sweep(now)
-		}
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[src] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// sweep forgets the buckets that have refilled: a new one is the same.
-func (l *sourceLimiter) sweep(now time.Time) {
-	for k, b := range l.buckets {
-		if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
-			delete(l.buckets, k)
-		}
-	}
+	return l.table.Take(src, l.now())
 }
 
 // sourceKey is the unit a source is limited by: an IPv4 address, or an
