@@ -97,6 +97,10 @@ func (p *Plugin) launch(ctx context.Context) (*proc, any, error) {
 	}
 	rpc, err := pr.client.Client()
 	if err != nil {
+		// Kill waits for go-plugin's stderr reader to finish, so tail holds
+		// everything the plugin said before it exited: reading it earlier
+		// races with that goroutine and loses the explanation.
+		pr.kill()
 		msg := err.Error()
 		if strings.Contains(strings.ToLower(msg), "incompatible api version") {
 			return fail(fmt.Errorf("%w: %s: host speaks %s, plugin does not: %v", ErrHandshake, p.what(), p.kind, err))
