@@ -12,12 +12,12 @@ import (
 )
 
 // The messaging suite against the reference plugin as separate processes:
-// each user is a messaging-ratchet process whose state lives in the host
+// each user is a msg-ratchet process whose state lives in the host
 // KV the loader offers it over the broker, and a restart is a new process
 // on the same host KV.
 func TestMessagingSuiteOutOfProcess(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "messaging-ratchet")
-	build := exec.Command("go", "build", "-o", bin, "github.com/sottonet/sotto/examples/messaging-ratchet/cmd/messaging-ratchet")
+	bin := filepath.Join(t.TempDir(), "msg-ratchet")
+	build := exec.Command("go", "build", "-o", bin, "github.com/sottonet/sotto/plugins/msg-ratchet/cmd/msg-ratchet")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -89,7 +89,7 @@ func TestCheckOnHandWrittenGraphs(t *testing.T) {
 		{"a name that only starts like a forbidden one", ruleFor(t, "core", ""), map[string][]string{m("core/clientproto"): {m("clientx")}}, 0},
 		{"a plugin importing its own packages", ruleFor(t, "plugins/*", ""), map[string][]string{m("plugins/pki-gossip/cmd/pki-gossip"): {m("plugins/pki-gossip")}}, 0},
 		{"a plugin importing another", ruleFor(t, "plugins/*", ""), map[string][]string{m("plugins/pki-static"): {m("plugins/storage-badger")}}, 1},
-		{"an example importing a plugin", ruleFor(t, "examples/*", ""), map[string][]string{m("examples/messaging-ratchet/cmd"): {m("plugins/storage-badger")}}, 1},
+		{"an example importing a plugin", ruleFor(t, "examples/*", ""), map[string][]string{m("examples/chat"): {m("plugins/storage-badger")}}, 1},
 		{"the client importing libp2p natively", ruleFor(t, "client", ""), map[string][]string{m("client/p2p"): {"github.com/libp2p/go-libp2p"}}, 0},
 		{"the client importing libp2p in the browser", ruleFor(t, "client", "js/wasm"), map[string][]string{m("client"): {"github.com/libp2p/go-libp2p/core"}}, 1},
 		{"a storage plugin opening its database", dbRule(t), map[string][]string{m("plugins/storage-badger"): {"github.com/dgraph-io/badger/v4"}}, 0},

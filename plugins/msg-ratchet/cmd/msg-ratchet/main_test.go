@@ -8,6 +8,7 @@ import (
 	"github.com/sottonet/sotto/interfaces/memkv"
 	"github.com/sottonet/sotto/interfaces/messagingtest"
 	"github.com/sottonet/sotto/interfaces/plugintest"
+	msgratchet "github.com/sottonet/sotto/plugins/msg-ratchet"
 )
 
 // users start the plugin the way a host does, through its own factory,
@@ -21,7 +22,7 @@ func (u *users) Open(t *testing.T, name string) interfaces.Messaging {
 		kv = interfaces.SlotKV(memkv.New(), "messaging")
 		u.kvs[name] = kv
 	}
-	v, err := plugintest.Configure(t, interfaces.MessagingPlugin(factory), nil, &interfaces.Host{Slot: "messaging", KV: kv})
+	v, err := plugintest.Configure(t, msgratchet.Plugin(), nil, &interfaces.Host{Slot: "messaging", KV: kv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +38,11 @@ func TestConformanceThroughTheHostKV(t *testing.T) {
 }
 
 func TestRefusesAHostWithoutKVAndABadConfig(t *testing.T) {
-	if _, err := plugintest.Configure(t, interfaces.MessagingPlugin(factory), nil, nil); !errors.Is(err, interfaces.ErrUnavailable) {
+	if _, err := plugintest.Configure(t, msgratchet.Plugin(), nil, nil); !errors.Is(err, interfaces.ErrUnavailable) {
 		t.Fatalf("no host KV: err = %v, want ErrUnavailable", err)
 	}
 	host := &interfaces.Host{KV: memkv.New()}
-	if _, err := plugintest.Configure(t, interfaces.MessagingPlugin(factory), []byte(`{"storage":{}}`), host); !errors.Is(err, interfaces.ErrInvalidArgument) {
+	if _, err := plugintest.Configure(t, msgratchet.Plugin(), []byte(`{"storage":{}}`), host); !errors.Is(err, interfaces.ErrInvalidArgument) {
 		t.Fatalf("unknown config field: err = %v, want ErrInvalidArgument", err)
 	}
 }

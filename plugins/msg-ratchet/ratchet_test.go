@@ -1,4 +1,4 @@
-package messagingratchet
+package msgratchet
 
 import (
 	"sync"

@@ -1,4 +1,4 @@
-package messagingratchet
+package msgratchet
 
 import (
 	"context"
@@ -13,7 +13,8 @@ import (
 // error or a result, never a panic.
 func FuzzParseCard(f *testing.F) {
 	f.Add([]byte{cardVersion})
-	f.Add(make([]byte, cardLen))
+	f.Add(make([]byte, cardFixed))
+	f.Add(make([]byte, cardFixed+36))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, err := parseCard(b)
 		if err != nil && !errors.Is(err, interfaces.ErrInvalidArgument) {
