@@ -42,6 +42,8 @@ type Client struct {
 	ownMailbox clientproto.MailboxID
 	msgKey     hpke.PrivateKey
 	msgPub     hpke.PublicKey
+	msg        Messaging    // the end-to-end layer (Config.Messaging), or nil: HPKE only
+	kv         *MessagingKV // its state, part of the client's
 	entropy    io.Reader
 	store      Store
 	prov       atomic.Pointer[Provider]
@@ -118,6 +120,7 @@ func New(cfg Config) (*Client, error) {
 		geoKnown:      make(chan struct{}),
 		messages:      make(chan Message),
 		kick:          make(chan struct{}, 1),
+		kv:            newMessagingKV(),
 		readyCh:       make(chan struct{}),
 		inboxWake:     make(chan struct{}),
 		docs:          map[uint64]*view{},
@@ -202,7 +205,14 @@ func New(cfg Config) (*Client, error) {
 			c.savedGen = c.gen
 		}
 	}
-	if (fresh || c.gen > c.savedGen) && c.store != nil {
+	if cfg.Messaging != nil {
+		m, err := cfg.Messaging(c.kv)
+		if err != nil {
+			return nil, fmt.Errorf("client: messaging layer: %w", err)
+		}
+		c.msg = m
+	}
+	if (fresh || c.gen > c.savedGen || c.kv.dirty.Load()) && c.store != nil {
 		c.mu.Lock()
 		c.changed()
 		c.mu.Unlock()

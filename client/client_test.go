@@ -571,7 +571,7 @@ func TestALateProviderIsFoundInAFreshDocument(t *testing.T) {
 		if has() {
 			t.Fatal("the withheld provider is in the client's first document")
 		}
-		if _, err := a.send(toB, []byte("too early")); !errors.Is(err, ErrUnknownProvider) {
+		if _, err := a.send(toB, []byte("too early"), false); !errors.Is(err, ErrUnknownProvider) {
 			t.Fatalf("send without refetching: err = %v, want ErrUnknownProvider", err)
 		}
 		if _, err := a.Send(t.Context(), toB, []byte("too early")); !errors.Is(err, ErrUnknownProvider) {

@@ -74,6 +74,13 @@ type Config struct {
 	// message and SURB IDs, capabilities). Nil: crypto/rand. HPKE draws
 	// from crypto/rand itself.
 	Entropy io.Reader
+	// Messaging, when set, builds the end-to-end messaging layer on the
+	// key-value space of the client's state it is handed (called once, by
+	// New, after the state is loaded). Messages to contacts that carry a
+	// card are then sealed through it, and its card goes into this
+	// client's contacts. Nil: messages are sealed to the contact's HPKE
+	// key only (no forward secrecy: docs/SPEC.md, "Messaging layer").
+	Messaging func(kv *MessagingKV) (Messaging, error)
 	// Logger receives structured logs; nil: slog.Default().
 	Logger *slog.Logger
 

@@ -26,10 +26,11 @@ const (
 	maxContactEpochs = 8
 	contactV1        = 1
 	contactV2        = 2
+	contactV3        = 3 // v2 and a messaging card
 	modeForward      = 1
 	modeAnonymous    = 2
 	contactChecksum  = 4
-	maxContactLength = len(ContactPrefix) + (2+1+maxNetworkLen+32+1+maxForLen+2+1+maxContactEpochs*9+MaxContactSURBs*maxSURBLength+contactChecksum)*4/3 + 4
+	maxContactLength = len(ContactPrefix) + (2+1+maxNetworkLen+32+1+maxForLen+2+MaxCardLen+2+1+maxContactEpochs*9+MaxContactSURBs*maxSURBLength+contactChecksum)*4/3 + 4
 )
 
 // Contact is how to reach a client: in forward mode its provider and
@@ -46,6 +47,12 @@ type Contact struct {
 	// told ErrNotDelivered), so a receiver makes one per sender. The
 	// receiver sees it as Message.Contact.
 	For string
+	// Card is the messaging layer's card of the contact's owner (identity
+	// key, signed prekey, one-time prekeys: docs/SPEC.md, "Messaging
+	// layer"), at most MaxCardLen bytes; a sender with a messaging layer
+	// seals messages through it. Nil in contacts of clients without one
+	// (messages to them are sealed to Key only).
+	Card []byte
 
 	// Forward mode.
 	Provider [32]byte
@@ -82,6 +89,7 @@ func (c *Contact) Anonymous() bool { return len(c.SURBs) > 0 }
 func (c *Contact) clone() *Contact {
 	d := *c
 	d.Key = slices.Clone(c.Key)
+	d.Card = slices.Clone(c.Card)
 	d.SURBs = slices.Clone(c.SURBs)
 	return &d
 }
@@ -110,6 +118,8 @@ func (c *Contact) validate() error {
 		return fmt.Errorf("%w: %d SURBs, at most %d", ErrContact, len(c.SURBs), MaxContactSURBs)
 	case len(c.For) > maxForLen:
 		return fmt.Errorf("%w: a for-name of %d bytes, at most %d", ErrContact, len(c.For), maxForLen)
+	case len(c.Card) > MaxCardLen:
+		return fmt.Errorf("%w: a card of %d bytes, at most %d", ErrContact, len(c.Card), MaxCardLen)
 	}
 	if c.Anonymous() {
 		if c.Provider != ([32]byte{}) || c.Mailbox != (clientproto.MailboxID{}) {
@@ -139,7 +149,8 @@ func (c *Contact) validate() error {
 }
 
 // MarshalText encodes c as a contact string: version 1 for a forward
-// contact made for anyone (what older clients read), version 2 otherwise.
+// contact made for anyone (what older clients read), version 3 for one
+// with a messaging card, version 2 otherwise.
 func (c *Contact) MarshalText() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -148,15 +159,22 @@ func (c *Contact) MarshalText() ([]byte, error) {
 	if c.Anonymous() || c.For != "" {
 		version = contactV2
 	}
+	if len(c.Card) > 0 {
+		version = contactV3
+	}
 	b := []byte{version, modeForward, byte(len(c.Network))}
 	if c.Anonymous() {
 		b[1] = modeAnonymous
 	}
 	b = append(b, c.Network...)
 	b = append(b, c.Key...)
-	if version == contactV2 {
+	if version >= contactV2 {
 		b = append(b, byte(len(c.For)))
 		b = append(b, c.For...)
+	}
+	if version == contactV3 {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Card)))
+		b = append(b, c.Card...)
 	}
 	if c.Anonymous() {
 		es := c.epochs()
@@ -235,12 +253,19 @@ func ParseContact(s string) (*Contact, error) {
 	}
 	r := reader{b: body}
 	version, mode, nlen := r.byte(), r.byte(), int(r.byte())
-	if version != contactV1 && version != contactV2 {
+	if version != contactV1 && version != contactV2 && version != contactV3 {
 		return nil, fmt.Errorf("%w: version %d", ErrContact, version)
 	}
 	c := &Contact{Network: string(r.next(nlen)), Key: slices.Clone(r.next(32))}
-	if version == contactV2 {
+	if version >= contactV2 {
 		c.For = string(r.next(int(r.byte())))
+	}
+	if version == contactV3 {
+		n := int(binary.BigEndian.Uint16(r.next(2)))
+		if n == 0 || n > MaxCardLen {
+			return nil, fmt.Errorf("%w: a card of %d bytes", ErrContact, n)
+		}
+		c.Card = slices.Clone(r.next(n))
 	}
 	switch mode {
 	case modeForward:
@@ -366,8 +391,12 @@ func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact,
 	c.mu.Lock()
 	network := c.network
 	c.mu.Unlock()
+	card, err := c.card(ctx)
+	if err != nil {
+		return nil, err
+	}
 	fwd := func() *Contact {
-		return &Contact{Network: network, Key: c.MessageKey(), For: opts.For, Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}
+		return &Contact{Network: network, Key: c.MessageKey(), For: opts.For, Card: card, Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}
 	}
 	if !opts.Anonymous && network != "" {
 		return fwd(), nil
@@ -393,10 +422,30 @@ func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact,
 	if err != nil {
 		return nil, err
 	}
+	ct.Card = card
 	if err := c.persist(); err != nil {
 		return nil, fmt.Errorf("client: contact not saved: %w", err)
 	}
 	return ct, nil
+}
+
+// card returns the messaging layer's current card (nil without one),
+// saving what making it changed (a rotated or replenished prekey).
+func (c *Client) card(ctx context.Context) ([]byte, error) {
+	if c.msg == nil {
+		return nil, nil
+	}
+	card, err := c.msg.ContactCard(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: messaging card: %w", err)
+	}
+	if len(card) == 0 || len(card) > MaxCardLen {
+		return nil, fmt.Errorf("%w: the messaging layer's card is %d bytes, at most %d", ErrConfig, len(card), MaxCardLen)
+	}
+	if err := c.persist(); err != nil {
+		return nil, fmt.Errorf("client: contact not saved: %w", err)
+	}
+	return card, nil
 }
 
 func (c *Client) newAnonymousContact(opts ContactOptions) (*Contact, error) {

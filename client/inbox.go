@@ -281,6 +281,9 @@ func (c *Client) persist() error {
 		return nil
 	}
 	c.mu.Lock()
+	if c.kv.dirty.Swap(false) {
+		c.changed()
+	}
 	want := c.gen
 	c.mu.Unlock()
 	c.saveMu.Lock()
@@ -289,6 +292,9 @@ func (c *Client) persist() error {
 	if c.savedGen >= want {
 		c.mu.Unlock()
 		return nil
+	}
+	if c.kv.dirty.Swap(false) {
+		c.changed()
 	}
 	gen := c.gen
 	b, err := c.encodeState()

@@ -50,6 +50,11 @@ type Message struct {
 	// contact per sender, who wrote.
 	ViaSURB bool
 	Contact string
+	// Sender is set when the message came through the messaging layer
+	// (Config.Messaging): the identity key in its sender's card, which
+	// that layer authenticated. Nil for a message sealed to this client's
+	// HPKE key only, whose sender nothing names.
+	Sender []byte
 }
 
 // MaxFragments bounds the fragments of one message (on the default
@@ -79,6 +84,9 @@ const (
 const (
 	kindFragment = 1
 	kindLoop     = 2
+	// kindSealed: a fragment of a message the messaging layer sealed (the
+	// reassembled body is its ciphertext).
+	kindSealed = 3
 
 	fragmentHeaderLen = 1 + 16 + 2 + 2 + 2
 	// minBody is the smallest packet body the client works with.
@@ -126,7 +134,7 @@ func parseFragment(b []byte) (fragmentPlain, error) {
 	f.count = int(binary.BigEndian.Uint16(b[19:]))
 	n := int(binary.BigEndian.Uint16(b[21:]))
 	switch {
-	case f.kind != kindFragment && f.kind != kindLoop:
+	case f.kind != kindFragment && f.kind != kindLoop && f.kind != kindSealed:
 		return f, fmt.Errorf("%w: kind %d", ErrFragment, f.kind)
 	case f.count < 1 || f.count > MaxFragments || f.index >= f.count:
 		return f, fmt.Errorf("%w: fragment %d of %d", ErrFragment, f.index, f.count)
@@ -186,6 +194,7 @@ type reassembly struct {
 	first   time.Time
 	viaSURB bool
 	contact string
+	sealed  bool // kindSealed fragments
 }
 
 func (r *reassembly) size() int {

@@ -97,9 +97,22 @@ type outgoing struct {
 	acked    int
 	packets  int
 	err      error
+	// sealed: the fragments carry a ciphertext of the messaging layer;
+	// held: they wait, out of the queue, for the state that holds the
+	// ratchet step that sealed it to be saved (Send), so that no packet
+	// leaves under a message key a crash could hand out again.
+	sealed bool
+	held   bool
 }
 
 func (m *outgoing) final() bool { return m.state.Final() }
+
+func (m *outgoing) kind() byte {
+	if m.sealed {
+		return kindSealed
+	}
+	return kindFragment
+}
 
 func (m *outgoing) status() MessageStatus {
 	return MessageStatus{ID: m.id, State: m.state, Fragments: len(m.frags), FragmentsAcked: m.acked,
@@ -143,11 +156,20 @@ func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID,
 	case <-ctx.Done():
 		return MessageID{}, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
-	id, err := c.send(to, body)
+	if err := to.validate(); err != nil {
+		return MessageID{}, err
+	}
+	sealed := false
+	if ct, err := c.sealE2E(ctx, to, body); err != nil {
+		return MessageID{}, err
+	} else if ct != nil {
+		body, sealed = ct, true
+	}
+	id, err := c.send(to, body, sealed)
 	if errors.Is(err, ErrUnknownProvider) {
 		fctx, cancel := context.WithTimeout(ctx, callTimeout)
 		if _, ferr := c.fetchDocument(fctx, c.clk0().At(time.Now())); ferr == nil {
-			id, err = c.send(to, body)
+			id, err = c.send(to, body, sealed)
 		}
 		cancel()
 	}
@@ -160,10 +182,27 @@ func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID,
 		c.mu.Unlock()
 		return MessageID{}, fmt.Errorf("client: message not sent, the state could not be saved: %w", err)
 	}
+	c.unhold(id)
 	return id, nil
 }
 
-func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
+// unhold queues the fragments of a sealed message once its state is saved.
+func (c *Client) unhold(id MessageID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.out[id]
+	if !ok || !m.held {
+		return
+	}
+	m.held = false
+	for _, f := range m.frags {
+		if f.inQueue {
+			c.queue = append(c.queue, f)
+		}
+	}
+}
+
+func (c *Client) send(to *Contact, body []byte, sealed bool) (MessageID, error) {
 	var id MessageID
 	if err := to.validate(); err != nil {
 		return id, err
@@ -213,7 +252,8 @@ func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
 	if _, err := io.ReadFull(c.entropy, id[:]); err != nil {
 		return id, fmt.Errorf("client: message ID: %w", err)
 	}
-	m := &outgoing{id: id, to: to.clone(), key: key, queued: now, state: StateQueued}
+	m := &outgoing{id: id, to: to.clone(), key: key, queued: now, state: StateQueued, sealed: sealed}
+	m.held = sealed && c.store != nil
 	for i := range n {
 		f := &outFragment{msg: m, index: i, data: body[i*capacity : min(len(body), (i+1)*capacity)], inQueue: true}
 		f.data = append([]byte(nil), f.data...)
@@ -221,7 +261,9 @@ func (c *Client) send(to *Contact, body []byte) (MessageID, error) {
 			f.surb = surbs[i]
 		}
 		m.frags = append(m.frags, f)
-		c.queue = append(c.queue, f)
+		if !m.held {
+			c.queue = append(c.queue, f)
+		}
 	}
 	c.queued += n
 	c.out[id] = m

@@ -233,7 +233,7 @@ func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time)
 		}
 	}
 	m := f.msg
-	plain := fragmentPlain{kind: kindFragment, id: m.id, index: f.index, count: len(m.frags), data: f.data}
+	plain := fragmentPlain{kind: m.kind(), id: m.id, index: f.index, count: len(m.frags), data: f.data}
 	body, err := sealBody(m.key, &plain, v.geo.UserForwardPayloadLength)
 	if err != nil {
 		return slotPacket{}, err

@@ -112,7 +112,7 @@ func (c *Client) receiveBody(key hpke.PrivateKey, body []byte, now time.Time, vi
 		return consumed{msg: &id}
 	}
 	r, ok := c.inbox[f.id]
-	if ok && r.count != f.count {
+	if ok && (r.count != f.count || r.sealed != (f.kind == kindSealed)) {
 		c.stats.Malformed++
 		return consumed{}
 	}
@@ -129,7 +129,7 @@ func (c *Client) receiveBody(key hpke.PrivateKey, body []byte, now time.Time, vi
 		return consumed{}
 	}
 	if !ok {
-		r = &reassembly{count: f.count, frags: map[int][]byte{}, first: now}
+		r = &reassembly{count: f.count, frags: map[int][]byte{}, first: now, sealed: f.kind == kindSealed}
 		c.inbox[f.id] = r
 	}
 	r.frags[f.index] = bytes.Clone(f.data)
@@ -151,6 +151,15 @@ func (c *Client) receiveBody(key hpke.PrivateKey, body []byte, now time.Time, vi
 		c.pruneDone(now, true)
 	}
 	c.done[f.id] = now.Add(doneTTL)
+	if r.sealed {
+		if err := c.openE2E(msg); err != nil {
+			// Kept as done: its fragments are acknowledged and dropped.
+			c.stats.Undecryptable++
+			c.log.Warn("message dropped: the messaging layer did not open it", "id", msg.ID, "err", err)
+			return consumed{msg: &id, kept: true}
+		}
+		c.stats.MessagesSealed++
+	}
 	c.stats.MessagesDelivered++
 	c.deliver(msg)
 	return consumed{msg: &id, kept: true}

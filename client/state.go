@@ -43,6 +43,9 @@ type stateFile struct {
 	Done      []stateExpiry  `json:"done,omitempty"`
 	UsedSURBs []stateExpiry  `json:"used_surbs,omitempty"`
 	Outgoing  []stateOut     `json:"outgoing,omitempty"`
+	// Messaging is the messaging layer's state (MessagingKV): ratchet
+	// sessions, prekeys, identity.
+	Messaging []stateKV `json:"messaging,omitempty"`
 }
 
 type stateGeometry struct {
@@ -73,6 +76,7 @@ type stateUnread struct {
 	Received time.Time `json:"received"`
 	ViaSURB  bool      `json:"via_surb,omitempty"`
 	Contact  string    `json:"contact,omitempty"`
+	Sender   []byte    `json:"sender,omitempty"`
 }
 
 type statePending struct {
@@ -81,6 +85,7 @@ type statePending struct {
 	First     time.Time   `json:"first"`
 	ViaSURB   bool        `json:"via_surb,omitempty"`
 	Contact   string      `json:"contact,omitempty"`
+	Sealed    bool        `json:"sealed,omitempty"`
 	Fragments []stateFrag `json:"fragments"`
 }
 
@@ -99,6 +104,7 @@ type stateOut struct {
 	ID        []byte         `json:"id"`
 	To        string         `json:"to"` // the contact string
 	Queued    time.Time      `json:"queued"`
+	Sealed    bool           `json:"sealed,omitempty"`
 	Fragments []stateOutFrag `json:"fragments"`
 }
 
@@ -143,7 +149,7 @@ func (c *Client) encodeState() ([]byte, error) {
 		st.Geometry = &stateGeometry{PayloadLen: c.geo.UserForwardPayloadLength, Hops: c.geo.NrHops}
 	}
 	for _, m := range c.unread {
-		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB, Contact: m.Contact})
+		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB, Contact: m.Contact, Sender: m.Sender})
 	}
 	for id, e := range c.surbs {
 		if e.kind != surbContact {
@@ -160,7 +166,7 @@ func (c *Client) encodeState() ([]byte, error) {
 		st.Mailboxes = append(st.Mailboxes, stateMailbox{Capability: cp[:], Expires: mb.expires, For: mb.label})
 	}
 	for id, r := range c.inbox {
-		p := statePending{ID: id[:], Count: r.count, First: r.first, ViaSURB: r.viaSURB, Contact: r.contact}
+		p := statePending{ID: id[:], Count: r.count, First: r.first, ViaSURB: r.viaSURB, Contact: r.contact, Sealed: r.sealed}
 		for i, d := range r.frags {
 			p.Fragments = append(p.Fragments, stateFrag{Index: i, Data: d})
 		}
@@ -180,7 +186,7 @@ func (c *Client) encodeState() ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		o := stateOut{ID: id[:], To: string(to), Queued: m.queued}
+		o := stateOut{ID: id[:], To: string(to), Queued: m.queued, Sealed: m.sealed}
 		for _, f := range m.frags {
 			of := stateOutFrag{Acked: f.acked, Tries: f.tries}
 			if !f.acked {
@@ -195,6 +201,7 @@ func (c *Client) encodeState() ([]byte, error) {
 		}
 		st.Outgoing = append(st.Outgoing, o)
 	}
+	st.Messaging = c.kv.export()
 	return json.Marshal(&st)
 }
 
@@ -213,6 +220,7 @@ type loadedState struct {
 	done         map[MessageID]time.Time
 	used         map[[32]byte]time.Time
 	out          []*outgoing
+	kv           []stateKV
 }
 
 // LoadState merges state exported by MarshalState into the client. Call it
@@ -224,7 +232,21 @@ func (c *Client) LoadState(b []byte) error {
 	if err != nil {
 		return err
 	}
-	return c.merge(st)
+	if err := c.merge(st); err != nil {
+		return err
+	}
+	if len(st.kv) > 0 && c.cfg.Messaging != nil {
+		// The messaging layer New built read the state before this one
+		// was merged: build it again on the merged state.
+		m, err := c.cfg.Messaging(c.kv)
+		if err != nil {
+			return fmt.Errorf("client: messaging layer: %w", err)
+		}
+		c.mu.Lock()
+		c.msg = m
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 func decodeState(b []byte) (*loadedState, error) {
@@ -303,7 +325,7 @@ func decodeState(b []byte) (*loadedState, error) {
 		if len(p.ID) != 16 || p.Count < 1 || p.Count > MaxFragments || len(p.Fragments) >= p.Count {
 			return nil, bad("pending message of %d fragments, %d held", p.Count, len(p.Fragments))
 		}
-		r := &reassembly{count: p.Count, frags: map[int][]byte{}, first: p.First, viaSURB: p.ViaSURB, contact: p.Contact}
+		r := &reassembly{count: p.Count, frags: map[int][]byte{}, first: p.First, viaSURB: p.ViaSURB, contact: p.Contact, sealed: p.Sealed}
 		for _, f := range p.Fragments {
 			if f.Index < 0 || f.Index >= p.Count || len(f.Data) > 1<<16 {
 				return nil, bad("fragment %d of %d", f.Index, p.Count)
@@ -329,7 +351,7 @@ func decodeState(b []byte) (*loadedState, error) {
 		if slices.ContainsFunc(l.unread, func(m Message) bool { return m.ID == MessageID(u.ID) }) {
 			return nil, bad("unread message %x twice", u.ID)
 		}
-		l.unread = append(l.unread, Message{ID: MessageID(u.ID), Body: u.Body, Received: u.Received, ViaSURB: u.ViaSURB, Contact: u.Contact})
+		l.unread = append(l.unread, Message{ID: MessageID(u.ID), Body: u.Body, Received: u.Received, ViaSURB: u.ViaSURB, Contact: u.Contact, Sender: u.Sender})
 	}
 	l.done = map[MessageID]time.Time{}
 	for _, d := range st.Done {
@@ -363,7 +385,7 @@ func decodeState(b []byte) (*loadedState, error) {
 		if err != nil {
 			return nil, bad("outgoing message's contact key: %v", err)
 		}
-		m := &outgoing{id: MessageID(o.ID), to: to, key: key, queued: o.Queued, state: StateQueued}
+		m := &outgoing{id: MessageID(o.ID), to: to, key: key, queued: o.Queued, state: StateQueued, sealed: o.Sealed}
 		for i, of := range o.Fragments {
 			if of.Tries < 0 || len(of.Data) > 1<<16 || (of.SURB != nil && (*of.SURB < 0 || *of.SURB >= len(to.SURBs))) {
 				return nil, bad("outgoing fragment %d", i)
@@ -385,6 +407,12 @@ func decodeState(b []byte) (*loadedState, error) {
 		}
 		l.out = append(l.out, m)
 	}
+	for _, e := range st.Messaging {
+		if e.NS == "" || len(e.NS) > 64 || len(e.Key) == 0 || len(e.Key) > 1024 {
+			return nil, bad("messaging state entry (namespace of %d bytes, key of %d)", len(e.NS), len(e.Key))
+		}
+	}
+	l.kv = st.Messaging
 	return l, nil
 }
 
@@ -432,6 +460,16 @@ func (c *Client) merge(l *loadedState) error {
 	for fp, exp := range l.used {
 		c.usedSURBs[fp] = exp
 	}
+	c.kv.mu.Lock()
+	for _, e := range l.kv {
+		space := c.kv.m[e.NS]
+		if space == nil {
+			space = map[string][]byte{}
+			c.kv.m[e.NS] = space
+		}
+		space[string(e.Key)] = e.Value
+	}
+	c.kv.mu.Unlock()
 	for _, m := range l.unread {
 		if !c.isUnread(m.ID) {
 			c.deliver(&m)

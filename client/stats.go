@@ -30,6 +30,11 @@ type Stats struct {
 	Fetched           uint64 // mailbox entries consumed (and acknowledged)
 	Duplicates        uint64 // fragments of complete messages or seen twice
 	Malformed         uint64 // entries that did not decrypt or parse
+	// MessagesSealed counts delivered messages that the messaging layer
+	// opened (the rest were sealed to the HPKE key only); Undecryptable
+	// the complete messages it refused (replays, forgeries, no session).
+	MessagesSealed    uint64
+	Undecryptable     uint64
 	UnknownSURBs      uint64 // SURB replies whose keys this client no longer has
 	UnknownLoops      uint64
 	ReassemblyEvicted uint64 // partial messages dropped for room or age

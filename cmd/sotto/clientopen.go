@@ -17,6 +17,7 @@ import (
 	"github.com/sottonet/sotto/client/p2p"
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/host/config"
+	"github.com/sottonet/sotto/internal/e2e"
 )
 
 // clientFlags are the flags send and recv share: where the provider is,
@@ -122,7 +123,9 @@ func (f *clientFlags) start(ctx context.Context, cmd *cobra.Command, onStatus fu
 			fs.Close()
 		}
 	}
-	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus}
+	// Every message is sealed through the messaging layer (plugins/msg-ratchet),
+	// its state in the client's own state file.
+	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, Messaging: e2e.Ratchet}
 	if haveClock {
 		cfg.Clock = clk
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/internal/e2e"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -133,7 +134,8 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 
 	provs := r.ln.Providers()
 	newCfg := func(*peer) client.Config {
-		return client.Config{Clock: r.ln.Clock, Network: r.ln.Spec.Network, FetchInterval: 500 * time.Millisecond}
+		return client.Config{Clock: r.ln.Clock, Network: r.ln.Spec.Network, FetchInterval: 500 * time.Millisecond,
+			Messaging: e2e.Ratchet}
 	}
 	if r.alice, err = newPeer("alice", provs[0], filepath.Join(r.cfg.Dir, "alice.state"), r.log, r.tr, newCfg); err != nil {
 		return nil, err
