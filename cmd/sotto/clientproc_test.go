@@ -29,6 +29,7 @@ import (
 	"github.com/sottonet/sotto/client/p2p"
 	"github.com/sottonet/sotto/examples/chat"
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/internal/e2e"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -62,7 +63,7 @@ func holdRole() int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := p2p.Open(os.Getenv("PROVIDER"), client.Config{Store: st, Logger: log})
+	c, err := p2p.Open(os.Getenv("PROVIDER"), client.Config{Store: st, Logger: log, Messaging: e2e.Ratchet})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -254,7 +255,7 @@ func TestClientProcesses(t *testing.T) {
 		<-hold.done
 
 		recv := startSotto(t, nil, "recv", "--state", state, "--count", strconv.Itoa(n), "--wait", "60s")
-		if c := recv.line(t, 30*time.Second); c != contact {
+		if c := recv.line(t, 30*time.Second); !sameAddress(c, contact) {
 			t.Errorf("the restarted receiver printed another contact")
 		}
 		got, err := recv.rest(t, 70*time.Second)
@@ -262,6 +263,9 @@ func TestClientProcesses(t *testing.T) {
 			t.Fatalf("recv: %v", err)
 		}
 		eachOnce(t, got, want)
+		if n := strings.Count(recv.errText(), "end-to-end through the ratchet"); n != len(got) {
+			t.Errorf("%d of %d messages came through the ratchet:\n%s", n, len(got), recv.errText())
+		}
 		// Nothing more: no message is handed out twice.
 		again := startSotto(t, nil, "recv", "--state", state, "--wait", "6s")
 		again.line(t, 30*time.Second)

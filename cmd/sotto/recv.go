@@ -82,6 +82,7 @@ stderr.`,
 				if err != nil {
 					break // --wait, Ctrl-C, or the client stopped
 				}
+				fmt.Fprintln(cmd.ErrOrStderr(), describeMessage(m))
 				body := m.Body
 				if len(body) == 0 || body[len(body)-1] != '\n' {
 					body = append(body, '\n')
@@ -112,4 +113,14 @@ stderr.`,
 	cmd.Flags().DurationVar(&wait, "wait", 0, "stop after this long (0: until Ctrl-C)")
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many messages (0: no limit)")
 	return cmd
+}
+
+// describeMessage says, on stderr, how a message came: through the
+// messaging layer (the ratchet, from the sender its card names) or sealed
+// to this client's HPKE key only (a sender without a messaging layer).
+func describeMessage(m client.Message) string {
+	if m.Sender == nil {
+		return fmt.Sprintf("message %s: sealed to this client's key only (no ratchet: the sender has no messaging layer)", m.ID)
+	}
+	return fmt.Sprintf("message %s: end-to-end through the ratchet, from %x", m.ID, m.Sender[:min(8, len(m.Sender))])
 }
