@@ -38,6 +38,10 @@ type Record struct {
 	Deliveries int // intact deliveries
 	Corrupt    int // deliveries of this ID whose body differed
 	Delivered  time.Time
+	// Ratchet: its first intact delivery was opened by the messaging
+	// layer (the Double Ratchet, plugins/msg-ratchet), which named its
+	// sender; not by the HPKE seal alone.
+	Ratchet bool
 	// Offline: the recipient was offline when it was sent, so its latency
 	// includes the wait in the mailbox and stays out of the percentiles.
 	Offline bool
@@ -125,6 +129,7 @@ func (t *tracker) deliverLocked(to string, m client.Message) {
 		r.Deliveries++
 		if r.Deliveries == 1 {
 			r.Delivered = m.Received
+			r.Ratchet = m.Sender != nil
 		}
 	}
 	close(t.changed)
@@ -237,15 +242,29 @@ func (s *Summary) Delivered() int {
 	return n
 }
 
-// Err is nil when every message arrived intact exactly once and nothing
-// arrived that nobody sent; otherwise it wraps ErrLost and says what went
-// wrong. It is the demo's verdict.
+// ThroughRatchet counts the messages delivered intact exactly once that
+// the Double Ratchet opened.
+func (s *Summary) ThroughRatchet() int {
+	n := 0
+	for i := range s.Messages {
+		if s.Messages[i].OK() && s.Messages[i].Ratchet {
+			n++
+		}
+	}
+	return n
+}
+
+// Err is nil when every message arrived intact exactly once, through the
+// Double Ratchet, and nothing arrived that nobody sent; otherwise it wraps
+// ErrLost and says what went wrong. It is the demo's verdict.
 func (s *Summary) Err() error {
 	var bad []string
 	for i := range s.Messages {
 		r := &s.Messages[i]
 		if !r.OK() {
 			bad = append(bad, fmt.Sprintf("#%d %s→%s %s: %s", r.N, r.From, r.To, r.Kind, r.verdict()))
+		} else if !r.Ratchet {
+			bad = append(bad, fmt.Sprintf("#%d %s→%s %s: not opened by the Double Ratchet", r.N, r.From, r.To, r.Kind))
 		}
 	}
 	if s.Unexpected > 0 {
@@ -334,6 +353,8 @@ func (s *Summary) Write(w io.Writer) {
 		fmt.Fprintf(w, "    #%-2d %-5s → %-5s %-17s %6d B %2d frag  %-6s  %-9s %8s%s\n",
 			r.N, r.From, r.To, r.Kind, r.Size, r.Fragments, r.verdict(), state, lat, note)
 	}
+	fmt.Fprintf(w, "  end to end   %d of %d delivered messages sealed and opened by the Double Ratchet (plugins/msg-ratchet: X3DH-style start from the contact's card, then a ratchet step per round trip); the rest HPKE only\n",
+		s.ThroughRatchet(), s.Delivered())
 	l := s.Latencies()
 	fmt.Fprintf(w, "  latency      p50 %v, p99 %v (send to delivery, %d messages to online recipients)\n",
 		Percentile(l, 50).Round(10*time.Millisecond), Percentile(l, 99).Round(10*time.Millisecond), len(l))

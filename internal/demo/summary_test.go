@@ -18,18 +18,23 @@ func deliver(t *testing.T, tr *tracker, n byte, body []byte, got ...received) {
 	tr.sent(&Record{From: "alice", To: "bob", Kind: "forward", Size: len(body), Fragments: 1, ID: id,
 		Sent: time.Unix(100, 0)}, body)
 	for _, g := range got {
-		tr.received(g.to, client.Message{ID: id, Body: g.body, Received: time.Unix(101, 0)})
+		m := client.Message{ID: id, Body: g.body, Received: time.Unix(101, 0), Sender: []byte("alice")}
+		if g.plain {
+			m.Sender = nil
+		}
+		tr.received(g.to, m)
 	}
 }
 
 type received struct {
-	to   string
-	body []byte
+	to    string
+	body  []byte
+	plain bool // sealed to the HPKE key only, not through the ratchet
 }
 
 func TestTheVerdict(t *testing.T) {
 	body := []byte("hello bob")
-	ok := received{"bob", body}
+	ok := received{"bob", body, false}
 	tests := []struct {
 		name    string
 		got     []received
@@ -38,14 +43,15 @@ func TestTheVerdict(t *testing.T) {
 		{"a message delivered intact once passes", []received{ok}, ""},
 		{"a message never delivered is lost", nil, "LOST"},
 		{"a message delivered twice is duplicated", []received{ok, ok}, "DUPLICATED"},
-		{"a message delivered with another body is corrupt", []received{{"bob", []byte("hello eve")}}, "CORRUPT"},
-		{"a message delivered to the wrong client is corrupt", []received{{"alice", body}}, "CORRUPT"},
-		{"a corrupt copy beside an intact one still fails", []received{ok, {"bob", []byte("x")}}, "CORRUPT"},
+		{"a message delivered with another body is corrupt", []received{{"bob", []byte("hello eve"), false}}, "CORRUPT"},
+		{"a message delivered to the wrong client is corrupt", []received{{"alice", body, false}}, "CORRUPT"},
+		{"a corrupt copy beside an intact one still fails", []received{ok, {"bob", []byte("x"), false}}, "CORRUPT"},
+		{"a message the ratchet did not open fails", []received{{"bob", body, true}}, "not opened by the Double Ratchet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newTracker()
-			deliver(t, tr, 1, []byte("another message"), received{"bob", []byte("another message")})
+			deliver(t, tr, 1, []byte("another message"), received{"bob", []byte("another message"), false})
 			deliver(t, tr, 2, body, tc.got...)
 			s := &Summary{}
 			s.Messages, s.Unexpected = tr.snapshot()
@@ -73,7 +79,7 @@ func TestTheVerdict(t *testing.T) {
 
 func TestAMessageNobodySentFailsTheVerdict(t *testing.T) {
 	tr := newTracker()
-	deliver(t, tr, 1, []byte("hi"), received{"bob", []byte("hi")})
+	deliver(t, tr, 1, []byte("hi"), received{"bob", []byte("hi"), false})
 	tr.received("bob", client.Message{ID: client.MessageID{9}, Body: []byte("from nowhere")})
 	s := &Summary{}
 	s.Messages, s.Unexpected = tr.snapshot()
@@ -92,7 +98,7 @@ func TestARunThatSentNothingFails(t *testing.T) {
 // far arrived, and the summary does not print OK.
 func TestAPlanThatStoppedEarlyFails(t *testing.T) {
 	tr := newTracker()
-	deliver(t, tr, 1, []byte("hi"), received{"bob", []byte("hi")})
+	deliver(t, tr, 1, []byte("hi"), received{"bob", []byte("hi"), false})
 	s := &Summary{RunErr: errors.New("bob could not restart")}
 	s.Messages, s.Unexpected = tr.snapshot()
 	if err := s.Err(); !errors.Is(err, ErrLost) {
@@ -110,7 +116,7 @@ func TestAPlanThatStoppedEarlyFails(t *testing.T) {
 func TestADeliveryBeforeTheRecordIsMatched(t *testing.T) {
 	tr := newTracker()
 	id := client.MessageID{3}
-	tr.received("bob", client.Message{ID: id, Body: []byte("quick"), Received: time.Unix(5, 0)})
+	tr.received("bob", client.Message{ID: id, Body: []byte("quick"), Received: time.Unix(5, 0), Sender: []byte("alice")})
 	tr.sent(&Record{From: "alice", To: "bob", ID: id, Sent: time.Unix(4, 0)}, []byte("quick"))
 	s := &Summary{}
 	s.Messages, s.Unexpected = tr.snapshot()
