@@ -15,9 +15,11 @@ func testContacts(t testing.TB) map[string]*Contact {
 	surbs := []ContactSURB{{123456, bytes.Repeat([]byte{1}, 572)}, {123456, bytes.Repeat([]byte{2}, 572)},
 		{123457, bytes.Repeat([]byte{3}, 572)}}
 	return map[string]*Contact{
-		"forward":             {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
-		"forward for someone": {Network: "sotto-test", Key: key, For: "bob", Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
-		"anonymous":           {Network: "n", Key: key, For: "carol", SURBs: surbs},
+		"forward":               {Network: "sotto-test", Key: key, Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"forward for someone":   {Network: "sotto-test", Key: key, For: "bob", Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"anonymous":             {Network: "n", Key: key, For: "carol", SURBs: surbs},
+		"forward with a card":   {Network: "sotto-test", Key: key, Card: bytes.Repeat([]byte{5}, 310), Provider: [32]byte{7, 7}, Mailbox: [32]byte{9}},
+		"anonymous with a card": {Network: "n", Key: key, For: "carol", Card: bytes.Repeat([]byte{6}, MaxCardLen), SURBs: surbs},
 	}
 }
 
@@ -33,7 +35,7 @@ func TestContactRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.String() != s || got.Network != c.Network || !bytes.Equal(got.Key, c.Key) ||
-				got.Provider != c.Provider || got.Mailbox != c.Mailbox || got.For != c.For || len(got.SURBs) != len(c.SURBs) {
+				got.Provider != c.Provider || got.Mailbox != c.Mailbox || got.For != c.For || len(got.SURBs) != len(c.SURBs) || !bytes.Equal(got.Card, c.Card) {
 				t.Fatalf("round trip changed the contact: %+v", got)
 			}
 			for i := range c.SURBs {
@@ -165,4 +167,38 @@ func FuzzParseContact(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n%q\n%q", out, s)
 		}
 	})
+}
+
+// A contact with a messaging card is version 3; one without stays what
+// older clients read; a card over MaxCardLen is refused both ways.
+func TestContactCards(t *testing.T) {
+	cs := testContacts(t)
+	version := func(c *Contact) byte {
+		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(c.String(), ContactPrefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw[0]
+	}
+	for name, want := range map[string]byte{"forward": contactV1, "anonymous": contactV2, "forward with a card": contactV3, "anonymous with a card": contactV3} {
+		if got := version(cs[name]); got != want {
+			t.Errorf("%s: version %d, want %d", name, got, want)
+		}
+	}
+	big := cs["forward with a card"].clone()
+	big.Card = make([]byte, MaxCardLen+1)
+	if _, err := big.MarshalText(); !errors.Is(err, ErrContact) {
+		t.Fatalf("a card of %d bytes: err = %v, want ErrContact", len(big.Card), err)
+	}
+	// Hand-made: a version 3 string whose card length says more than is there.
+	b := []byte{contactV3, modeForward, 1, 'n'}
+	b = append(b, make([]byte, 32)...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint16(b, 2000)
+	b = append(b, make([]byte, 64)...)
+	sum := contactSum(b)
+	s := ContactPrefix + base64.RawURLEncoding.EncodeToString(append(b, sum[:contactChecksum]...))
+	if _, err := ParseContact(s); !errors.Is(err, ErrContact) {
+		t.Fatalf("a card length over the bound: err = %v, want ErrContact", err)
+	}
 }
