@@ -164,6 +164,7 @@ type session struct {
 	PeerDH     []byte
 	RK         []byte
 	DHs        []byte // our ratchet private key
+	DHsPub     []byte // its public key (nil in older states: derived)
 	DHr        []byte // their ratchet public key
 	CKs, CKr   []byte
 	Ns, Nr, PN uint32
@@ -611,7 +612,7 @@ func (r *Ratchet) StartSession(ctx context.Context, req *interfaces.StartSession
 	clear(sk)
 	s := &session{
 		PeerSign: bytes.Clone(c.sign), PeerDH: bytes.Clone(c.dh),
-		RK: rk, DHs: ratchet, DHr: bytes.Clone(c.spk), CKs: cks,
+		RK: rk, DHs: ratchet, DHsPub: pub(ratchet), DHr: bytes.Clone(c.spk), CKs: cks,
 		AD: append(bytes.Clone(r.signPub()), c.sign...),
 	}
 	init := append(pub(r.id.DH), ed25519.Sign(r.id.Sign, append([]byte(labelID), pub(r.id.DH)...))...)
@@ -729,7 +730,10 @@ func (r *Ratchet) Encrypt(ctx context.Context, req *interfaces.EncryptRequest) (
 	var mk []byte
 	s.CKs, mk = kdfCK(s.CKs)
 	defer clear(mk)
-	h := encodeHeader(r.signPub(), s.Init, pub(s.DHs), s.PN, s.Ns)
+	if s.DHsPub == nil {
+		s.DHsPub = pub(s.DHs)
+	}
+	h := encodeHeader(r.signPub(), s.Init, s.DHsPub, s.PN, s.Ns)
 	s.Ns++
 	// The advanced chain is durable before the ciphertext exists: a
 	// restart never seals a second message under this key.
@@ -869,7 +873,7 @@ func (r *Ratchet) respond(h header, pk *prekeys) (*session, error) {
 	*pk, _ = r.maintain(*pk)
 	s := &session{
 		PeerSign: bytes.Clone(h.sender), PeerDH: bytes.Clone(h.peerDH()), PeerEK: bytes.Clone(h.ek()),
-		RK: sk, DHs: bytes.Clone(spkPriv),
+		RK: sk, DHs: bytes.Clone(spkPriv), DHsPub: pub(spkPriv),
 		AD: append(bytes.Clone(h.sender), r.signPub()...),
 	}
 	rand.Read(s.ID[:])
@@ -916,6 +920,7 @@ func (s *session) decrypt(h header, ct []byte) ([]byte, error) {
 		s.DHr = bytes.Clone(h.dh[:])
 		s.RK, s.CKr = kdfRK(s.RK, out)
 		s.DHs = newKey()
+		s.DHsPub = pub(s.DHs)
 		out, _ = dh(s.DHs, s.DHr)
 		s.RK, s.CKs = kdfRK(s.RK, out)
 	} else if h.n < s.Nr {
