@@ -357,6 +357,12 @@ type ContactOptions struct {
 	// Anonymous makes a receiver-anonymous contact: SURBs into a fresh SURB
 	// mailbox on the client's provider.
 	Anonymous bool
+	// NoCard leaves the messaging layer's card out of the contact: its
+	// identity keys would let two holders of this client's contacts tell
+	// that they are one user. Messages through it are then sealed to the
+	// contact's own HPKE key only, without forward secrecy (docs/SPEC.md,
+	// "Messaging layer"). For anonymous contacts that must stay unlinkable.
+	NoCard bool
 	// For names whom the contact is for (at most 64 bytes; "" for
 	// anyone). It travels in the contact, and messages that come through
 	// an anonymous contact carry it (Message.Contact), so a receiver that
@@ -391,9 +397,12 @@ func (c *Client) NewContact(ctx context.Context, opts ContactOptions) (*Contact,
 	c.mu.Lock()
 	network := c.network
 	c.mu.Unlock()
-	card, err := c.card(ctx)
-	if err != nil {
-		return nil, err
+	var card []byte
+	if !opts.NoCard {
+		var err error
+		if card, err = c.card(ctx); err != nil {
+			return nil, err
+		}
 	}
 	fwd := func() *Contact {
 		return &Contact{Network: network, Key: c.MessageKey(), For: opts.For, Card: card, Provider: c.cfg.ProviderID, Mailbox: c.ownMailbox}

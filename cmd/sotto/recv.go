@@ -22,6 +22,7 @@ func recvCmd() *cobra.Command {
 	var (
 		f         clientFlags
 		anonymous bool
+		noCard    bool
 		forName   string
 		wait      time.Duration
 		count     int
@@ -45,7 +46,9 @@ one per sender, --for NAME). Then every message that arrives is printed on
 stdout, followed by a newline, until --wait elapses, --count messages arrived,
 or Ctrl-C. A message is deleted at the provider only once it is in the state
 file, and leaves the state only once printed: a crash loses none. Logs go to
-stderr.`,
+stderr, with a line per message saying how it came: end to end through the
+Double Ratchet (the contact carries this user's messaging card, and senders
+start a session from it), or sealed to the contact's key only.`,
 		Example: "  sotto recv --provider /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW... --state alice.json --wait 1m\n" +
 			"  sotto recv --state alice.json --anonymous --for bob --count 1",
 		Args: cobra.NoArgs,
@@ -70,7 +73,7 @@ stderr.`,
 					_ = rc.stop()
 				}
 			}()
-			ct, err := rc.NewContact(ctx, client.ContactOptions{Anonymous: anonymous, SURBs: surbs, For: forName})
+			ct, err := rc.NewContact(ctx, client.ContactOptions{Anonymous: anonymous, SURBs: surbs, For: forName, NoCard: noCard})
 			if err != nil {
 				return fmt.Errorf("making a contact: %w", err)
 			}
@@ -109,6 +112,7 @@ stderr.`,
 	f.register(cmd.Flags(), "state file (created if missing, mode 0600): identity, provider, epoch clock, client state")
 	cmd.Flags().BoolVar(&anonymous, "anonymous", false, "print a receiver-anonymous contact (SURBs into a SURB mailbox) instead of a forward one")
 	cmd.Flags().StringVar(&forName, "for", "", "whom the contact is for; messages through an anonymous contact name it")
+	cmd.Flags().BoolVar(&noCard, "no-card", false, "leave the messaging card (identity keys) out of the contact, so it cannot be linked to this user's other contacts; messages through it are sealed to its HPKE key only, without the ratchet's forward secrecy")
 	cmd.Flags().IntVar(&surbs, "surbs", client.DefaultContactSURBs, "with --anonymous: SURBs in the contact per epoch (one per packet it can receive)")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "stop after this long (0: until Ctrl-C)")
 	cmd.Flags().IntVar(&count, "count", 0, "stop after this many messages (0: no limit)")
