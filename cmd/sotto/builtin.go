@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/sottonet/sotto/interfaces"
+	msgratchet "github.com/sottonet/sotto/plugins/msg-ratchet"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
@@ -15,4 +16,7 @@ var builtins = map[string]func() interfaces.Plugin{
 	"storage-badger": storagebadger.Plugin,
 	"pki-gossip":     pkigossip.Plugin,
 	"pki-static":     pkistatic.Plugin,
+	// The messaging layer runs in process in send, recv and demo; served
+	// out of process it keeps its state in the host KV it is offered.
+	"msg-ratchet": msgratchet.Plugin,
 }

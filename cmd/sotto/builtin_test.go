@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/sottonet/sotto/host/plugin"
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/memkv"
 )
 
 // Started by the host under test as `<test binary> plugin NAME`, or by a
@@ -42,6 +44,30 @@ func TestBuiltinStorageBadgerServesOverReExec(t *testing.T) {
 	got, err := s.FetchMailbox(t.Context(), &interfaces.FetchMailboxRequest{Mailbox: box})
 	if err != nil || len(got.Entries) != 1 || string(got.Entries[0].Payload) != "hello" {
 		t.Fatalf("fetch = %+v, %v; want the appended message", got, err)
+	}
+}
+
+func TestBuiltinMsgRatchetServesOverReExecOnTheHostKV(t *testing.T) {
+	kv := memkv.New()
+	start := func() *plugin.Plugin {
+		p, err := plugin.Start(t.Context(), plugin.Config{Kind: "messaging", Builtin: "msg-ratchet", RawConfig: []byte(`{"namespace":"alice"}`)},
+			plugin.Options{Self: os.Args[0], Host: &interfaces.Host{Slot: "messaging", KV: kv}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := start()
+	c1, err := p.Messaging().ContactCard(t.Context(), &interfaces.ContactCardRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p = start() // its state is in the host KV: the same identity
+	defer p.Close()
+	c2, err := p.Messaging().ContactCard(t.Context(), &interfaces.ContactCardRequest{})
+	if err != nil || !bytes.Equal(c1.Identity, c2.Identity) {
+		t.Fatalf("after a restart: identity %x, want %x (%v)", c2.Identity, c1.Identity, err)
 	}
 }
 
