@@ -62,10 +62,15 @@
 // size, so an observer of the client's link sees the same Poisson process
 // whether or not the user talks.
 //
-// Messages are encrypted end to end to the recipient's HPKE key (RFC 9180,
-// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), cut into
-// fragments that each fill one packet body, and reassembled at the
-// recipient, exactly once per message ID. A fragment sent to a forward
+// A message body is first sealed by the messaging layer the program hands
+// in (Config.Messaging: an X3DH-style start from the card in the contact,
+// then the Double Ratchet; plugins/msg-ratchet in sotto), whose state lives
+// in the client's own state (MessagingKV); without one, or for a contact
+// without a card, it goes HPKE-only. The result is cut into fragments that
+// each fill one packet body, each sealed to the contact's HPKE key (RFC
+// 9180, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), which
+// hides the ratchet's header from providers, and reassembled (and opened)
+// at the recipient exactly once per message ID. A fragment sent to a forward
 // contact carries a SURB in the forward payload's SURB slot
 // (clientproto.PackForward); the recipient's provider answers through it
 // with an acknowledgement the moment it stores the fragment (StateAcked),
