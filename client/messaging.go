@@ -168,10 +168,12 @@ func (c *Client) MessagingKV() *MessagingKV { return c.kv }
 
 // sealE2E seals body for contact to through the messaging layer. It
 // returns nil (and no error) when the message goes HPKE-only: the client
-// has no messaging layer, or the contact carries no card (a contact string
-// of an older client).
+// has no messaging layer, the contact carries no card (a contact string of
+// an older client, or one made with NoCard), or it is the client's own.
 func (c *Client) sealE2E(ctx context.Context, to *Contact, body []byte) ([]byte, error) {
-	if c.msg == nil || len(to.Card) == 0 {
+	if c.msg == nil || len(to.Card) == 0 || bytes.Equal(to.Key, c.msgPub.Bytes()) {
+		// The last: this client's own forward contact (a note to self);
+		// a ratchet session with oneself has no peer to heal with.
 		return nil, nil
 	}
 	s, err := c.msg.StartSession(ctx, to.Card)
