@@ -381,7 +381,7 @@ func (s *Summary) Write(w io.Writer) {
 	} else if err != nil {
 		fmt.Fprintf(w, "  verdict      FAIL: %v\n", err)
 	} else {
-		fmt.Fprintf(w, "  verdict      OK: every message delivered intact exactly once\n")
+		fmt.Fprintf(w, "  verdict      OK: every message delivered intact exactly once, opened by the Double Ratchet\n")
 	}
 }
 
