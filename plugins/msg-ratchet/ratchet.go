@@ -122,7 +122,6 @@ type identity struct {
 type spk struct {
 	ID      uint32
 	Priv    []byte
-	Sig     []byte
 	Created time.Time
 	Retired time.Time // zero while current
 }
@@ -401,10 +400,7 @@ func (r *Ratchet) maintain(pk prekeys) (prekeys, bool) {
 		if n > 0 {
 			pk.SPKs[n-1].Retired = now
 		}
-		priv := newKey()
-		s := spk{ID: next(), Priv: priv, Created: now}
-		s.Sig = ed25519.Sign(r.id.Sign, spkSigned(r.signPub(), s.ID, pub(priv)))
-		pk.SPKs = append(pk.SPKs, s)
+		pk.SPKs = append(pk.SPKs, spk{ID: next(), Priv: newKey(), Created: now})
 		changed = true
 	}
 	pk.SPKs = slices.DeleteFunc(pk.SPKs, func(s spk) bool {
@@ -437,12 +433,6 @@ func (r *Ratchet) maintain(pk prekeys) (prekeys, bool) {
 	pk.Seen = slices.DeleteFunc(slices.Clone(pk.Seen), func(s seen) bool { return now.After(s.Expires) })
 	changed = changed || len(pk.Seen) != n
 	return pk, changed
-}
-
-func spkSigned(sign []byte, id uint32, spkPub []byte) []byte {
-	b := append([]byte(labelCard), sign...)
-	b = binary.BigEndian.AppendUint32(b, id)
-	return append(b, spkPub...)
 }
 
 // ContactCard returns the current card (docs/SPEC.md, "Messaging layer"),
