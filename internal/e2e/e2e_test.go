@@ -236,3 +236,41 @@ func offline(cfg client.Config) client.Config {
 	cfg.Dial = func(context.Context, ed25519.PrivateKey) (client.Provider, error) { return nil, errors.New("e2e test: no network") }
 	return cfg
 }
+
+// A client's contacts carry its messaging card (one that starts a session
+// with its messaging identity), unless made with NoCard.
+func TestContactsCarryTheCard(t *testing.T) {
+	ctx := context.Background()
+	var r *msgratchet.Ratchet
+	c, err := client.New(offline(client.Config{Network: "e2e-test", Messaging: withRatchet(&r)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := c.NewContact(ctx, client.ContactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := client.ParseContact(ct.String())
+	if err != nil || len(parsed.Card) == 0 {
+		t.Fatalf("contact %v without a card (%v)", ct, err)
+	}
+	var peer *msgratchet.Ratchet
+	if _, err := client.New(offline(client.Config{Network: "e2e-test", Messaging: withRatchet(&peer)})); err != nil {
+		t.Fatal(err)
+	}
+	s, err := peer.StartSession(ctx, &interfaces.StartSessionRequest{PeerCard: parsed.Card})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := peer.Encrypt(ctx, &interfaces.EncryptRequest{Session: s.Session, Body: []byte("hi")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Decrypt(ctx, &interfaces.DecryptRequest{Ciphertext: sealed.Ciphertext}); err != nil || string(got.Body) != "hi" {
+		t.Fatalf("the contact's card does not reach the client's layer: %v", err)
+	}
+	bare, err := c.NewContact(ctx, client.ContactOptions{NoCard: true})
+	if err != nil || bare.Card != nil {
+		t.Fatalf("NoCard: card %x, %v", bare.Card, err)
+	}
+}
