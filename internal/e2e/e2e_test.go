@@ -233,7 +233,9 @@ func TestKVAdapter(t *testing.T) {
 // these tests use its state and its messaging layer, not the network.
 func offline(cfg client.Config) client.Config {
 	cfg.ProviderID = [32]byte{1}
-	cfg.Dial = func(context.Context, ed25519.PrivateKey) (client.Provider, error) { return nil, errors.New("e2e test: no network") }
+	cfg.Dial = func(context.Context, ed25519.PrivateKey) (client.Provider, error) {
+		return nil, errors.New("e2e test: no network")
+	}
 	return cfg
 }
 
