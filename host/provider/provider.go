@@ -526,6 +526,8 @@ func replyLength(resp *clientproto.Response) int {
 		n += clientproto.FetchReplyLength(resp.Messages)
 	case clientproto.OpRedeem:
 		n += 8 + len(resp.Receipt)
+	case clientproto.OpIssue:
+		n += len(resp.Issued)
 	}
 	return n
 }
