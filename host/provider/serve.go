@@ -313,6 +313,7 @@ func (s *Service) redeem(ctx context.Context, c *clientStream, req *clientproto.
 		return 0, nil, fmt.Errorf("accounting receipt of %d bytes", len(res.Receipt))
 	}
 	s.grant(c.client, res.Granted)
+	s.persistGrant(ctx, c.client) // before the client learns of it
 	return res.Granted, res.Receipt, nil
 }
 
