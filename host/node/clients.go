@@ -27,6 +27,7 @@ func (n *Node) newClientService() error {
 		Backend:      n,
 		Mailboxes:    n.opts.Storage,
 		Accounting:   n.opts.Accounting,
+		Allowances:   interfaces.SlotKV(n.opts.Storage, "provider"),
 		PacketLength: n.geo.PacketLength,
 		Logger:       n.log.With("service", "client"),
 		Registerer:   n.reg,
