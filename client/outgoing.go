@@ -143,6 +143,9 @@ func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID,
 	case <-ctx.Done():
 		return MessageID{}, fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
 	}
+	if err := c.payBlocked(); err != nil {
+		return MessageID{}, err
+	}
 	id, err := c.send(to, body)
 	if errors.Is(err, ErrUnknownProvider) {
 		fctx, cancel := context.WithTimeout(ctx, callTimeout)
