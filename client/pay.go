@@ -83,10 +83,14 @@ func (c *Client) providerCharges() bool {
 	return len(c.accountingParams()) > 0
 }
 
-// accountingParams are what the provider publishes in the latest document
-// (under c.mu).
+// accountingParams are what the provider publishes in the document of the
+// current epoch, else the latest one (under c.mu): an issuer key belongs
+// to its epoch.
 func (c *Client) accountingParams() []byte {
-	v := c.latestView()
+	v := c.docs[c.clk0().At(time.Now())]
+	if v == nil {
+		v = c.latestView()
+	}
 	if v == nil {
 		return nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/sottonet/sotto/interfaces"
+	blindsig "github.com/sottonet/sotto/plugins/pay-blindsig"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
@@ -15,4 +16,5 @@ var builtins = map[string]func() interfaces.Plugin{
 	"storage-badger": storagebadger.Plugin,
 	"pki-gossip":     pkigossip.Plugin,
 	"pki-static":     pkistatic.Plugin,
+	"pay-blindsig":   blindsig.Plugin,
 }
