@@ -94,6 +94,10 @@ type Client struct {
 	// the Store holds.
 	gen, savedGen uint64
 
+	// Paying the provider (pay.go).
+	payment payState
+	payWG   sync.WaitGroup
+
 	// Connection (conn.go).
 	started, everConnected bool
 	linkErr                error
@@ -278,6 +282,7 @@ func (c *Client) Run(ctx context.Context) error {
 	wg.Go(func() { c.fetchLoop(ctx) })
 	c.sendLoop(ctx)
 	wg.Wait()
+	c.payWG.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

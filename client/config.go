@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/interfaces/wallet"
 )
 
 // Defaults of the Config fields left zero.
@@ -124,6 +125,14 @@ type Config struct {
 	// MaxQueued bounds the fragments waiting to be sent; Send refuses a
 	// message that would exceed it with ErrQueueFull.
 	MaxQueued int
+	// Wallet, when set, pays a provider that charges for sending
+	// (pay.go): an accounting design's client half, which the program
+	// chooses (cmd/sotto hands in the one its config names). Its state
+	// is kept in the client's. Nil: the client never pays.
+	Wallet wallet.Wallet
+	// PayAhead is the allowance left at which the client pays again; 0:
+	// DefaultPayAhead.
+	PayAhead int
 	// OnStatus, when set, is called (from the client's goroutines, never
 	// with a lock held) once per outgoing message, when it reaches its
 	// final state: Acked (forward contacts), Delivered (anonymous
@@ -158,7 +167,7 @@ func (cfg *Config) validate() error {
 	if cfg.SURBLifetime > time.Duration(1<<32-1)*time.Second {
 		errs = append(errs, fmt.Errorf("SURB lifetime %v does not fit 32 bits of seconds", cfg.SURBLifetime))
 	}
-	if cfg.MaxTries < 0 || cfg.MessageBuffer < 0 || cfg.MaxQueued < 0 {
+	if cfg.MaxTries < 0 || cfg.MessageBuffer < 0 || cfg.MaxQueued < 0 || cfg.PayAhead < 0 {
 		errs = append(errs, errors.New("negative count"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -185,5 +194,8 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.PayAhead == 0 {
+		cfg.PayAhead = DefaultPayAhead
 	}
 }

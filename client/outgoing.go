@@ -159,6 +159,9 @@ func (c *Client) Send(ctx context.Context, to *Contact, body []byte) (MessageID,
 	if err := to.validate(); err != nil {
 		return MessageID{}, err
 	}
+	if err := c.payBlocked(); err != nil {
+		return MessageID{}, err
+	}
 	sealed := false
 	if ct, err := c.sealE2E(ctx, to, body); err != nil {
 		return MessageID{}, err

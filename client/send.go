@@ -95,6 +95,12 @@ func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 	c.observe(ctx, err)
 	now = time.Now()
 	c.mu.Lock()
+	switch {
+	case err == nil:
+		c.sentPaid(ctx, now)
+	case errors.Is(err, clientproto.ErrPaymentRequired):
+		c.refusedForPayment(ctx, now)
+	}
 	switch f := sp.frag; {
 	case err == nil && f != nil:
 		c.sentFragment(f, now)

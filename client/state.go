@@ -46,6 +46,8 @@ type stateFile struct {
 	// Messaging is the messaging layer's state (MessagingKV): ratchet
 	// sessions, prekeys, identity.
 	Messaging []stateKV `json:"messaging,omitempty"`
+	// Wallet is Config.Wallet's state (what it bought and not spent).
+	Wallet []byte `json:"wallet,omitempty"`
 }
 
 type stateGeometry struct {
@@ -148,6 +150,13 @@ func (c *Client) encodeState() ([]byte, error) {
 	if c.geo != nil {
 		st.Geometry = &stateGeometry{PayloadLen: c.geo.UserForwardPayloadLength, Hops: c.geo.NrHops}
 	}
+	if c.cfg.Wallet != nil {
+		w, err := c.cfg.Wallet.MarshalState()
+		if err != nil {
+			return nil, fmt.Errorf("client: exporting the wallet: %w", err)
+		}
+		st.Wallet = w
+	}
 	for _, m := range c.unread {
 		st.Unread = append(st.Unread, stateUnread{ID: m.ID[:], Body: m.Body, Received: m.Received, ViaSURB: m.ViaSURB, Contact: m.Contact, Sender: m.Sender})
 	}
@@ -221,6 +230,7 @@ type loadedState struct {
 	used         map[[32]byte]time.Time
 	out          []*outgoing
 	kv           []stateKV
+	wallet       []byte
 }
 
 // LoadState merges state exported by MarshalState into the client. Call it
@@ -260,7 +270,7 @@ func decodeState(b []byte) (*loadedState, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrState}, args...)...)
 	}
-	l := &loadedState{network: st.Network, providerAddr: st.ProviderAddr}
+	l := &loadedState{network: st.Network, providerAddr: st.ProviderAddr, wallet: st.Wallet}
 	if st.Identity != nil {
 		if len(st.Identity) != ed25519.SeedSize {
 			return nil, bad("identity of %d bytes", len(st.Identity))
@@ -421,6 +431,11 @@ func (c *Client) merge(l *loadedState) error {
 	if l.identity != nil && c.cfg.Identity != nil && !l.identity.Equal(c.cfg.Identity) {
 		return fmt.Errorf("%w: the state belongs to another identity (%x), the client is %x", ErrState,
 			l.identity.Public().(ed25519.PublicKey)[:8], c.pub[:8])
+	}
+	if len(l.wallet) > 0 && c.cfg.Wallet != nil {
+		if err := c.cfg.Wallet.LoadState(l.wallet); err != nil {
+			return fmt.Errorf("%w: %w", ErrState, err)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -3,6 +3,8 @@ package client
 import (
 	"slices"
 	"time"
+
+	"github.com/sottonet/sotto/interfaces/wallet"
 )
 
 // maxLatencies is how many end-to-end latencies Stats keeps (the latest).
@@ -52,6 +54,14 @@ type Stats struct {
 	DropsSent      uint64 // all drop decoys, from drop and payload slots
 	SkippedSlots   uint64 // slots that sent nothing (no document, or a build error)
 	SendErrors     uint64 // packets the provider refused
+	// PaymentRefused counts packets the provider refused for payment (of
+	// SendErrors); Payments the credentials it accepted (Config.Wallet),
+	// PaymentFailures the payments that failed; Wallet is the wallet's
+	// balance (zero without one).
+	PaymentRefused  uint64
+	Payments        uint64
+	PaymentFailures uint64
+	Wallet          wallet.Balance
 
 	// Loops.
 	LoopsSent     uint64
@@ -85,6 +95,9 @@ func (c *Client) Stats() Stats {
 	s := c.stats
 	s.latencies = nil
 	s.ACKLatencies = slices.Clone(c.stats.latencies)
+	if c.cfg.Wallet != nil {
+		s.Wallet = c.cfg.Wallet.Balance()
+	}
 	s.LostLoopMixes = map[[32]byte]int{}
 	now := time.Now()
 	for id, h := range c.health {

@@ -258,6 +258,19 @@ func (c *Conn) Redeem(ctx context.Context, epoch, packets uint64, credential []b
 	return resp.Granted, resp.Receipt, nil
 }
 
+// Issue runs one issuance step of the provider's accounting design for
+// epoch (blind-signing blinded tokens, say); request and reply are the
+// design's bytes. A refusal wraps clientproto.ErrPaymentRequired. Like a
+// Redeem, an Issue already written is not repeated on a new stream: the
+// provider may have counted it against the client's quota.
+func (c *Conn) Issue(ctx context.Context, epoch uint64, request []byte) ([]byte, error) {
+	resp, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpIssue, Epoch: epoch, Issuance: request})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Issued, nil
+}
+
 // call sends a request and waits for its reply, replacing a broken stream
 // once. Error replies come back as *clientproto.Error.
 func (c *Conn) call(ctx context.Context, req *clientproto.Request) (*clientproto.Response, error) {
@@ -277,7 +290,7 @@ func (c *Conn) call(ctx context.Context, req *clientproto.Request) (*clientproto
 		if c.isClosed() {
 			return nil, ErrClosed
 		}
-		if attempt > 0 || (written && req.Op == clientproto.OpRedeem) {
+		if attempt > 0 || (written && (req.Op == clientproto.OpRedeem || req.Op == clientproto.OpIssue)) {
 			return nil, err
 		}
 		c.log.Debug("stream to provider broken; opening another", "err", err)

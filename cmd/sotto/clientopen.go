@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +19,9 @@ import (
 	"github.com/sottonet/sotto/client/p2p"
 	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/host/config"
+	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/e2e"
+	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
 )
 
 // clientFlags are the flags send and recv share: where the provider is,
@@ -30,6 +34,8 @@ type clientFlags struct {
 	grace      time.Duration
 	nodeConfig string
 	verbose    bool
+	pay        string
+	vouchers   []string
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
@@ -40,6 +46,30 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.DurationVar(&f.grace, "epoch-grace", config.Default().Epoch.Grace, "with --genesis: the network's key grace period after an epoch")
 	fs.StringVar(&f.nodeConfig, "config", "", "a node config (YAML) of the network to take the epoch clock from (default: learned from the provider)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
+	fs.StringVar(&f.pay, "pay", "blindsig", "how to pay a provider that charges: blindsig (tokens of plugins/pay-blindsig, kept in --state) or none")
+	fs.StringSliceVar(&f.vouchers, "voucher", nil, "a purchase voucher (hex) for a blindsig provider under the voucher policy; repeatable")
+}
+
+// wallet is the wallet --pay names (nil: none).
+func (f *clientFlags) wallet() (wallet.Wallet, error) {
+	switch f.pay {
+	case "none":
+		if len(f.vouchers) > 0 {
+			return nil, errors.New("--voucher needs --pay blindsig")
+		}
+		return nil, nil
+	case "blindsig":
+		var vs [][]byte
+		for _, v := range f.vouchers {
+			b, err := hex.DecodeString(strings.TrimSpace(v))
+			if err != nil {
+				return nil, fmt.Errorf("--voucher: not hex: %w", err)
+			}
+			vs = append(vs, b)
+		}
+		return bswallet.New(bswallet.Options{Vouchers: vs}), nil
+	}
+	return nil, fmt.Errorf("--pay %q: want blindsig or none", f.pay)
 }
 
 // clock returns the epoch clock the flags give, if any.
@@ -123,9 +153,14 @@ func (f *clientFlags) start(ctx context.Context, cmd *cobra.Command, onStatus fu
 			fs.Close()
 		}
 	}
+	w, err := f.wallet()
+	if err != nil {
+		closeStore()
+		return nil, err
+	}
 	// Every message is sealed through the messaging layer (plugins/msg-ratchet),
 	// its state in the client's own state file.
-	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, Messaging: e2e.Ratchet}
+	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, Messaging: e2e.Ratchet, Wallet: w}
 	if haveClock {
 		cfg.Clock = clk
 	}

@@ -119,3 +119,26 @@ func TestDemoCommandRefusesABadConfig(t *testing.T) {
 		t.Fatalf("sotto demo --providers 1 --messages 2: %v; want both problems named", err)
 	}
 }
+
+// TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader:
+// with providers running pay-blindsig (as a node starts it: the builtin
+// re-executed out of process, state in the storage plugin's KV), alice and
+// bob obtain and spend tokens and every message arrives; carol, without a
+// wallet, is refused at her provider as payment required.
+func TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader(t *testing.T) {
+	cfg := fastDemo()
+	cfg.Accounting = demo.AccountingBlindsig
+	sum, out := runDemo(t, cfg)
+	if err := sum.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if sum.CredentialsObtained == 0 || sum.CredentialsSpent == 0 || sum.CredentialsSpent > sum.CredentialsObtained {
+		t.Errorf("tokens obtained %d, spent %d", sum.CredentialsObtained, sum.CredentialsSpent)
+	}
+	if !sum.FreeloaderRefused || sum.FreeloaderRefusedPackets == 0 {
+		t.Errorf("carol refused %v with %d packets refused", sum.FreeloaderRefused, sum.FreeloaderRefusedPackets)
+	}
+	if !strings.Contains(out, "refused as payment required") {
+		t.Error("the summary does not say carol was refused")
+	}
+}

@@ -34,6 +34,7 @@ const (
 	OpFetch    Op = 3 // mailbox, after, limit → messages
 	OpAck      Op = 4 // mailbox, IDs → ok
 	OpRedeem   Op = 5 // epoch, packets, credential → granted, receipt
+	OpIssue    Op = 6 // epoch, issuance request → issuance reply
 )
 
 var opNames = [...]string{
@@ -42,6 +43,7 @@ var opNames = [...]string{
 	OpFetch:    "fetch",
 	OpAck:      "ack",
 	OpRedeem:   "redeem",
+	OpIssue:    "issue",
 }
 
 // String is the op's stable name (used as a metric label).
@@ -52,7 +54,7 @@ func (o Op) String() string {
 	return fmt.Sprintf("op_%d", uint8(o))
 }
 
-func (o Op) known() bool { return o >= OpDocument && o <= OpRedeem }
+func (o Op) known() bool { return o >= OpDocument && o <= OpIssue }
 
 // CurrentEpoch, as a Document request's epoch, asks for the document of the
 // provider's current epoch: how a client that does not know the network's
@@ -71,6 +73,11 @@ const (
 	MaxCredentialLength = 16 << 10
 	// MaxReceiptLength bounds a Redeem receipt.
 	MaxReceiptLength = 16 << 10
+	// MaxIssueLength bounds an Issue request's design-specific bytes (the
+	// same as interfaces.MaxCredentialLen) and MaxIssueReplyLength the
+	// reply's.
+	MaxIssueLength      = 16 << 10
+	MaxIssueReplyLength = 16 << 10
 	// MaxFetchLimit bounds the messages of one Fetch reply.
 	MaxFetchLimit = 1024
 	// MaxAckIDs bounds the IDs of one Ack.
@@ -116,7 +123,7 @@ type Request struct {
 	ID uint32
 	Op Op
 
-	// Epoch: OpDocument, OpRedeem.
+	// Epoch: OpDocument, OpRedeem, OpIssue.
 	Epoch uint64
 	// FirstHop and Packet: OpSend.
 	FirstHop [32]byte
@@ -131,6 +138,8 @@ type Request struct {
 	// Packets (asked for) and Credential: OpRedeem.
 	Packets    uint64
 	Credential []byte
+	// Issuance (the accounting design's request bytes): OpIssue.
+	Issuance []byte
 }
 
 // AppendFrame appends r as a frame (length prefix and body) to b. It
@@ -171,6 +180,12 @@ func (r *Request) AppendFrame(b []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, r.Epoch)
 		b = binary.BigEndian.AppendUint64(b, r.Packets)
 		b = append(b, r.Credential...)
+	case OpIssue:
+		if len(r.Issuance) > MaxIssueLength {
+			return b[:start], fmt.Errorf("%w: issuance request of %d bytes (at most %d)", ErrMalformed, len(r.Issuance), MaxIssueLength)
+		}
+		b = binary.BigEndian.AppendUint64(b, r.Epoch)
+		b = append(b, r.Issuance...)
 	default:
 		return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 	}
@@ -265,6 +280,15 @@ func (r *Request) Decode(body []byte) error {
 			// Up to 16 bytes more fit in a frame of MaxRequestLength.
 			return badRequest(fmt.Sprintf("credential of %d bytes, at most %d", len(r.Credential), MaxCredentialLength))
 		}
+	case OpIssue:
+		if len(p) < 8 {
+			return fmt.Errorf("%w: issue request of %d bytes", ErrMalformed, len(p))
+		}
+		r.Epoch = binary.BigEndian.Uint64(p)
+		r.Issuance = p[8:]
+		if len(r.Issuance) > MaxIssueLength {
+			return badRequest(fmt.Sprintf("issuance request of %d bytes, at most %d", len(r.Issuance), MaxIssueLength))
+		}
 	default:
 		return &Error{Code: CodeUnsupported, Message: "unknown op"}
 	}
@@ -321,6 +345,8 @@ type Response struct {
 	// Granted and Receipt: OpRedeem.
 	Granted uint64
 	Receipt []byte
+	// Issued (the accounting design's reply bytes): OpIssue.
+	Issued []byte
 }
 
 // Err is nil for CodeOK, else an *Error carrying the code and message.
@@ -388,6 +414,11 @@ func (r *Response) AppendFrame(b []byte) ([]byte, error) {
 			}
 			b = binary.BigEndian.AppendUint64(b, r.Granted)
 			b = append(b, r.Receipt...)
+		case OpIssue:
+			if len(r.Issued) > MaxIssueReplyLength {
+				return b[:start], fmt.Errorf("%w: issuance reply of %d bytes (at most %d)", ErrMalformed, len(r.Issued), MaxIssueReplyLength)
+			}
+			b = append(b, r.Issued...)
 		default:
 			return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 		}
@@ -431,6 +462,11 @@ func (r *Response) Decode(body []byte) error {
 		}
 		r.Granted = binary.BigEndian.Uint64(p)
 		r.Receipt = p[8:]
+	case OpIssue:
+		if len(p) > MaxIssueReplyLength {
+			return fmt.Errorf("%w: issue reply of %d bytes", ErrMalformed, len(p))
+		}
+		r.Issued = p
 	default:
 		return fmt.Errorf("%w: reply to op %d", ErrMalformed, r.Op)
 	}

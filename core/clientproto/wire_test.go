@@ -26,6 +26,8 @@ func sampleRequests() []Request {
 		{ID: 6, Op: OpAck, Mailbox: MailboxRef{SURB: true, Capability: [16]byte{1}}},
 		{ID: 7, Op: OpRedeem, Epoch: 3, Packets: 1000, Credential: []byte("token")},
 		{ID: 1<<32 - 1, Op: OpRedeem, Epoch: 3, Packets: 1},
+		{ID: 8, Op: OpIssue, Epoch: 3, Issuance: []byte("blinded tokens")},
+		{ID: 9, Op: OpIssue, Epoch: 4},
 	}
 }
 
@@ -45,6 +47,9 @@ func sampleResponses() []Response {
 		{ID: 7, Op: OpSend, Code: CodePaymentRequired, Message: "no packets left"},
 		{ID: 8, Op: OpDocument, Code: CodeNotFound},
 		{ID: 9, Op: 200, Code: CodeUnsupported, Message: "op 200"},
+		{ID: 10, Op: OpIssue, Issued: []byte("blind signatures")},
+		{ID: 11, Op: OpIssue},
+		{ID: 12, Op: OpIssue, Code: CodePaymentRequired, Message: "issuance refused"},
 	}
 }
 
@@ -87,6 +92,9 @@ func sameRequest(a, b *Request) bool {
 		if len(r.Credential) == 0 {
 			r.Credential = nil
 		}
+		if len(r.Issuance) == 0 {
+			r.Issuance = nil
+		}
 		if len(r.IDs) == 0 {
 			r.IDs = nil
 		}
@@ -120,6 +128,9 @@ func sameResponse(a, b *Response) bool {
 		}
 		if len(r.Receipt) == 0 {
 			r.Receipt = nil
+		}
+		if len(r.Issued) == 0 {
+			r.Issued = nil
 		}
 		if len(r.Messages) == 0 {
 			r.Messages = nil
@@ -186,6 +197,8 @@ func TestEncodingRefusesWhatExceedsTheLimits(t *testing.T) {
 		{name: "a fetch reply over the byte budget", resp: Response{Op: OpFetch, Messages: []Message{{StoredMessage: StoredMessage{Payload: make([]byte, MaxFetchBytes)}}}}},
 		{name: "a fetch reply with too many messages", resp: Response{Op: OpFetch, Messages: make([]Message, MaxFetchLimit+1)}},
 		{name: "an oversize receipt", resp: Response{Op: OpRedeem, Receipt: make([]byte, MaxReceiptLength+1)}},
+		{name: "an oversize issuance request", req: Request{Op: OpIssue, Issuance: make([]byte, MaxIssueLength+1)}},
+		{name: "an oversize issuance reply", resp: Response{Op: OpIssue, Issued: make([]byte, MaxIssueReplyLength+1)}},
 	}
 	for _, tt := range tests {
 		t.Run("encoding refuses "+tt.name, func(t *testing.T) {
@@ -251,6 +264,7 @@ func TestDecodingRefusesMalformedBodies(t *testing.T) {
 		{"an ack whose IDs exceed its count", append(bytes.Clone(ack), make([]byte, 8)...)},
 		{"an ack cut inside its mailbox", ack[:10]},
 		{"a redeem without its packet count", requestBody(t, Request{Op: OpRedeem})[:12]},
+		{"an issue without its epoch", requestBody(t, Request{Op: OpIssue})[:12]},
 		{"an oversize body", make([]byte, MaxRequestLength+1)},
 	}
 	for _, tt := range tests {
@@ -321,6 +335,7 @@ func TestDecodingAnswersWellFormedRequestsOutOfRange(t *testing.T) {
 		return append(b, make([]byte, 8*n)...)
 	}
 	credential := func(n int) []byte { return append(requestBody(t, Request{ID: 9, Op: OpRedeem}), make([]byte, n)...) }
+	issuance := func(n int) []byte { return append(requestBody(t, Request{ID: 9, Op: OpIssue}), make([]byte, n)...) }
 	tests := []struct {
 		name string
 		body []byte
@@ -337,6 +352,8 @@ func TestDecodingAnswersWellFormedRequestsOutOfRange(t *testing.T) {
 		{"an ack of as many IDs as a frame holds", manyIDs((MaxRequestLength - 5 - mailboxRefLength - 2) / 8), CodeBadRequest},
 		{"a redeem of a credential over the limit", credential(MaxCredentialLength + 1), CodeBadRequest},
 		{"a redeem of as long a credential as a frame holds", credential(MaxRequestLength - 5 - 16), CodeBadRequest},
+		{"an issue of a request over the limit", issuance(MaxIssueLength + 1), CodeBadRequest},
+		{"an issue of as long a request as a frame holds", issuance(MaxRequestLength - 5 - 8), CodeBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run("a request decoder answers "+tt.name+" with "+tt.want.String(), func(t *testing.T) {

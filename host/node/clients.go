@@ -27,6 +27,7 @@ func (n *Node) newClientService() error {
 		Backend:      n,
 		Mailboxes:    n.opts.Storage,
 		Accounting:   n.opts.Accounting,
+		Allowances:   interfaces.SlotKV(n.opts.Storage, "provider"),
 		PacketLength: n.geo.PacketLength,
 		Logger:       n.log.With("service", "client"),
 		Registerer:   n.reg,
@@ -104,7 +105,11 @@ func (n *Node) unserveClients() {
 		return
 	}
 	n.host.RemoveStreamHandler(n.clientProtocol())
-	_ = n.clients.Close()
+	if err := n.clients.Close(); err != nil {
+		// The last batch of spent packets was not written: clients may
+		// send those packets again after the restart.
+		n.log.Warn("closing the client service", "err", err)
+	}
 }
 
 func (n *Node) clientProtocol() protocol.ID {

@@ -362,7 +362,7 @@ func (n *Node) descriptor(ctx context.Context, e epoch.Epoch) (*interfaces.Signe
 	copy(d.SphinxKeys[:], keys[:])
 	if a := n.opts.Accounting; a != nil {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		info, err := a.Info(cctx, &interfaces.AccountingInfoRequest{})
+		info, err := a.Info(cctx, &interfaces.AccountingInfoRequest{Epoch: uint64(e)})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("accounting info: %w", err)

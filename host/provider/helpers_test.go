@@ -138,6 +138,19 @@ func (a *tokenAccounting) Redeem(_ context.Context, req *interfaces.RedeemReques
 	return &interfaces.RedeemResponse{Granted: req.Packets, Receipt: []byte("ok")}, nil
 }
 
+// Issue answers "buy:TAG" with the credential "paid:TAG"; an empty
+// request is malformed and anything else refused.
+func (a *tokenAccounting) Issue(_ context.Context, req *interfaces.IssueRequest) (*interfaces.IssueResponse, error) {
+	r := string(req.Request)
+	switch {
+	case r == "":
+		return nil, interfaces.ErrInvalidArgument
+	case !strings.HasPrefix(r, "buy:"):
+		return nil, interfaces.ErrPaymentRequired
+	}
+	return &interfaces.IssueResponse{Response: []byte("paid:" + strings.TrimPrefix(r, "buy:"))}, nil
+}
+
 // testProvider is a provider's host with the service installed, over a
 // real Badger store in a temp dir.
 type testProvider struct {

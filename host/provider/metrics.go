@@ -23,6 +23,7 @@ type metrics struct {
 	streamsReset    *prometheus.CounterVec // reason
 	streamsEvicted  *prometheus.CounterVec // reason: the table that was full
 	rateLimited     *prometheus.CounterVec // scope: client, ip
+	allowanceWrites prometheus.Counter     // storage calls writing allowances
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -77,6 +78,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "sends_rate_limited_total",
 			Help: "Sends answered busy because the client's (scope=client) or its address's (scope=ip) send rate was exceeded.",
 		}, []string{"scope"}),
+		allowanceWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "allowance_writes_total",
+			Help: "Storage calls writing client allowances (one per grant, one per batch of spending).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -84,6 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.duration, m.packetsAccepted, m.fetchedBytes, m.entriesReturned,
 		m.corruptEntries, m.streams, m.replyBytes, m.streamsRefused, m.streamsReset, m.streamsEvicted, m.rateLimited,
+		m.allowanceWrites,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -14,8 +14,10 @@
 // key must be Ed25519, and its own mailbox is clientproto.OwnMailbox of that
 // key. Any client may fetch a SURB mailbox whose capability it presents.
 // With Accounting set, sending costs one packet of a per-client allowance
-// that Redeem fills; the allowance lives in memory, so a restart of the
-// provider forgets what clients had left (they redeem again).
+// that Redeem fills. With Allowances set too, allowances survive a restart
+// of the provider: a grant is written before its Redeem is answered, and
+// spending is written in batches (allowance.go says what a crash can
+// cost); without it they live in memory and a restart forgets them.
 //
 // Slow or hostile clients are bounded: a stream may have MaxInFlight
 // requests being served, a client MaxStreamsPerClient streams, an IP
@@ -174,6 +176,13 @@ type Config struct {
 	SendBurst      int
 	SendRatePerIP  float64
 	SendBurstPerIP int
+	// Allowances, if set (with Accounting), keeps the clients' allowances
+	// in namespace AllowanceNamespace, so they survive a restart of the
+	// provider; the node passes its Storage's KV under a slot of its own.
+	Allowances interfaces.KV
+	// AllowanceFlush is how often spent packets are written to Allowances
+	// (in one batch); 0 means DefaultAllowanceFlush.
+	AllowanceFlush time.Duration
 	// CurrentEpoch returns the node's current epoch. A Redeem for an
 	// epoch other than it or its two neighbours is refused (bad request)
 	// before Accounting sees it. Required with Accounting.
@@ -201,6 +210,7 @@ func (c *Config) setDefaults() {
 	def(&c.SendBurst, DefaultSendBurst)
 	def(&c.SendRatePerIP, DefaultSendRatePerIP)
 	def(&c.SendBurstPerIP, DefaultSendBurstPerIP)
+	def(&c.AllowanceFlush, DefaultAllowanceFlush)
 }
 
 // def sets a zero config value to its default.
@@ -237,6 +247,8 @@ func (c *Config) validate() error {
 	case !(c.SendRate > 0) || !(c.SendRatePerIP > 0) || c.SendBurst < 1 || c.SendBurstPerIP < 1:
 		return fmt.Errorf("%w: send rates must be positive and bursts at least 1 (rate %v, burst %d; per IP %v, %d)",
 			ErrConfig, c.SendRate, c.SendBurst, c.SendRatePerIP, c.SendBurstPerIP)
+	case c.AllowanceFlush < 0:
+		return fmt.Errorf("%w: negative AllowanceFlush", ErrConfig)
 	case c.Accounting != nil && c.CurrentEpoch == nil:
 		return fmt.Errorf("%w: Accounting needs CurrentEpoch", ErrConfig)
 	}
@@ -253,6 +265,8 @@ type Service struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // stream handlers and their requests
+	bg     sync.WaitGroup // the allowance flusher
+	store  *allowanceStore
 
 	requests chan struct{} // one token per request being served (MaxRequests)
 	replies  replyBudget
@@ -263,6 +277,7 @@ type Service struct {
 	perClient map[peer.ID]int
 	perIP     map[netip.Prefix]int
 	allowance map[peer.ID]uint64
+	dirty     map[peer.ID]struct{} // allowances changed since the last flush
 	garbage   map[peer.ID]struct{} // clients already logged for garbage
 	sendRate  rateLimits
 }
@@ -279,7 +294,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("provider: registering metrics: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Service{
+	s := &Service{
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "provider"),
 		m:        m,
@@ -295,12 +310,26 @@ func New(cfg Config) (*Service, error) {
 		perClient: map[peer.ID]int{},
 		perIP:     map[netip.Prefix]int{},
 		allowance: map[peer.ID]uint64{},
+		dirty:     map[peer.ID]struct{}{},
 		garbage:   map[peer.ID]struct{}{},
 		sendRate: rateLimits{
 			client: ratelimit.New[peer.ID](cfg.SendRate, float64(cfg.SendBurst), maxIdleBuckets),
 			ip:     ratelimit.New[netip.Prefix](cfg.SendRatePerIP, float64(cfg.SendBurstPerIP), maxIdleBuckets),
 		},
-	}, nil
+	}
+	if cfg.Accounting != nil && cfg.Allowances != nil {
+		s.store = &allowanceStore{kv: cfg.Allowances}
+		lctx, lcancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		err := s.loadAllowances(lctx)
+		lcancel()
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		s.bg.Add(1)
+		go s.allowanceLoop()
+	}
+	return s, nil
 }
 
 // Close stops serving: it cancels requests in progress, resets every open
@@ -319,6 +348,12 @@ func (s *Service) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.bg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.flushAllowances(ctx); err != nil {
+		return fmt.Errorf("provider: the last flush of allowances: %w", err)
+	}
 	return nil
 }
 
@@ -526,6 +561,8 @@ func replyLength(resp *clientproto.Response) int {
 		n += clientproto.FetchReplyLength(resp.Messages)
 	case clientproto.OpRedeem:
 		n += 8 + len(resp.Receipt)
+	case clientproto.OpIssue:
+		n += len(resp.Issued)
 	}
 	return n
 }
@@ -560,6 +597,7 @@ func (s *Service) takePacket(client peer.ID) bool {
 	if n == 0 {
 		return false
 	}
+	s.dirty[client] = struct{}{}
 	if n == 1 {
 		delete(s.allowance, client)
 	} else {
@@ -568,13 +606,15 @@ func (s *Service) takePacket(client peer.ID) bool {
 	return true
 }
 
-// grant adds packets to a client's allowance (saturating).
+// grant adds packets to a client's allowance (saturating); the change is
+// written with the next flush.
 func (s *Service) grant(client peer.ID, n uint64) {
 	if s.cfg.Accounting == nil || n == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dirty[client] = struct{}{}
 	a := s.allowance[client]
 	if a+n < a {
 		a = ^uint64(0)

@@ -38,6 +38,8 @@ func (s *Service) serveRequest(ctx context.Context, c *clientStream, req *client
 			err = s.ack(ctx, c, req)
 		case clientproto.OpRedeem:
 			resp.Granted, resp.Receipt, err = s.redeem(ctx, c, req)
+		case clientproto.OpIssue:
+			resp.Issued, err = s.issue(ctx, c, req)
 		}
 	}
 	if err != nil {
@@ -287,11 +289,8 @@ func (s *Service) ack(ctx context.Context, c *clientStream, req *clientproto.Req
 // refused before the plugin sees it. The plugin learns the client's key.
 // A free service grants what is asked.
 func (s *Service) redeem(ctx context.Context, c *clientStream, req *clientproto.Request) (uint64, []byte, error) {
-	if now := s.cfg.CurrentEpoch; now != nil {
-		if cur := now(); req.Epoch+1 < cur || req.Epoch > cur+1 {
-			return 0, nil, refuse(clientproto.CodeBadRequest,
-				fmt.Sprintf("epoch %d is not the provider's current epoch %d or a neighbour", req.Epoch, cur), nil)
-		}
+	if err := s.checkEpoch(req.Epoch); err != nil {
+		return 0, nil, err
 	}
 	if s.cfg.Accounting == nil {
 		return req.Packets, nil, nil
@@ -314,7 +313,48 @@ func (s *Service) redeem(ctx context.Context, c *clientStream, req *clientproto.
 		return 0, nil, fmt.Errorf("accounting receipt of %d bytes", len(res.Receipt))
 	}
 	s.grant(c.client, res.Granted)
+	s.persistGrant(ctx, c.client) // before the client learns of it
 	return res.Granted, res.Receipt, nil
+}
+
+// checkEpoch refuses an accounting request for an epoch other than the
+// provider's current one or a neighbour.
+func (s *Service) checkEpoch(e uint64) error {
+	if now := s.cfg.CurrentEpoch; now != nil {
+		if cur := now(); e+1 < cur || e > cur+1 {
+			return refuse(clientproto.CodeBadRequest,
+				fmt.Sprintf("epoch %d is not the provider's current epoch %d or a neighbour", e, cur), nil)
+		}
+	}
+	return nil
+}
+
+// issue runs one issuance step of the accounting design for the client
+// (blind-signing its blinded tokens, say), with the bounds and errors of
+// redeem: the epoch must be the current one or a neighbour, a refusal is
+// payment required, a malformed request a bad request. The plugin learns
+// the client's key. A free service has nothing to issue: an empty reply.
+func (s *Service) issue(ctx context.Context, c *clientStream, req *clientproto.Request) ([]byte, error) {
+	if err := s.checkEpoch(req.Epoch); err != nil {
+		return nil, err
+	}
+	if s.cfg.Accounting == nil {
+		return nil, nil
+	}
+	res, err := s.cfg.Accounting.Issue(ctx, &interfaces.IssueRequest{Epoch: req.Epoch, Request: req.Issuance, Client: c.key})
+	switch {
+	case errors.Is(err, interfaces.ErrPaymentRequired):
+		return nil, refuse(clientproto.CodePaymentRequired, "issuance refused", err)
+	case errors.Is(err, interfaces.ErrInvalidArgument):
+		return nil, refuse(clientproto.CodeBadRequest, "malformed issuance request", err)
+	case err != nil:
+		return nil, fmt.Errorf("issuing: %w", err)
+	case res == nil:
+		return nil, fmt.Errorf("issuing: %w: no response", interfaces.ErrMalformedReply)
+	case len(res.Response) > clientproto.MaxIssueReplyLength:
+		return nil, fmt.Errorf("accounting issuance reply of %d bytes", len(res.Response))
+	}
+	return res.Response, nil
 }
 
 // unreadableError is a Fetch that scanned fetchRounds storage batches and

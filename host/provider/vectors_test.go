@@ -152,7 +152,8 @@ func vectorSetupJSON() vectorSetup {
 		CurrentEpoch: vectorEpoch,
 		Documents:    map[string]string{strconv.FormatUint(vectorEpoch, 10): hex.EncodeToString(vectorDocument)},
 		Accounting: "A credential is good if it starts with the ASCII bytes `paid:`, and only once: Redeem grants the packets asked with the receipt `ok`. " +
-			"Any other credential is refused (payment required), a good one spent before too. Each accepted Send costs one packet of the client's allowance.",
+			"Any other credential is refused (payment required), a good one spent before too. Each accepted Send costs one packet of the client's allowance. " +
+			"Issue answers a request `buy:TAG` with the credential `paid:TAG`, refuses any other non-empty request (payment required) and an empty one as malformed (bad request).",
 	}
 	id := vectorNodeID()
 	s.NodeID = hex.EncodeToString(id[:])
@@ -373,7 +374,37 @@ func vectorCases() []vectorCase {
 		{"a malformed body from a client that is not Ed25519 resets the stream", "secp256k1", []vectorStep{
 			{op: clientproto.OpDocument, fields: nil, reset: true}}},
 	}
-	return append(cases, statedErrorCases()...)
+	return append(append(cases, statedErrorCases()...), issueCases()...)
+}
+
+// issueCases are the vectors of the Issue op (after the others, so that
+// theirs keep their request IDs).
+func issueCases() []vectorCase {
+	docStep := vectorStep{op: clientproto.OpDocument, fields: u64(vectorEpoch)}
+	return []vectorCase{
+		{"an issue for the current epoch is answered with the design's reply, which a redeem then spends", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), []byte("buy:issued"))},
+			{op: clientproto.OpRedeem, fields: redeemFields(vectorEpoch, 5, paid("issued", 0))}}},
+		{"an issue for the epochs next to the current one is served", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch-1), []byte("buy:previous"))},
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch+1), []byte("buy:next"))}}},
+		{"an issue for an epoch two away from the current one is a bad request", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch+2), []byte("buy:far")), code: clientproto.CodeBadRequest}}},
+		{"an issue the design refuses needs payment", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), []byte("steal")), code: clientproto.CodePaymentRequired}}},
+		{"an issue the design finds malformed is a bad request", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: u64(vectorEpoch), code: clientproto.CodeBadRequest}}},
+		{"an issue without its epoch resets the stream", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: u64(vectorEpoch)[1:], reset: true}}},
+		{"an issue from a client that is not Ed25519 is forbidden", "secp256k1", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), []byte("buy:secp")), code: clientproto.CodeForbidden}}},
+		{"an issue of a 16385-byte request is a bad request and the stream goes on", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), paid("over", clientproto.MaxIssueLength+1)), code: clientproto.CodeBadRequest}, docStep}},
+		{"an issue of a 16408-byte request, the most a frame holds, is a bad request", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), paid("frame", clientproto.MaxRequestLength-5-8)), code: clientproto.CodeBadRequest}}},
+		{"an issue of a 16409-byte request makes a frame over the request limit and resets the stream", "ed25519", []vectorStep{
+			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), paid("reset", clientproto.MaxRequestLength-5-8+1)), reset: true}}},
+	}
 }
 
 // outcome is what a provider did with one request: reset the stream, or

@@ -27,6 +27,9 @@
 //   - spent credentials and counted work survive a restart (Reopen)
 //
 // A case whose option is unset is skipped, saying which option it needs.
+// plugins/pay-blindsig sets SingleUse, Forged and Reopen, so the
+// double-spend and forgery cases run against real tokens, in process and
+// over gRPC.
 // To run the suite against the plugin's real binary, as a node starts it,
 // see plugintest.Build and plugintest.Process.
 package accountingtest

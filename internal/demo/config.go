@@ -30,6 +30,10 @@ const (
 	// messages, a long one, one through a SURB mailbox, and two to an
 	// offline recipient.
 	MinMessages = 6
+
+	// The designs Config.Accounting names.
+	AccountingFree     = "free"
+	AccountingBlindsig = "blindsig"
 )
 
 // Config is a demo run. Binary is required; the rest has defaults.
@@ -57,6 +61,12 @@ type Config struct {
 	// fixed part of the online plan arrived), to show the clients noticing
 	// it and retransmitting over other paths.
 	KillMixAfter time.Duration
+
+	// Accounting is how providers charge: "free" (the default: no
+	// accounting plugin) or "blindsig" (plugins/pay-blindsig at every
+	// provider under its free-quota policy; alice and bob pay with its
+	// wallet, and a third client, carol, has none and is refused).
+	Accounting string
 
 	// Dir is the directory for the nodes, the clients' state and the demo's
 	// log; empty: a fresh temporary directory. Keep keeps it afterwards
@@ -94,6 +104,9 @@ func (c *Config) setDefaults() {
 			*v = d
 		}
 	}
+	if c.Accounting == "" {
+		c.Accounting = AccountingFree
+	}
 	def(&c.Layers, DefaultLayers)
 	def(&c.MixesPerLayer, DefaultMixesPerLayer)
 	def(&c.Providers, DefaultProviders)
@@ -123,6 +136,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Duration == 0 && c.Messages < MinMessages {
 		errs = append(errs, fmt.Errorf("%d messages: the plan needs at least %d", c.Messages, MinMessages))
+	}
+	if c.Accounting != AccountingFree && c.Accounting != AccountingBlindsig {
+		errs = append(errs, fmt.Errorf("accounting %q: want %s or %s", c.Accounting, AccountingFree, AccountingBlindsig))
 	}
 	if c.KillMixAfter > 0 && c.MixesPerLayer < 2 {
 		errs = append(errs, errors.New("killing a mix needs two mixes per layer, or nothing routes"))

@@ -38,6 +38,7 @@ type run struct {
 	tr         *tracker
 	pr         *progress
 	alice, bob *peer
+	pay        payResult // Accounting blindsig: carol and the wallets
 	rnd        *mrand.Rand
 	started    time.Time
 	killed     *localnet.Node
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 		Params: interfaces.NetworkParams{Mu: cfg.Mu, LambdaP: cfg.LambdaP, LambdaL: cfg.LambdaL,
 			LambdaD: cfg.LambdaD, LambdaM: cfg.LambdaM},
 		EpochPeriod: cfg.Epoch, Dir: dir, Binary: cfg.Binary, Env: cfg.Env,
-		Network: "sotto-demo", Logger: log,
+		Network: "sotto-demo", Logger: log, ProviderAccounting: providerAccounting(cfg.Accounting),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -111,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 }
 
 func (r *run) stopAll() {
-	for _, p := range []*peer{r.alice, r.bob} {
+	for _, p := range []*peer{r.alice, r.bob, r.pay.carol} {
 		if p != nil {
 			if err := p.stop(); err != nil {
 				r.log.Warn("stopping a client", "err", err)
@@ -133,9 +134,9 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 	r.pr.phase("network routing: each of the %d nodes holds a document listing all of them", len(r.ln.Nodes))
 
 	provs := r.ln.Providers()
-	newCfg := func(*peer) client.Config {
+	newCfg := func(p *peer) client.Config {
 		return client.Config{Clock: r.ln.Clock, Network: r.ln.Spec.Network, FetchInterval: 500 * time.Millisecond,
-			Messaging: e2e.Ratchet}
+			Messaging: e2e.Ratchet, Wallet: r.wallet(p)}
 	}
 	if r.alice, err = newPeer("alice", provs[0], filepath.Join(r.cfg.Dir, "alice.state"), r.log, r.tr, newCfg); err != nil {
 		return nil, err
@@ -149,6 +150,11 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 		}
 	}
 	r.pr.phase("clients up: alice on %s, bob on %s, both sending Loopix cover traffic", provs[0].Name, provs[1].Name)
+	if r.cfg.Accounting == AccountingBlindsig {
+		if err := r.freeloader(ctx, provs[0], newCfg); err != nil {
+			return nil, err
+		}
+	}
 
 	stopStatus := r.showStatus(ctx)
 	defer stopStatus()

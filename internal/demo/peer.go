@@ -13,6 +13,7 @@ import (
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/client/p2p"
+	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -32,7 +33,8 @@ type peer struct {
 	conn   *p2p.Conn
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	past   client.Stats // summed over earlier runs
+	past   client.Stats  // summed over earlier runs
+	wallet wallet.Wallet // kept across restarts (Accounting blindsig)
 }
 
 func newPeer(name string, prov *localnet.Node, stateFile string, log *slog.Logger, tr *tracker, newCfg func(*peer) client.Config) (*peer, error) {
@@ -161,6 +163,10 @@ func addStats(a, b client.Stats) client.Stats {
 	a.LoopsLost += b.LoopsLost
 	a.LoopsLate += b.LoopsLate
 	a.LoopACKsLost += b.LoopACKsLost
+	a.PaymentRefused += b.PaymentRefused
+	a.Payments += b.Payments
+	a.PaymentFailures += b.PaymentFailures
+	a.Wallet = b.Wallet // one wallet per peer, kept across restarts
 	m := map[[32]byte]int{}
 	for k, v := range a.LostLoopMixes {
 		m[k] += v

@@ -225,6 +225,16 @@ type Summary struct {
 	Noticed bool
 	// Suspects are the mixes some client avoided at the end, by name.
 	Suspects []string
+
+	// Accounting is Config.Accounting. With blindsig: the tokens alice
+	// and bob obtained and spent, their packets refused for payment, and
+	// whether carol (no wallet) was refused at her provider.
+	Accounting                           string
+	CredentialsObtained                  uint64
+	CredentialsSpent                     uint64
+	PaymentRefused                       uint64
+	FreeloaderChecked, FreeloaderRefused bool
+	FreeloaderRefusedPackets             uint64
 }
 
 // Sent is the number of messages sent; Delivered those that arrived intact
@@ -275,6 +285,9 @@ func (s *Summary) Err() error {
 	}
 	if s.RunErr != nil {
 		bad = append(bad, fmt.Sprintf("the plan stopped before its end: %v", s.RunErr))
+	}
+	if s.FreeloaderChecked && !s.FreeloaderRefused {
+		bad = append(bad, "carol, without a wallet, was not refused as payment required")
 	}
 	if len(bad) == 0 {
 		return nil
@@ -366,6 +379,7 @@ func (s *Summary) Write(w io.Writer) {
 	fmt.Fprintf(w, "  loops        client: %d sent, %d returned, %d lost, %d late; mix: %.0f sent, %.0f returned, %.0f lost\n",
 		s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate, s.MixLoopsSent, s.MixLoopsReturned, s.MixLoopsLost)
 	fmt.Fprintf(w, "  dropped      %s (all nodes, sotto_packets_dropped_total)\n", formatDropped(s.Dropped))
+	s.writePayment(w)
 	if len(s.NotScraped) > 0 {
 		fmt.Fprintf(w, "  not scraped  %s (down)\n", strings.Join(s.NotScraped, ", "))
 	}

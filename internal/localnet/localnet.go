@@ -67,6 +67,10 @@ type Spec struct {
 	// Open prices admission under "open"; zero fields take the plugin's
 	// defaults (seconds of work per node and epoch: see its README).
 	Open pkigossip.OpenPolicy
+	// ProviderAccounting, if set, is the providers' accounting plugin slot
+	// as the node config takes it (e.g. {"builtin": "pay-blindsig",
+	// "config": {...}}); nil: providers charge nothing.
+	ProviderAccounting map[string]any
 }
 
 // endorsementLifetime is how long the operator's endorsements of a local
@@ -269,6 +273,9 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	}
 	if role == "mix" {
 		cfg["mix"] = map[string]any{"layer": layer}
+	}
+	if role == "provider" && ln.Spec.ProviderAccounting != nil {
+		cfg["plugins"].(map[string]any)["accounting"] = ln.Spec.ProviderAccounting
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ") // YAML is a superset of JSON
 	if err != nil {

@@ -1,0 +1,125 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/sottonet/sotto/client"
+	"github.com/sottonet/sotto/interfaces/wallet"
+	"github.com/sottonet/sotto/internal/localnet"
+	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
+)
+
+// Paying providers (Config.Accounting blindsig): every provider runs
+// plugins/pay-blindsig under its free-quota policy; alice and bob pay with
+// its wallet; carol, a third client of alice's provider, has no wallet and
+// must be refused.
+
+// providerAccounting is the providers' accounting slot for a design.
+func providerAccounting(design string) map[string]any {
+	if design != AccountingBlindsig {
+		return nil
+	}
+	return map[string]any{"builtin": "pay-blindsig", "config": map[string]any{
+		"policy": "free", "free_tokens_per_epoch": 64, "packets_per_token": 100,
+	}}
+}
+
+// wallet is p's wallet (made once, kept across restarts), or nil when
+// providers charge nothing.
+func (r *run) wallet(p *peer) wallet.Wallet {
+	if r.cfg.Accounting != AccountingBlindsig {
+		return nil
+	}
+	if p.wallet == nil {
+		p.wallet = bswallet.New(bswallet.Options{Batch: 4})
+	}
+	return p.wallet
+}
+
+// payResult is what the demo saw of payment.
+type payResult struct {
+	carol *peer
+	// CarolRefused: carol's Send was refused as payment required, and
+	// the provider refused her packets; CarolErr is the error Send gave.
+	carolRefused bool
+	carolErr     error
+}
+
+// freeloaderWait bounds the wait for carol's provider to refuse her.
+const freeloaderWait = 30 * time.Second
+
+// freeloader runs carol, a client of prov without a wallet, until her
+// provider has refused her packets for payment and her Send is refused.
+func (r *run) freeloader(ctx context.Context, prov *localnet.Node, newCfg func(*peer) client.Config) error {
+	carol, err := newPeer("carol", prov, filepath.Join(r.cfg.Dir, "carol.state"), r.log, newTracker(), func(p *peer) client.Config {
+		cfg := newCfg(p)
+		cfg.Wallet = nil
+		return cfg
+	})
+	if err != nil {
+		return err
+	}
+	r.pay.carol = carol
+	if err := carol.start(ctx); err != nil {
+		return err
+	}
+	to := &client.Contact{Network: r.ln.Spec.Network, Key: carol.client().MessageKey(), Provider: prov.ID, Mailbox: [32]byte{1}}
+	deadline := time.Now().Add(freeloaderWait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if carol.stats().PaymentRefused > 0 {
+			_, err := carol.client().Send(ctx, to, []byte("carol has not paid"))
+			if errors.Is(err, client.ErrPaymentRequired) {
+				r.pay.carolRefused, r.pay.carolErr = true, err
+				break
+			}
+			r.pay.carolErr = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.pr.phase("carol (no wallet) on %s: %d packets refused for payment; Send refused: %v", prov.Name, carol.stats().PaymentRefused, r.pay.carolRefused)
+	return carol.stop()
+}
+
+// paySummary fills s's payment fields.
+func (r *run) paySummary(s *Summary) {
+	s.Accounting = r.cfg.Accounting
+	for _, p := range []*peer{r.alice, r.bob} {
+		st := p.stats()
+		s.CredentialsObtained += st.Wallet.Obtained
+		s.CredentialsSpent += st.Wallet.Spent
+		s.PaymentRefused += st.PaymentRefused
+	}
+	if c := r.pay.carol; c != nil {
+		s.FreeloaderRefusedPackets = c.stats().PaymentRefused
+		s.FreeloaderRefused = r.pay.carolRefused
+		s.FreeloaderChecked = true
+	}
+}
+
+// writePayment prints the payment line of the summary.
+func (s *Summary) writePayment(w io.Writer) {
+	if s.Accounting != AccountingBlindsig {
+		fmt.Fprintf(w, "  payment      %s: providers charge nothing\n", orFree(s.Accounting))
+		return
+	}
+	fmt.Fprintf(w, "  payment      blindsig: alice and bob obtained %d tokens, spent %d; %d of their packets refused for payment\n",
+		s.CredentialsObtained, s.CredentialsSpent, s.PaymentRefused)
+	refused := "NOT refused"
+	if s.FreeloaderRefused {
+		refused = "refused as payment required"
+	}
+	fmt.Fprintf(w, "  freeloader   carol (no wallet): %d packets refused for payment at her provider; her Send %s\n",
+		s.FreeloaderRefusedPackets, refused)
+}
+
+func orFree(s string) string {
+	if s == "" {
+		return AccountingFree
+	}
+	return s
+}

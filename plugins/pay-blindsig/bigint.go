@@ -1,0 +1,5 @@
+package blindsig
+
+import "math/big"
+
+type bigInt = big.Int
