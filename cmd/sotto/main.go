@@ -34,6 +34,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(simCmd())
 	root.AddCommand(sendCmd())
 	root.AddCommand(recvCmd())
+	root.AddCommand(networkCmd())
 	return root
 }
 

@@ -114,9 +114,6 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		}
 	}
 	summary = fmt.Sprintf("config and keys OK: %s", c.Role)
-	if c.Role == config.RoleMix {
-		summary += fmt.Sprintf(" in layer %d", c.Mix.Layer)
-	}
 	summary += fmt.Sprintf(" on network %q, peer ID %s", c.Network, pid)
 	return problems, summary
 }
@@ -131,6 +128,13 @@ func checkPlugins(ctx context.Context, cfgFile string, cmd *cobra.Command, known
 	c, err := config.Load(config.Sources{File: cfgFile, Flags: cmd.Flags()})
 	if err != nil {
 		return nil, nil // checkNode reported it
+	}
+	if ks, err := keystore.Open(c.DataDir); err == nil {
+		err = withPKIIdentity(&c, ks)
+		ks.Close()
+		if err != nil {
+			return []error{err}, nil
+		}
 	}
 	// Plugins' own warnings matter here; their routine lines do not.
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -242,6 +246,9 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 		return err
 	}
 	defer ks.Close()
+	if err := withPKIIdentity(&c, ks); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

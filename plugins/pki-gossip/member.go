@@ -197,6 +197,9 @@ func (m *Member) start(ctx context.Context) error {
 	go m.pruneLoop(runCtx)
 
 	for _, ai := range m.boot {
+		if ai.ID == m.host.ID() {
+			continue // this member is on its own bootstrap list (every member shares one)
+		}
 		if err := m.host.Connect(ctx, ai); err != nil {
 			m.log.Warn("bootstrap peer unreachable; will retry", "peer", ai.ID, "err", err)
 			continue
