@@ -28,6 +28,7 @@ type clientFlags struct {
 	period     time.Duration
 	grace      time.Duration
 	nodeConfig string
+	network    string
 	verbose    bool
 }
 
@@ -38,6 +39,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.DurationVar(&f.period, "epoch-period", epoch.DefaultPeriod, "with --genesis: the network's epoch length")
 	fs.DurationVar(&f.grace, "epoch-grace", config.Default().Epoch.Grace, "with --genesis: the network's key grace period after an epoch")
 	fs.StringVar(&f.nodeConfig, "config", "", "a node config (YAML) of the network to take the epoch clock from (default: learned from the provider)")
+	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider when --provider is not given")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
 }
 
@@ -45,6 +47,16 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 func (f *clientFlags) clock(fs *pflag.FlagSet) (epoch.Clock, bool, error) {
 	var genesis time.Time
 	period, grace := f.period, f.grace
+	if f.network != "" {
+		n, err := config.LoadNetwork(f.network)
+		if err != nil {
+			return epoch.Clock{}, false, err
+		}
+		genesis, period, grace = n.Genesis, n.Period, n.Grace
+		if f.provider == "" && len(n.Providers) > 0 {
+			f.provider = n.Providers[0]
+		}
+	}
 	if f.nodeConfig != "" {
 		c, err := config.Load(config.Sources{File: f.nodeConfig})
 		if err != nil {

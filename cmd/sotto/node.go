@@ -67,6 +67,7 @@ func nodeCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&check, "check", false, "only check the config, the keys and the plugins, then exit")
 	cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
 	config.RegisterFlags(cmd.Flags())
+	cmd.AddCommand(nodeAddrsCmd())
 	return cmd
 }
 
