@@ -6,8 +6,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -59,6 +61,13 @@ func pluginCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("no built-in plugin %q (have: %s)", args[0], strings.Join(builtinNames(), ", "))
 			}
+			// A SIGTERM to the node's whole process group (systemd's
+			// default KillMode, `timeout`, a terminal's job control) must
+			// not kill the plugins under the node: the node stops them
+			// itself, in order, after it has flushed what it holds
+			// (go-plugin's shutdown call, then SIGKILL). go-plugin already
+			// ignores SIGINT for the same reason.
+			signal.Ignore(syscall.SIGTERM)
 			interfaces.Serve(p())
 			return nil
 		},

@@ -229,7 +229,8 @@ func (n *Node) pkiLoop(ctx context.Context) {
 }
 
 // waitDocument refreshes until the PKI has a document for the current epoch
-// that lists this node, and returns the route table.
+// that lists this node and is complete (a mix in every layer, a provider),
+// and returns the route table.
 func (n *Node) waitDocument(ctx context.Context) (*routeTable, error) {
 	t := time.NewTicker(min(n.refreshInterval(), 250*time.Millisecond))
 	defer t.Stop()
@@ -238,11 +239,17 @@ func (n *Node) waitDocument(ctx context.Context) (*routeTable, error) {
 		err := n.refresh(ctx)
 		if rt := n.routes.Load(); rt != nil {
 			if er := rt.epochs[rt.current]; er != nil && er.byID[n.id] != nil {
-				return rt, nil
+				// Routing means a packet can cross the network: a mix
+				// in every layer and a provider, not this node alone.
+				cerr := er.topo.Complete()
+				if cerr == nil {
+					return rt, nil
+				}
+				err = errors.Join(err, cerr)
 			}
 		}
 		if time.Since(lastLog) > 10*time.Second {
-			n.log.Info("waiting for a PKI document that lists this node", "epoch", n.clk.Now(), "err", err)
+			n.log.Info("waiting for a PKI document that lists this node and has every layer", "epoch", n.clk.Now(), "err", err)
 			lastLog = time.Now()
 		}
 		select {

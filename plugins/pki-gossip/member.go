@@ -182,6 +182,7 @@ func (m *Member) start(ctx context.Context) error {
 		return fmt.Errorf("pki-gossip: subscribe: %w", err)
 	}
 	m.host.SetStreamHandler(ProtocolID, m.serveStream)
+	m.host.Network().Notify(&pullOnConnect{m: m, ctx: runCtx, sem: make(chan struct{}, 16)})
 
 	for _, s := range m.cfg.Bootstrap {
 		ai, err := peer.AddrInfoFromString(s)
