@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -79,6 +80,7 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		return []error{err}, ""
 	}
 	problems = flatten(c.Validate())
+	problems = append(problems, flatten(c.CheckPKIConfig())...)
 	for _, slot := range []struct {
 		path string
 		s    config.PluginSlot
@@ -239,7 +241,7 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), c.CheckPKIConfig()); err != nil {
 		return err
 	}
 	level, err := logLevel(cmd)

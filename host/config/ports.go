@@ -100,11 +100,12 @@ func (c *Config) checkPorts() error {
 	return errors.Join(errs...)
 }
 
-// checkPKIConfig names the keys a built-in PKI plugin cannot start
-// without, so that --check says which one is missing before the plugin
-// fails with its own, vaguer, message (pki-gossip's "zero hops" was a
-// missing params). A network file fills them all.
-func (c *Config) checkPKIConfig() error {
+// CheckPKIConfig names the keys a built-in PKI plugin cannot start
+// without, so that `sotto node --check` says which one is missing before
+// the plugin fails with its own, vaguer, message (pki-gossip's "zero hops"
+// was a missing params). A network file fills them all. It is not part of
+// Validate: a node given its PKI in process (tests) has no plugin config.
+func (c *Config) CheckPKIConfig() error {
 	slot := c.Plugins.PKI
 	var required []string
 	switch slot.Builtin {

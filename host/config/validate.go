@@ -65,7 +65,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(c.checkPorts())
-	add(c.checkPKIConfig())
 
 	if c.Epoch.Genesis.IsZero() {
 		add(problem("epoch.genesis", "must be set (RFC 3339, e.g. 2026-01-01T00:00:00Z)"))

@@ -526,11 +526,17 @@ func (n *Node) installRoutes(rt *routeTable) {
 	}
 	n.maxDelay.Store(int64(md))
 	n.m.peers.Set(float64(len(peers)))
-	docNodes := 0
+	docNodes, complete := 0, 0.0
+	n.m.docInfo.Reset()
 	if er := rt.epochs[rt.current]; er != nil {
 		docNodes = len(er.byID)
+		if er.topo.Complete() == nil {
+			complete = 1
+		}
+		n.m.docInfo.WithLabelValues(fmt.Sprint(er.epoch), fmt.Sprintf("%x", er.hash[:8])).Set(1)
 	}
 	n.m.docNodes.Set(float64(docNodes))
+	n.m.docComplete.Set(complete)
 	old := n.routes.Load()
 	if old == nil || old.epochs[old.current] != rt.epochs[rt.current] {
 		n.docChanged.Store(time.Now().UnixNano())
