@@ -28,6 +28,7 @@ func rootCmd() *cobra.Command {
 		Short:         "Sotto mix network node, client and plugins",
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		Version:       buildVersion(),
 	}
 	root.AddCommand(pluginCmd())
 	root.AddCommand(keygenCmd())
@@ -37,6 +38,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(sendCmd())
 	root.AddCommand(recvCmd())
 	root.AddCommand(networkCmd())
+	root.AddCommand(pkiCmd())
 	return root
 }
 

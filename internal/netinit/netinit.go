@@ -250,6 +250,13 @@ func Write(o Options) (*Result, error) {
 				ks.Close()
 				return nil, err
 			}
+			if n.PKI.Plugin == config.PKIStatic {
+				// Where the operator's signed documents go (sotto pki sign --out).
+				if err := os.MkdirAll(filepath.Join(keyDir, "pki-static"), 0o755); err != nil {
+					ks.Close()
+					return nil, err
+				}
+			}
 		}
 		pid, _ := ks.PeerID()
 		ppid, err := ks.PKIPeerID()
