@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,7 +40,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.DurationVar(&f.period, "epoch-period", epoch.DefaultPeriod, "with --genesis: the network's epoch length")
 	fs.DurationVar(&f.grace, "epoch-grace", config.Default().Epoch.Grace, "with --genesis: the network's key grace period after an epoch")
 	fs.StringVar(&f.nodeConfig, "config", "", "a node config (YAML) of the network to take the epoch clock from (default: learned from the provider)")
-	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider when --provider is not given")
+	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider (the first, or --provider N for the Nth)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
 }
 
@@ -53,7 +54,13 @@ func (f *clientFlags) clock(fs *pflag.FlagSet) (epoch.Clock, bool, error) {
 			return epoch.Clock{}, false, err
 		}
 		genesis, period, grace = n.Genesis, n.Period, n.Grace
-		if f.provider == "" && len(n.Providers) > 0 {
+		if i, err := strconv.Atoi(f.provider); err == nil {
+			// --provider N: the network file's Nth provider.
+			if i < 1 || i > len(n.Providers) {
+				return epoch.Clock{}, false, fmt.Errorf("--provider %d: the network file lists %d provider(s)", i, len(n.Providers))
+			}
+			f.provider = n.Providers[i-1]
+		} else if f.provider == "" && len(n.Providers) > 0 {
 			f.provider = n.Providers[0]
 		}
 	}

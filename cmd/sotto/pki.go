@@ -182,6 +182,7 @@ func pkiSignCmd() *cobra.Command {
 		outs                      []string
 		watch                     bool
 		lead                      float64
+		minNodes                  int
 	)
 	cmd := &cobra.Command{
 		Use:   "sign --network network.yaml --operator-key operator.key --descriptors DIR --out DIR",
@@ -223,7 +224,7 @@ func pkiSignCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			for {
-				if err := signOnce(ctx, n, clk, key, descDir, outs, lead, cmd.OutOrStdout()); err != nil && !watch {
+				if err := signOnce(ctx, n, clk, key, descDir, outs, lead, minNodes, cmd.OutOrStdout()); err != nil && !watch {
 					return err
 				} else if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
@@ -245,6 +246,7 @@ func pkiSignCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&outs, "out", nil, "directory to write the signed documents to (repeatable)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "keep signing each epoch until stopped")
 	cmd.Flags().Float64Var(&lead, "lead", 0.5, "fraction of an epoch after which the next epoch's document is signed")
+	cmd.Flags().IntVar(&minNodes, "nodes", 0, "wait for this many nodes' descriptors before signing the current epoch (until --lead of it has passed)")
 	for _, f := range []string{"network", "operator-key", "descriptors", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -267,22 +269,23 @@ func readOperatorKey(path string) (ed25519.PrivateKey, error) {
 
 // signOnce signs the current epoch's document and, past lead of the
 // epoch, the next one's, where none is written yet.
-func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519.PrivateKey, descDir string, outs []string, lead float64, w io.Writer) error {
+func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519.PrivateKey, descDir string, outs []string, lead float64, minNodes int, w io.Writer) error {
 	byEpoch, err := readDescriptors(descDir, n.Name)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	cur := clk.At(now)
+	late := float64(clk.Period()-clk.UntilNext(now)) >= lead*float64(clk.Period())
 	epochs := []uint64{cur}
-	if elapsed := clk.Period() - clk.UntilNext(now); float64(elapsed) >= lead*float64(clk.Period()) {
+	if late {
 		epochs = append(epochs, cur+1)
 	}
 	var errs []error
 	for _, e := range epochs {
 		nodes := byEpoch[e]
-		if len(nodes) == 0 {
-			continue
+		if len(nodes) == 0 || (e == cur && !late && len(nodes) < minNodes) {
+			continue // a document, once written, stands for its epoch: wait for the nodes
 		}
 		doc, err := interfaces.NewDocument(n.Name, e, n.Params(), nodes)
 		if err != nil {

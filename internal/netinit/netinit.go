@@ -205,6 +205,20 @@ func Write(o Options) (*Result, error) {
 		n.PKI.Threshold = 1
 	}
 	res := &Result{NetworkFile: filepath.Join(o.Out, "network.yaml")}
+	// pki-static: every node reads the operator's signed documents from
+	// OUT/documents, the same path on every host (the operator copies OUT
+	// to each host and keeps documents/ synced; docs/OPERATING.md).
+	docDir := ""
+	if n.PKI.Plugin == config.PKIStatic {
+		abs, err := filepath.Abs(o.Out)
+		if err != nil {
+			return nil, err
+		}
+		docDir = filepath.Join(abs, "documents")
+		if err := os.MkdirAll(docDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
 
 	// The operator's key: the endorsement root, or pki-static's signer.
 	var operator ed25519.PrivateKey
@@ -249,13 +263,6 @@ func Write(o Options) (*Result, error) {
 			if _, err := ks.Rotate(clk, o.Now, o.Rand); err != nil {
 				ks.Close()
 				return nil, err
-			}
-			if n.PKI.Plugin == config.PKIStatic {
-				// Where the operator's signed documents go (sotto pki sign --out).
-				if err := os.MkdirAll(filepath.Join(keyDir, "pki-static"), 0o755); err != nil {
-					ks.Close()
-					return nil, err
-				}
 			}
 		}
 		pid, _ := ks.PeerID()
@@ -306,7 +313,7 @@ func Write(o Options) (*Result, error) {
 			}
 			endorsement = string(b)
 		}
-		b, err := NodeYAML(nr.Host, &n, endorsement)
+		b, err := NodeYAML(nr.Host, &n, endorsement, docDir)
 		if err != nil {
 			return nil, err
 		}
@@ -384,6 +391,7 @@ type nodeData struct {
 	Provider         bool
 	PKI              string
 	Endorsement      string
+	DocDir           string
 }
 
 var nodeTmpl = template.Must(template.New("node").Parse(
@@ -421,7 +429,7 @@ plugins:
           endorsements: [{{.Endorsement}}]
 {{- end}}
 {{- else}}
-      dir: {{.DataDir}}/pki-static   # signed documents (*.sdoc), from sotto pki sign
+      dir: {{.DocDir}}   # the operator's signed documents (sotto pki sign --out), synced to every host
 {{- end}}
   storage:
     builtin: storage-badger
@@ -431,9 +439,9 @@ metrics:
 `))
 
 // NodeYAML renders one node's config.
-func NodeYAML(h Host, n *config.Network, endorsement string) ([]byte, error) {
+func NodeYAML(h Host, n *config.Network, endorsement, docDir string) ([]byte, error) {
 	base, isIP := addrBase(h.Address)
-	d := nodeData{Host: h, Base: base, ListenBase: base, Provider: h.Role == config.RoleProvider, PKI: n.PKI.Plugin, Endorsement: endorsement}
+	d := nodeData{Host: h, Base: base, ListenBase: base, Provider: h.Role == config.RoleProvider, PKI: n.PKI.Plugin, Endorsement: endorsement, DocDir: docDir}
 	if !isIP {
 		d.ListenBase, d.Announce = "/ip4/0.0.0.0", true
 	}
