@@ -404,7 +404,15 @@ func (n *Node) publish(ctx context.Context, e epoch.Epoch, now time.Time) error 
 		if err != nil {
 			return fmt.Errorf("node: descriptor for epoch %d: %w", e, err)
 		}
-		ps = &publishState{desc: sd}
+		ps = &publishState{desc: n.supersede(ctx, e, sd)}
+	}
+	if ps.desc == nil {
+		// Nothing to publish for e (see supersede): remember that.
+		ps.last = now
+		st.mu.Lock()
+		st.published[e] = ps
+		st.mu.Unlock()
+		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	t0 := time.Now()
@@ -419,6 +427,43 @@ func (n *Node) publish(ctx context.Context, e epoch.Epoch, now time.Time) error 
 	st.published[e] = ps
 	st.mu.Unlock()
 	return nil
+}
+
+// supersede returns the descriptor to publish for epoch e, or nil to
+// publish none: sd, unless the PKI already holds another descriptor of
+// this node for e (it was restarted with other addresses or parameters
+// within an epoch it had published for). A second, different descriptor
+// for one epoch is equivocation, which the PKI records as evidence against
+// the node, so instead: when the node is still reachable at every address
+// of its first descriptor (it only added one, say), it publishes that one
+// again, byte for byte; when it is not, it publishes nothing for e. Either
+// way it says plainly that the change takes effect from the next epoch it
+// has not published for.
+func (n *Node) supersede(ctx context.Context, e epoch.Epoch, sd *interfaces.SignedDescriptor) *interfaces.SignedDescriptor {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := n.opts.PKI.Document(cctx, &interfaces.DocumentRequest{Epoch: e})
+	cancel()
+	if err != nil || resp == nil || resp.Document == nil {
+		return sd
+	}
+	for _, old := range resp.Document.Nodes {
+		if !bytes.Equal(old.Descriptor.Identity, n.id[:]) || bytes.Equal(old.Raw, sd.Raw) {
+			continue
+		}
+		reachable := old.Descriptor.SphinxKeys == sd.Descriptor.SphinxKeys
+		for _, a := range old.Descriptor.Addrs {
+			reachable = reachable && slices.ContainsFunc(sd.Descriptor.Addrs, func(b []byte) bool { return bytes.Equal(a, b) })
+		}
+		if reachable {
+			n.log.Warn("this node changed (an added address, other parameters) within an epoch it had published for: it keeps its first descriptor for that epoch; the change takes effect from the next epoch it has not published for",
+				"epoch", e, "next", e+1)
+			return old
+		}
+		n.log.Error("this node's addresses or keys changed within an epoch it had published for: peers reach it at its old addresses until that epoch ends, and it publishes nothing more for it (a second descriptor would be equivocation). The new addresses take effect from the next epoch it has not published for; change addresses just after an epoch boundary, or restart with the old ones",
+			"epoch", e, "next", e+1)
+		return nil
+	}
+	return sd
 }
 
 // fetchDocuments asks the PKI for the documents the node routes with (the
