@@ -149,3 +149,27 @@ func checkFails(t *testing.T, cfg string, want []string) {
 		}
 	}
 }
+
+// node addrs prints the node's full multiaddrs and its PKI bootstrap
+// address, whose peer ID is the one derived from the node's keystore.
+func TestNodeAddrsPrintsTheBootstrapAddress(t *testing.T) {
+	cfg := runnableExample(t, "provider.yaml")
+	out, stderr, err := run(t, "node", "addrs", "--config", cfg)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[3], "pki   /ip4/127.0.0.1/tcp/") {
+		t.Fatalf("node addrs printed:\n%s", out)
+	}
+	for _, l := range lines[:3] {
+		if !strings.HasPrefix(l, "node  /ip4/127.0.0.1/") || !strings.Contains(l, "/p2p/12D3KooW") {
+			t.Errorf("node line %q", l)
+		}
+	}
+	nodeID := lines[0][strings.LastIndex(lines[0], "/")+1:]
+	pkiID := lines[3][strings.LastIndex(lines[3], "/")+1:]
+	if nodeID == pkiID || !strings.HasPrefix(pkiID, "12D3KooW") {
+		t.Errorf("node %s, pki %s: want two different peer IDs", nodeID, pkiID)
+	}
+}
