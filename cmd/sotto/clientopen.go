@@ -31,6 +31,9 @@ type clientFlags struct {
 	nodeConfig string
 	network    string
 	verbose    bool
+	// maxTries, when set, overrides the client's MaxTries: send sets it so
+	// that its --timeout, not the try count, decides when to give up.
+	maxTries int
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
@@ -141,7 +144,7 @@ func (f *clientFlags) start(ctx context.Context, cmd *cobra.Command, onStatus fu
 			fs.Close()
 		}
 	}
-	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus}
+	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, MaxTries: f.maxTries}
 	if haveClock {
 		cfg.Clock = clk
 	}
