@@ -42,7 +42,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.StringVar(&f.genesis, "genesis", "", "the network's genesis, RFC 3339 (default: learned from the provider, kept in --state)")
 	fs.DurationVar(&f.period, "epoch-period", epoch.DefaultPeriod, "with --genesis: the network's epoch length")
 	fs.DurationVar(&f.grace, "epoch-grace", config.Default().Epoch.Grace, "with --genesis: the network's key grace period after an epoch")
-	fs.StringVar(&f.nodeConfig, "config", "", "a node config (YAML) of the network to take the epoch clock from (default: learned from the provider)")
+	fs.StringVar(&f.nodeConfig, "config", "", "deprecated (a node config holds secrets): use --network; a node config to take the epoch clock from")
 	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider (the first, or --provider N for the Nth)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
 }
