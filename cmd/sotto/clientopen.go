@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +34,13 @@ type clientFlags struct {
 	period     time.Duration
 	grace      time.Duration
 	nodeConfig string
+	network    string
 	verbose    bool
 	pay        string
 	vouchers   []string
+	// maxTries, when set, overrides the client's MaxTries: send sets it so
+	// that its --timeout, not the try count, decides when to give up.
+	maxTries int
 }
 
 func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
@@ -44,7 +49,8 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.StringVar(&f.genesis, "genesis", "", "the network's genesis, RFC 3339 (default: learned from the provider, kept in --state)")
 	fs.DurationVar(&f.period, "epoch-period", epoch.DefaultPeriod, "with --genesis: the network's epoch length")
 	fs.DurationVar(&f.grace, "epoch-grace", config.Default().Epoch.Grace, "with --genesis: the network's key grace period after an epoch")
-	fs.StringVar(&f.nodeConfig, "config", "", "a node config (YAML) of the network to take the epoch clock from (default: learned from the provider)")
+	fs.StringVar(&f.nodeConfig, "config", "", "deprecated (a node config holds secrets): use --network; a node config to take the epoch clock from")
+	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider (the first, or --provider N for the Nth)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
 	fs.StringVar(&f.pay, "pay", "blindsig", "how to pay a provider that charges: blindsig (tokens of plugins/pay-blindsig, kept in --state) or none")
 	fs.StringSliceVar(&f.vouchers, "voucher", nil, "a purchase voucher (hex) for a blindsig provider under the voucher policy; repeatable")
@@ -76,6 +82,22 @@ func (f *clientFlags) wallet() (wallet.Wallet, error) {
 func (f *clientFlags) clock(fs *pflag.FlagSet) (epoch.Clock, bool, error) {
 	var genesis time.Time
 	period, grace := f.period, f.grace
+	if f.network != "" {
+		n, err := config.LoadNetwork(f.network)
+		if err != nil {
+			return epoch.Clock{}, false, err
+		}
+		genesis, period, grace = n.Genesis, n.Period, n.Grace
+		if i, err := strconv.Atoi(f.provider); err == nil {
+			// --provider N: the network file's Nth provider.
+			if i < 1 || i > len(n.Providers) {
+				return epoch.Clock{}, false, fmt.Errorf("--provider %d: the network file lists %d provider(s)", i, len(n.Providers))
+			}
+			f.provider = n.Providers[i-1]
+		} else if f.provider == "" && len(n.Providers) > 0 {
+			f.provider = n.Providers[0]
+		}
+	}
 	if f.nodeConfig != "" {
 		c, err := config.Load(config.Sources{File: f.nodeConfig})
 		if err != nil {
@@ -160,7 +182,7 @@ func (f *clientFlags) start(ctx context.Context, cmd *cobra.Command, onStatus fu
 	}
 	// Every message is sealed through the messaging layer (plugins/msg-ratchet),
 	// its state in the client's own state file.
-	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, Messaging: e2e.Ratchet, Wallet: w}
+	cfg := client.Config{Store: store, Logger: log, OnStatus: onStatus, Messaging: e2e.Ratchet, Wallet: w, MaxTries: f.maxTries}
 	if haveClock {
 		cfg.Clock = clk
 	}

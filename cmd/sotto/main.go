@@ -6,8 +6,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +28,7 @@ func rootCmd() *cobra.Command {
 		Short:         "Sotto mix network node, client and plugins",
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		Version:       buildVersion(),
 	}
 	root.AddCommand(pluginCmd())
 	root.AddCommand(keygenCmd())
@@ -34,6 +37,8 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(simCmd())
 	root.AddCommand(sendCmd())
 	root.AddCommand(recvCmd())
+	root.AddCommand(networkCmd())
+	root.AddCommand(pkiCmd())
 	return root
 }
 
@@ -58,6 +63,13 @@ func pluginCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("no built-in plugin %q (have: %s)", args[0], strings.Join(builtinNames(), ", "))
 			}
+			// A SIGTERM to the node's whole process group (systemd's
+			// default KillMode, `timeout`, a terminal's job control) must
+			// not kill the plugins under the node: the node stops them
+			// itself, in order, after it has flushed what it holds
+			// (go-plugin's shutdown call, then SIGKILL). go-plugin already
+			// ignores SIGINT for the same reason.
+			signal.Ignore(syscall.SIGTERM)
 			interfaces.Serve(p())
 			return nil
 		},

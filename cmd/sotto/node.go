@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -67,6 +68,7 @@ func nodeCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&check, "check", false, "only check the config, the keys and the plugins, then exit")
 	cmd.Flags().String("log-level", "info", "log level: debug, info, warn or error")
 	config.RegisterFlags(cmd.Flags())
+	cmd.AddCommand(nodeAddrsCmd())
 	return cmd
 }
 
@@ -78,6 +80,7 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		return []error{err}, ""
 	}
 	problems = flatten(c.Validate())
+	problems = append(problems, flatten(c.CheckPKIConfig())...)
 	for _, slot := range []struct {
 		path string
 		s    config.PluginSlot
@@ -114,9 +117,6 @@ func checkNode(cfgFile string, cmd *cobra.Command) (problems []error, summary st
 		}
 	}
 	summary = fmt.Sprintf("config and keys OK: %s", c.Role)
-	if c.Role == config.RoleMix {
-		summary += fmt.Sprintf(" in layer %d", c.Mix.Layer)
-	}
 	summary += fmt.Sprintf(" on network %q, peer ID %s", c.Network, pid)
 	return problems, summary
 }
@@ -131,6 +131,18 @@ func checkPlugins(ctx context.Context, cfgFile string, cmd *cobra.Command, known
 	c, err := config.Load(config.Sources{File: cfgFile, Flags: cmd.Flags()})
 	if err != nil {
 		return nil, nil // checkNode reported it
+	}
+	if c.Plugins.PKI.Builtin == config.PKIGossip && c.Plugins.PKI.Config != nil {
+		// The check starts the PKI to see that it accepts its config; it
+		// does not join the network (a node that runs does).
+		delete(c.Plugins.PKI.Config, "bootstrap")
+	}
+	if ks, err := keystore.Open(c.DataDir); err == nil {
+		err = withPKIIdentity(&c, ks)
+		ks.Close()
+		if err != nil {
+			return []error{err}, nil
+		}
 	}
 	// Plugins' own warnings matter here; their routine lines do not.
 	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -229,7 +241,7 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), c.CheckPKIConfig()); err != nil {
 		return err
 	}
 	level, err := logLevel(cmd)
@@ -242,6 +254,9 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 		return err
 	}
 	defer ks.Close()
+	if err := withPKIIdentity(&c, ks); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

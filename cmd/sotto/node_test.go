@@ -153,8 +153,8 @@ func TestNodeCheck(t *testing.T) {
 		{name: "a corrupt Sphinx key is reported", spoil: func(d string) {
 			os.WriteFile(filepath.Join(keystore.Dir(d), "sphinx-1.key"), []byte("garbage"), 0o600)
 		}, wantErr: []string{"sphinx-1.key", "corrupt"}},
-		{name: "a flag overrides the file and is validated", args: []string{"--layer", "5"}, wantErr: []string{"mix.layer: must be 1..3"}},
-		{name: "the environment overrides the file and is validated", env: map[string]string{"SOTTO_MIX__LAYER": "0"}, wantErr: []string{"mix.layer"}},
+		{name: "a flag overrides the file and is validated", args: []string{"--layer", "5"}, wantErr: []string{"mix.layer: is ignored (the PKI document deals layers), but must be 0..3"}},
+		{name: "the environment overrides the file and is validated", env: map[string]string{"SOTTO_MIX__LAYER": "-1"}, wantErr: []string{"mix.layer"}},
 		{name: "an unknown built-in plugin is reported", extra: "  accounting: {builtin: pay-nothing}\n", wantErr: []string{"plugins.accounting.builtin", "pay-nothing"}},
 		{name: "every problem is printed at once", args: []string{"--role", "relay", "--network", ""}, env: map[string]string{"SOTTO_MIXING__QUEUE_CAPACITY": "0"},
 			wantErr: []string{"role:", "network:", "mixing.queue_capacity:"}},
@@ -198,7 +198,7 @@ func TestNodeCheck(t *testing.T) {
 			args := append([]string{"node", "--check", "--config", nodeConfig(t, dir, extra)}, tt.args...)
 			out, stderr, err := run(t, args...)
 			if len(tt.wantErr) == 0 {
-				if err != nil || !strings.Contains(out, "config and keys OK: mix in layer 1") {
+				if err != nil || !strings.Contains(out, "config and keys OK: mix on network") {
 					t.Fatalf("check failed: %v\n%s%s", err, out, stderr)
 				}
 				return

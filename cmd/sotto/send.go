@@ -77,6 +77,9 @@ unless --genesis (--epoch-period, --epoch-grace) or --config gives it.`,
 			defer stop()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
+			// Tries back off (doubling, capped at minutes): enough of them
+			// that --timeout is what ends a send, not the count.
+			f.maxTries = 20
 			rc, err := f.start(ctx, cmd, nil)
 			if err != nil {
 				return err

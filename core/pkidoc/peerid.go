@@ -31,7 +31,7 @@ var maProtocols = map[uint64]int{
 	0x37:   -1, // dns6
 	0x06:   2,  // tcp
 	0x0111: 2,  // udp
-	0x01cc: 0,  // quic-v1
+	0x01cd: 0,  // quic-v1 (0x01cc is draft-29 "quic", which libp2p no longer speaks)
 	0x01dd: 0,  // ws
 	0x01de: 0,  // wss
 	0x01c0: 0,  // tls

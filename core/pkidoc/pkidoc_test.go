@@ -76,7 +76,7 @@ func TestValidateBindsPeerIDAndAddresses(t *testing.T) {
 		{"the identity's own peer ID and a tcp address", func(d *Descriptor) {}, true},
 		{"quic, ws and dns addresses", func(d *Descriptor) {
 			d.Addrs = [][]byte{
-				{0x04, 127, 0, 0, 1, 0x91, 0x02, 0x1f, 0x90, 0xcc, 0x03}, // /ip4/…/udp/8080/quic-v1
+				{0x04, 127, 0, 0, 1, 0x91, 0x02, 0x1f, 0x90, 0xcd, 0x03}, // /ip4/…/udp/8080/quic-v1
 				{0x04, 127, 0, 0, 1, 0x06, 0x1f, 0x90, 0xdd, 0x03},       // /ip4/…/tcp/8080/ws
 				append(append([]byte{0x36, 9}, "localhost"...), 0x06, 0x1f, 0x90),
 			}

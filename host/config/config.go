@@ -43,13 +43,24 @@ var ErrInvalid = errors.New("invalid config")
 type Config struct {
 	// Role is "mix" or "provider".
 	Role string `koanf:"role"`
-	// Network names the network; descriptors never cross networks.
+	// NetworkFile is the network file (see Network), relative to this
+	// config's directory: it sets network, epoch and the PKI slot's
+	// network-wide settings, so that no node types them again.
+	NetworkFile string `koanf:"network_file"`
+	// Network names the network; descriptors never cross networks. Set by
+	// the network file when there is one.
 	Network string `koanf:"network"`
 	// DataDir holds the node's keys (see host/keystore) and local state.
 	DataDir string `koanf:"data_dir"`
 	// Listen are libp2p multiaddrs: TCP (/tcp/N), QUIC (/udp/N/quic-v1),
 	// and on providers WebSocket (/tcp/N/ws) for browsers.
 	Listen []string `koanf:"listen"`
+	// Announce, if set, are the multiaddrs the node publishes in its
+	// descriptor instead of what it listens on (a public address in front
+	// of a NAT or a 0.0.0.0 listener). Unset, the node publishes its
+	// listen addresses, without loopback ones unless it only listens on
+	// loopback.
+	Announce []string `koanf:"announce"`
 
 	Mix      Mix      `koanf:"mix"`
 	Epoch    Epoch    `koanf:"epoch"`
@@ -58,11 +69,15 @@ type Config struct {
 	Limits   Limits   `koanf:"limits"`
 	Metrics  Metrics  `koanf:"metrics"`
 	Provider Provider `koanf:"provider"`
+
+	net *Network // the network file, when NetworkFile names one
 }
 
 // Mix is what only a mix uses.
 type Mix struct {
-	// Layer is the layer the operator asks for, 1..MaxLayers. Zero on providers.
+	// Layer is ignored: the PKI document deals mixes into layers each
+	// epoch (core/topology). It is still read, so that old configs load;
+	// when set it must be 0..MaxLayers, and a provider's must be 0.
 	Layer int `koanf:"layer"`
 }
 

@@ -119,6 +119,7 @@ func TestEnvironmentSetsNestedKeysAndTypes(t *testing.T) {
 	c, err := Load(Sources{File: "testdata/mix.yaml", Environ: []string{
 		"SOTTO_MIXING__UNWRAP_WORKERS=7",
 		"SOTTO_MIXING__MAX_DELAY=1500ms",
+		"SOTTO_NETWORK_FILE=", // no network file: the clock is the node config's
 		"SOTTO_EPOCH__GENESIS=2027-02-03T04:05:06Z",
 		"SOTTO_LIMITS__MAX_STREAMS_PER_PEER=9",
 		"SOTTO_PLUGINS__STORAGE__ARGS=--a,--b",
@@ -182,7 +183,6 @@ func TestValidate(t *testing.T) {
 		spoil func(*Config)
 		want  []string // key paths that must be reported
 	}{
-		{"a mix without a layer is refused", func(c *Config) { c.Mix.Layer = 0 }, []string{"mix.layer: must be 1..3 for a mix"}},
 		{"a mix in layer 4 is refused", func(c *Config) { c.Mix.Layer = 4 }, []string{"mix.layer"}},
 		{"a provider with a layer is refused", func(c *Config) { c.Role = RoleProvider }, []string{"mix.layer: must be unset"}},
 		{"an unknown role is refused", func(c *Config) { c.Role = "relay" }, []string{"role"}},
@@ -191,8 +191,8 @@ func TestValidate(t *testing.T) {
 		{"a missing data dir is refused", func(c *Config) { c.DataDir = "" }, []string{"data_dir"}},
 		{"no listen address is refused", func(c *Config) { c.Listen = nil }, []string{"listen"}},
 		{"a listen address that is not a multiaddr is refused", func(c *Config) { c.Listen[0] = "127.0.0.1:4100" }, []string{"listen[0]"}},
-		{"a WebSocket listener on a mix is refused", func(c *Config) { c.Listen[1] = "/ip4/127.0.0.1/tcp/4101/ws" }, []string{"listen[1]: \"/ip4/127.0.0.1/tcp/4101/ws\": WebSocket"}},
-		{"an unsupported transport is refused", func(c *Config) { c.Listen[0] = "/ip4/127.0.0.1/udp/4100/quic" }, []string{"listen[0]"}},
+		{"a WebSocket listener on a mix is refused", func(c *Config) { c.Listen[1] = "/ip4/127.0.0.1/tcp/4103/ws" }, []string{"listen[1]: \"/ip4/127.0.0.1/tcp/4103/ws\": WebSocket"}},
+		{"an unsupported transport is refused", func(c *Config) { c.Listen[0] = "/ip4/127.0.0.1/udp/4105/quic" }, []string{"listen[0]"}},
 		{"a missing genesis is refused", func(c *Config) { c.Epoch.Genesis = time.Time{} }, []string{"epoch.genesis"}},
 		{"a grace as long as the period is refused", func(c *Config) { c.Epoch.Grace = c.Epoch.Period }, []string{"epoch.grace"}},
 		{"a zero period is refused", func(c *Config) { c.Epoch.Period = 0 }, []string{"epoch.period"}},
@@ -246,7 +246,7 @@ func TestValidate(t *testing.T) {
 func TestValidateAcceptsAProviderWithWebSocket(t *testing.T) {
 	c := valid(t)
 	c.Role, c.Mix.Layer = RoleProvider, 0
-	c.Listen = append(c.Listen, "/ip4/0.0.0.0/tcp/4101/ws", "/dns4/example.org/tcp/4102")
+	c.Listen = append(c.Listen, "/ip4/0.0.0.0/tcp/4102/ws", "/dns4/example.org/tcp/4103")
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate = %v", err)
 	}

@@ -28,11 +28,13 @@ func ExampleLoad() {
 	fmt.Println("valid:", c.Validate() == nil)
 
 	c.Role, c.Mix.Layer, c.Epoch.Grace = config.RoleMix, 7, c.Epoch.Period
+	c.Metrics.Listen = "0.0.0.0:4101"
 	fmt.Println(c.Validate())
 	// Output:
 	// provider /srv/sotto 48h0m0s 4
 	// valid: true
-	// mix.layer: must be 1..3 for a mix, got 7
-	// listen[2]: "/ip4/0.0.0.0/tcp/4101/ws": WebSocket listeners are for providers only
+	// mix.layer: is ignored (the PKI document deals layers), but must be 0..3, got 7
+	// listen[2]: "/ip4/0.0.0.0/tcp/4102/ws": WebSocket listeners are for providers only
+	// metrics.listen: tcp port 4101 is already taken by plugins.pki.config.listen[0]
 	// epoch.grace: must be in [0, epoch.period 20m0s), got 20m0s
 }

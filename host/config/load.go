@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +41,7 @@ var flagKeys = map[string]string{
 	"network":        "network",
 	"data-dir":       "data_dir",
 	"listen":         "listen",
+	"network-file":   "network_file",
 	"layer":          "mix.layer",
 	"metrics-listen": "metrics.listen",
 }
@@ -47,10 +49,11 @@ var flagKeys = map[string]string{
 // RegisterFlags adds the config's flags to fs.
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String("role", "", "node role: mix or provider (key role)")
-	fs.String("network", "", "network name (key network)")
+	fs.String("network", "", "network name (key network; default: the network file's)")
+	fs.String("network-file", "", "the network file, from `sotto network init` (key network_file)")
 	fs.String("data-dir", "", "directory of keys and state (key data_dir)")
 	fs.StringSlice("listen", nil, "libp2p listen multiaddrs, comma-separated (key listen)")
-	fs.Int("layer", 0, "mix layer 1..3 (key mix.layer)")
+	fs.Int("layer", 0, "ignored: the PKI document deals mixes into layers (key mix.layer)")
 	fs.String("metrics-listen", "", "host:port of /metrics, empty to disable (key metrics.listen)")
 }
 
@@ -100,7 +103,15 @@ func Load(src Sources) (Config, error) {
 			return Config{}, fmt.Errorf("%w: flags: %w", ErrInvalid, err)
 		}
 	}
-	return decode(k)
+	c, err := decode(k)
+	if err != nil || c.NetworkFile == "" {
+		return c, err
+	}
+	dir := "" // a network file named by a flag is relative to the working directory
+	if src.File != "" && (src.Flags == nil || !src.Flags.Changed("network-file")) {
+		dir = filepath.Dir(src.File)
+	}
+	return c, c.applyNetwork(k, dir)
 }
 
 // Parse reads a config from YAML bytes alone, over the defaults.
@@ -109,7 +120,11 @@ func Parse(b []byte) (Config, error) {
 	if err := k.Load(rawbytes.Provider(b), yaml.Parser()); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return decode(k)
+	c, err := decode(k)
+	if err != nil || c.NetworkFile == "" {
+		return c, err
+	}
+	return c, c.applyNetwork(k, "")
 }
 
 // loadPluginConfigDocs applies the variables that set a plugin's whole

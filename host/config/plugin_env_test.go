@@ -12,7 +12,7 @@ import (
 
 // baseYAML is a valid provider config but for its accounting slot.
 const baseYAML = "role: provider\nnetwork: n\ndata_dir: /d\nlisten: [/ip4/127.0.0.1/tcp/0]\n" +
-	"epoch: {genesis: 2026-01-01T00:00:00Z}\nplugins:\n  pki: {builtin: pki-static}\n  storage: {builtin: storage-badger}\n"
+	"epoch: {genesis: 2026-01-01T00:00:00Z}\nplugins:\n  pki: {builtin: pki-static, config: {network: n, operator_key: k, dir: /d/pki}}\n  storage: {builtin: storage-badger}\n"
 
 // slotJSON loads a config whose accounting slot has a file config, with
 // environ over it, and returns what the accounting plugin would receive.

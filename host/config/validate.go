@@ -26,8 +26,8 @@ func (c *Config) Validate() error {
 
 	switch c.Role {
 	case RoleMix:
-		if c.Mix.Layer < 1 || c.Mix.Layer > MaxLayers {
-			add(problem("mix.layer", "must be 1..%d for a mix, got %d", MaxLayers, c.Mix.Layer))
+		if c.Mix.Layer < 0 || c.Mix.Layer > MaxLayers {
+			add(problem("mix.layer", "is ignored (the PKI document deals layers), but must be 0..%d, got %d", MaxLayers, c.Mix.Layer))
 		}
 	case RoleProvider:
 		if c.Mix.Layer != 0 {
@@ -58,6 +58,13 @@ func (c *Config) Validate() error {
 	for i, s := range c.Listen {
 		add(validListen(fmt.Sprintf("listen[%d]", i), s, c.Role == RoleProvider))
 	}
+
+	for i, s := range c.Announce {
+		if _, err := ma.NewMultiaddr(s); err != nil {
+			add(problem(fmt.Sprintf("announce[%d]", i), "not a multiaddr %q: %v", s, err))
+		}
+	}
+	add(c.checkPorts())
 
 	if c.Epoch.Genesis.IsZero() {
 		add(problem("epoch.genesis", "must be set (RFC 3339, e.g. 2026-01-01T00:00:00Z)"))

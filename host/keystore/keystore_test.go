@@ -311,3 +311,29 @@ func FuzzDecodeKey(f *testing.F) {
 		}
 	})
 }
+
+func TestPKISeedIsStableAndNotTheIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ks, _, err := Init(dir, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ks.PKIPeerID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _ := ks.PeerID()
+	ks.Close()
+	ks, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	b, _ := ks.PKIPeerID()
+	if a != b {
+		t.Errorf("PKI peer ID changed across opens: %s, %s", a, b)
+	}
+	if a == own {
+		t.Error("the PKI plugin's peer ID is the node's own")
+	}
+}

@@ -70,6 +70,12 @@ func NewHost(cfg *config.Config, key crypto.PrivKey, opts ...Option) (host.Host,
 		libp2p.Ping(true),
 		libp2p.UserAgent(UserAgent),
 	}
+	af, err := addrsFactory(cfg.Listen, cfg.Announce)
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("link: %w", err)
+	}
+	lopts = append(lopts, libp2p.AddrsFactory(af))
 	if wantsWebSocket(cfg.Listen) {
 		lopts = append(lopts, libp2p.Transport(websocket.New))
 	}

@@ -48,6 +48,8 @@ type metrics struct {
 	epochGauge  prometheus.Gauge
 	peers       prometheus.Gauge
 	docNodes    prometheus.Gauge
+	docInfo     *prometheus.GaugeVec
+	docComplete prometheus.Gauge
 
 	// Pre-resolved children, so the hot path does no label lookups.
 	inPeer, inClient                        prometheus.Counter
@@ -100,6 +102,10 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 		epochGauge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_epoch", Help: "The current epoch."}),
 		peers:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_admitted_peers", Help: "Peers admitted to the mix protocol (nodes of the current documents)."}),
 		docNodes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_document_nodes", Help: "Nodes (this one included) in the node's PKI document for the current epoch; 0 without one."}),
+		docInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sotto_document_info", Help: "1, labelled with the current epoch and the first 16 hex digits of its document's hash: nodes that agree show the same hash.",
+		}, []string{"epoch", "hash"}),
+		docComplete: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sotto_document_complete", Help: "1 when the current document has a mix in every layer and a provider (a path exists), else 0."}),
 	}
 	m.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sotto_queue_depth", Help: "Packets held by the Poisson scheduler.",
@@ -115,7 +121,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) *metrics {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.in, m.out, m.dropped, m.replayHits, m.queueDepth, m.unwrap, m.added,
-			m.pluginCall, m.refused, m.loopsSent, m.loopsBack, m.loopsLost, m.mailboxMsgs, m.mailboxSize, m.epochGauge, m.peers, m.docNodes} {
+			m.pluginCall, m.refused, m.loopsSent, m.loopsBack, m.loopsLost, m.mailboxMsgs, m.mailboxSize, m.epochGauge, m.peers, m.docNodes, m.docInfo, m.docComplete} {
 			reg.MustRegister(c)
 		}
 	}

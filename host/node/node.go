@@ -171,6 +171,18 @@ func New(opts Options) (*Node, error) {
 		}
 		return 0
 	})
+	if n.reg != nil {
+		// How long the current document has been unchanged: a view that
+		// keeps changing late in an epoch is gossip not converging.
+		_ = n.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sotto_document_age_seconds", Help: "Seconds since the node's current PKI document last changed; 0 without one.",
+		}, func() float64 {
+			if t := n.docChanged.Load(); t != 0 {
+				return time.Since(time.Unix(0, t)).Seconds()
+			}
+			return 0
+		}))
+	}
 	key, err := opts.Keys.Libp2pKey()
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -314,7 +326,38 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "alive")
+	})
+	mux.HandleFunc("/readyz", n.readyz)
 	return mux
+}
+
+// readyz answers 200 while the node routes (it said "node routing" and its
+// current document still has a path: a mix in every layer and a
+// provider), 503 with the reason otherwise.
+func (n *Node) readyz(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-n.ready:
+	default:
+		http.Error(w, "not routing yet: waiting for a complete PKI document that lists this node", http.StatusServiceUnavailable)
+		return
+	}
+	rt := n.routes.Load()
+	var er *epochRoutes
+	if rt != nil {
+		er = rt.epochs[rt.current]
+	}
+	if er == nil {
+		http.Error(w, fmt.Sprintf("no PKI document for the current epoch %d", n.clk.Now()), http.StatusServiceUnavailable)
+		return
+	}
+	if err := er.topo.Complete(); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	age := time.Since(time.Unix(0, n.docChanged.Load())).Round(time.Second)
+	fmt.Fprintf(w, "routing: epoch %d, document %x, %d nodes, unchanged for %v\n", er.epoch, er.hash[:8], len(er.byID), age)
 }
 
 // serve installs the node's stream handlers.

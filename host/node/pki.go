@@ -229,7 +229,8 @@ func (n *Node) pkiLoop(ctx context.Context) {
 }
 
 // waitDocument refreshes until the PKI has a document for the current epoch
-// that lists this node, and returns the route table.
+// that lists this node and is complete (a mix in every layer, a provider),
+// and returns the route table.
 func (n *Node) waitDocument(ctx context.Context) (*routeTable, error) {
 	t := time.NewTicker(min(n.refreshInterval(), 250*time.Millisecond))
 	defer t.Stop()
@@ -238,11 +239,17 @@ func (n *Node) waitDocument(ctx context.Context) (*routeTable, error) {
 		err := n.refresh(ctx)
 		if rt := n.routes.Load(); rt != nil {
 			if er := rt.epochs[rt.current]; er != nil && er.byID[n.id] != nil {
-				return rt, nil
+				// Routing means a packet can cross the network: a mix
+				// in every layer and a provider, not this node alone.
+				cerr := er.topo.Complete()
+				if cerr == nil {
+					return rt, nil
+				}
+				err = errors.Join(err, cerr)
 			}
 		}
 		if time.Since(lastLog) > 10*time.Second {
-			n.log.Info("waiting for a PKI document that lists this node", "epoch", n.clk.Now(), "err", err)
+			n.log.Info("waiting for a PKI document that lists this node and has every layer", "epoch", n.clk.Now(), "err", err)
 			lastLog = time.Now()
 		}
 		select {
@@ -397,7 +404,15 @@ func (n *Node) publish(ctx context.Context, e epoch.Epoch, now time.Time) error 
 		if err != nil {
 			return fmt.Errorf("node: descriptor for epoch %d: %w", e, err)
 		}
-		ps = &publishState{desc: sd}
+		ps = &publishState{desc: n.supersede(ctx, e, sd)}
+	}
+	if ps.desc == nil {
+		// Nothing to publish for e (see supersede): remember that.
+		ps.last = now
+		st.mu.Lock()
+		st.published[e] = ps
+		st.mu.Unlock()
+		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	t0 := time.Now()
@@ -412,6 +427,43 @@ func (n *Node) publish(ctx context.Context, e epoch.Epoch, now time.Time) error 
 	st.published[e] = ps
 	st.mu.Unlock()
 	return nil
+}
+
+// supersede returns the descriptor to publish for epoch e, or nil to
+// publish none: sd, unless the PKI already holds another descriptor of
+// this node for e (it was restarted with other addresses or parameters
+// within an epoch it had published for). A second, different descriptor
+// for one epoch is equivocation, which the PKI records as evidence against
+// the node, so instead: when the node is still reachable at every address
+// of its first descriptor (it only added one, say), it publishes that one
+// again, byte for byte; when it is not, it publishes nothing for e. Either
+// way it says plainly that the change takes effect from the next epoch it
+// has not published for.
+func (n *Node) supersede(ctx context.Context, e epoch.Epoch, sd *interfaces.SignedDescriptor) *interfaces.SignedDescriptor {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	resp, err := n.opts.PKI.Document(cctx, &interfaces.DocumentRequest{Epoch: e})
+	cancel()
+	if err != nil || resp == nil || resp.Document == nil {
+		return sd
+	}
+	for _, old := range resp.Document.Nodes {
+		if !bytes.Equal(old.Descriptor.Identity, n.id[:]) || bytes.Equal(old.Raw, sd.Raw) {
+			continue
+		}
+		reachable := old.Descriptor.SphinxKeys == sd.Descriptor.SphinxKeys
+		for _, a := range old.Descriptor.Addrs {
+			reachable = reachable && slices.ContainsFunc(sd.Descriptor.Addrs, func(b []byte) bool { return bytes.Equal(a, b) })
+		}
+		if reachable {
+			n.log.Warn("this node changed (an added address, other parameters) within an epoch it had published for: it keeps its first descriptor for that epoch; the change takes effect from the next epoch it has not published for",
+				"epoch", e, "next", e+1)
+			return old
+		}
+		n.log.Error("this node's addresses or keys changed within an epoch it had published for: peers reach it at its old addresses until that epoch ends, and it publishes nothing more for it (a second descriptor would be equivocation). The new addresses take effect from the next epoch it has not published for; change addresses just after an epoch boundary, or restart with the old ones",
+			"epoch", e, "next", e+1)
+		return nil
+	}
+	return sd
 }
 
 // fetchDocuments asks the PKI for the documents the node routes with (the
@@ -519,11 +571,17 @@ func (n *Node) installRoutes(rt *routeTable) {
 	}
 	n.maxDelay.Store(int64(md))
 	n.m.peers.Set(float64(len(peers)))
-	docNodes := 0
+	docNodes, complete := 0, 0.0
+	n.m.docInfo.Reset()
 	if er := rt.epochs[rt.current]; er != nil {
 		docNodes = len(er.byID)
+		if er.topo.Complete() == nil {
+			complete = 1
+		}
+		n.m.docInfo.WithLabelValues(fmt.Sprint(er.epoch), fmt.Sprintf("%x", er.hash[:8])).Set(1)
 	}
 	n.m.docNodes.Set(float64(docNodes))
+	n.m.docComplete.Set(complete)
 	old := n.routes.Load()
 	if old == nil || old.epochs[old.current] != rt.epochs[rt.current] {
 		n.docChanged.Store(time.Now().UnixNano())

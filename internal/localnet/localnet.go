@@ -537,3 +537,6 @@ func freePort() (int, error) {
 	}
 	return 0, errors.New("localnet: no free port found in 20000-31999")
 }
+
+// FreePort is freePort for other tests that start listeners by number.
+func FreePort() (int, error) { return freePort() }

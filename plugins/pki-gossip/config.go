@@ -39,7 +39,9 @@ type Config struct {
 	Params interfaces.NetworkParams `json:"params"`
 	// SyncInterval is how often a member compares hashes with one random
 	// peer and pulls what it lacks. Default a fortieth of the epoch period,
-	// at least 200ms.
+	// at least 200ms and at most 5s (so that a network converges in
+	// seconds whatever its epoch length; members also pull from every peer
+	// they connect to).
 	SyncInterval time.Duration `json:"sync_interval"`
 	// StateDir, if set, persists accepted descriptors so a restarted member
 	// has its view before it reaches any peer. It is created (0700) if
@@ -126,10 +128,14 @@ func (c *Config) setDefaults() {
 		c.Params.EpochGrace = c.Grace
 	}
 	if c.SyncInterval == 0 {
-		c.SyncInterval = max(c.EpochPeriod/40, 200*time.Millisecond)
+		c.SyncInterval = min(max(c.EpochPeriod/40, 200*time.Millisecond), maxSyncInterval)
 	}
 	c.Admission.setDefaults()
 }
+
+// maxSyncInterval caps the default anti-entropy interval: a round costs
+// one 32-byte hash per live epoch when views agree.
+const maxSyncInterval = 5 * time.Second
 
 // ErrConfig: the configuration is unusable.
 var ErrConfig = errors.New("pki-gossip: invalid config")

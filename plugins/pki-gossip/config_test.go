@@ -63,7 +63,7 @@ func TestParseConfig(t *testing.T) {
 			if (err == nil) != tt.ok {
 				t.Fatalf("error = %v, want ok=%v", err, tt.ok)
 			}
-			if tt.ok && (c.EpochPeriod != epoch.DefaultPeriod || c.Ahead != 2 || c.SyncInterval != 30*time.Second) {
+			if tt.ok && (c.EpochPeriod != epoch.DefaultPeriod || c.Ahead != 2 || c.SyncInterval != 5*time.Second) {
 				t.Fatalf("defaults not applied: %+v", c)
 			}
 			if tt.ok && c.Admission.Policy == "open" && c.Admission.Open != (OpenPolicy{DefaultOpenMemoryKiB, DefaultOpenPasses,

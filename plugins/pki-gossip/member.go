@@ -182,6 +182,7 @@ func (m *Member) start(ctx context.Context) error {
 		return fmt.Errorf("pki-gossip: subscribe: %w", err)
 	}
 	m.host.SetStreamHandler(ProtocolID, m.serveStream)
+	m.host.Network().Notify(&pullOnConnect{m: m, ctx: runCtx, sem: make(chan struct{}, 16)})
 
 	for _, s := range m.cfg.Bootstrap {
 		ai, err := peer.AddrInfoFromString(s)
@@ -197,6 +198,9 @@ func (m *Member) start(ctx context.Context) error {
 	go m.pruneLoop(runCtx)
 
 	for _, ai := range m.boot {
+		if ai.ID == m.host.ID() {
+			continue // this member is on its own bootstrap list (every member shares one)
+		}
 		if err := m.host.Connect(ctx, ai); err != nil {
 			m.log.Warn("bootstrap peer unreachable; will retry", "peer", ai.ID, "err", err)
 			continue

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -238,6 +239,53 @@ func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
 		if err != nil || v != verdictDuplicate {
 			m.judge(v, err, p)
 		}
+		if err == nil && (v == verdictNew || v == verdictEquivocation) {
+			// Pulled, not gossiped: pass it on, so that the members this
+			// one is meshed with learn it now rather than at their next
+			// anti-entropy round (gossip IDs are content hashes, so a
+			// member that has it already drops it as a duplicate).
+			if err := m.topic.Publish(ctx, msg); err != nil {
+				m.log.Debug("re-gossip of a pulled descriptor failed", "err", err)
+			}
+		}
 	}
 	return nil
 }
+
+// pullOnConnect syncs with every peer as soon as a connection to it is
+// up, both ways (each side pulls): a member that joins learns the whole
+// view at once and everyone learns its descriptor, instead of waiting for
+// gossip meshes to form or an anti-entropy round to pick it.
+type pullOnConnect struct {
+	m   *Member
+	ctx context.Context
+	sem chan struct{}
+}
+
+func (n *pullOnConnect) Connected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
+	if n.ctx.Err() != nil {
+		return
+	}
+	select {
+	case n.sem <- struct{}{}:
+	default:
+		return // many connections at once: the sync loop catches up
+	}
+	n.m.wg.Add(1)
+	go func() {
+		defer n.m.wg.Done()
+		defer func() { <-n.sem }()
+		// Let the peer register its protocol handlers (identify).
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		n.m.syncWith(n.ctx, p)
+	}()
+}
+
+func (*pullOnConnect) Disconnected(network.Network, network.Conn) {}
+func (*pullOnConnect) Listen(network.Network, ma.Multiaddr)       {}
+func (*pullOnConnect) ListenClose(network.Network, ma.Multiaddr)  {}
