@@ -8,6 +8,7 @@ package localnet
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,6 +96,9 @@ type Node struct {
 	done chan struct{}
 	err  error
 	net  *Net
+	// bootstrap: other nodes' PKI bootstraps from this one's PKI port.
+	bootstrap bool
+	rebinds   int // port races lost at start (Wait)
 }
 
 // Net is a running network.
@@ -194,6 +199,7 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 		if err != nil {
 			return nil, fmt.Errorf("localnet: %s: %w", p.name, err)
 		}
+		n.bootstrap = slices.Contains(plans[:min(2, len(plans))], p)
 		ln.Nodes = append(ln.Nodes, n)
 	}
 	for _, n := range ln.Nodes {
@@ -469,7 +475,22 @@ func (ln *Net) Wait(ctx context.Context) error {
 		for _, n := range ln.Nodes {
 			if !n.Running() {
 				tail, _ := os.ReadFile(n.log)
-				return fmt.Errorf("localnet: %s exited; its log %s ends:\n%s", n.Name, n.log, tail[max(0, len(tail)-800):])
+				tail = tail[max(0, len(tail)-800):]
+				if bytes.Contains(tail, []byte("address already in use")) && n.rebinds < 3 {
+					// A port picked free was taken by someone else before
+					// the node bound it (freePort cannot reserve): move the
+					// node to other ports and start it again.
+					n.rebinds++
+					ln.log.Warn("node lost a port race; restarting it on other ports", "node", n.Name, "try", n.rebinds)
+					if err := n.rebind(); err != nil {
+						return fmt.Errorf("localnet: %s: rebinding: %w", n.Name, err)
+					}
+					if err := n.Start(); err != nil {
+						return err
+					}
+					continue
+				}
+				return fmt.Errorf("localnet: %s exited; its log %s ends:\n%s", n.Name, n.log, tail)
 			}
 			mf, err := n.Scrape(ctx)
 			if err == nil && Value(mf, "sotto_admitted_peers") == want &&
@@ -520,6 +541,54 @@ func (ln *Net) Stop(timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// rebind gives a stopped node new listen and metrics ports (and a new
+// PKI port unless others bootstrap from it), rewriting its config.
+func (n *Node) rebind() error {
+	raw, err := os.ReadFile(n.Config)
+	if err != nil {
+		return err
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("config is not the JSON localnet wrote: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	mport, err := freePort()
+	if err != nil {
+		return err
+	}
+	cfg["listen"] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	if m, ok := cfg["metrics"].(map[string]any); ok {
+		m["listen"] = fmt.Sprintf("127.0.0.1:%d", mport)
+	}
+	if pl, ok := cfg["plugins"].(map[string]any); ok {
+		if pki, ok := pl["pki"].(map[string]any); ok {
+			if pc, ok := pki["config"].(map[string]any); ok {
+				if gp, err := freePort(); err == nil && !n.bootstrap {
+					pc["listen"] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", gp)}
+				}
+			}
+		}
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(n.Config, b, 0o600); err != nil {
+		return err
+	}
+	n.Addr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, n.PeerID)
+	n.Metrics = fmt.Sprintf("127.0.0.1:%d", mport)
+	return nil
+}
+
+// handedOut holds the ports freePort gave this process, so that two
+// networks started by one test binary never get the same one.
+var handedOut sync.Map
+
 // freePort picks a free TCP port on 127.0.0.1 below the kernel's ephemeral
 // range (32768–60999 by default on Linux). A port the kernel hands out for
 // :0 could be taken again, by an outgoing connection's local end or another
@@ -528,6 +597,9 @@ func (ln *Net) Stop(timeout time.Duration) error {
 func freePort() (int, error) {
 	for range 200 {
 		port := 20000 + mathrand.IntN(12000)
+		if _, taken := handedOut.LoadOrStore(port, true); taken {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
