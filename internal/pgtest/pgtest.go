@@ -1,0 +1,204 @@
+// Package pgtest gives tests a PostgreSQL database: a fresh schema of the
+// server named by SOTTO_POSTGRES_DSN (which .ci/postgres.sh starts), or a
+// throwaway cluster of their own for tests that stop and restart the
+// server. Tests skip, saying why, when PostgreSQL is not there, and fail
+// instead when SOTTO_REQUIRE_POSTGRES=1 (CI sets it).
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Env names.
+const (
+	DSNEnv     = "SOTTO_POSTGRES_DSN"
+	RequireEnv = "SOTTO_REQUIRE_POSTGRES"
+)
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("PostgreSQL is required (%s=1) but %s", RequireEnv, why)
+	}
+	t.Skipf("no PostgreSQL: %s (run under .ci/postgres.sh, or set %s)", why, DSNEnv)
+}
+
+// DSN is the shared test server's DSN, from SOTTO_POSTGRES_DSN.
+func DSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(DSNEnv)
+	if dsn == "" {
+		missing(t, DSNEnv+" is not set")
+	}
+	return dsn
+}
+
+// Schema returns a new schema name on the server of dsn, unique to this
+// test; the schema (and everything in it) is dropped when the test ends,
+// so tests run in parallel and leave nothing behind. The schema itself is
+// created by whoever uses it (the storage plugin creates its own).
+func Schema(t testing.TB, dsn string) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "t_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Logf("pgtest: dropping schema %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{name}.Sanitize()+` CASCADE`); err != nil {
+			t.Logf("pgtest: dropping schema %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// Exec runs one statement on dsn's server (test set-up and inspection).
+func Exec(t testing.TB, dsn, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("pgtest: connecting: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("pgtest: %s: %v", sql, err)
+	}
+}
+
+// Cluster is a throwaway PostgreSQL server of one test, in a temporary
+// directory, on a loopback port. As root it runs as the `postgres` user
+// (PostgreSQL refuses root). It is stopped when the test ends.
+type Cluster struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	as   []string // runuser prefix, or none
+	dsn  string
+}
+
+// BinDir is the directory of PostgreSQL's server programs, or "".
+func BinDir() string {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) < version(dirs[j]) })
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if _, err := os.Stat(filepath.Join(dirs[i], "initdb")); err == nil {
+			return dirs[i]
+		}
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		d := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+func version(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+// StartCluster initialises and starts a cluster of the test's own. It
+// skips (or fails under SOTTO_REQUIRE_POSTGRES=1) without PostgreSQL's
+// server programs.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	bin := BinDir()
+	if bin == "" {
+		missing(t, "no initdb found (apt-get install postgresql)")
+	}
+	dir, err := os.MkdirTemp("", "sotto-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	c := &Cluster{t: t, bin: bin, dir: dir}
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			missing(t, "running as root and there is no postgres user to run the server as")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		c.as = []string{"runuser", "-u", "postgres", "--"}
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c.run("initdb", "-D", c.data(), "-U", "sotto", "-A", "trust", "--no-instructions", "--no-sync")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.port = l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	c.dsn = fmt.Sprintf("postgres://sotto@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+	c.Start()
+	t.Cleanup(func() { c.stop("fast") })
+	return c
+}
+
+func (c *Cluster) data() string { return filepath.Join(c.dir, "data") }
+
+func (c *Cluster) run(prog string, args ...string) {
+	c.t.Helper()
+	argv := append(append(append([]string{}, c.as...), filepath.Join(c.bin, prog)), args...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(c.dir, "server.log"))
+		c.t.Fatalf("pgtest: %s: %v\n%s\n%s", prog, err, out, log)
+	}
+}
+
+// DSN connects to the cluster (trust authentication on loopback).
+func (c *Cluster) DSN() string { return c.dsn }
+
+// Start starts the (stopped) server and waits until it accepts
+// connections.
+func (c *Cluster) Start() {
+	c.t.Helper()
+	c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60",
+		"-o", fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=100", c.port, c.dir), "start")
+}
+
+// Crash stops the server the way a crash does (immediate mode: no
+// checkpoint, every connection cut; the next Start recovers from the WAL).
+func (c *Cluster) Crash() { c.t.Helper(); c.stop("immediate") }
+
+// Stop stops the server cleanly.
+func (c *Cluster) Stop() { c.t.Helper(); c.stop("fast") }
+
+func (c *Cluster) stop(mode string) {
+	if _, err := os.Stat(filepath.Join(c.data(), "postmaster.pid")); err != nil {
+		return // not running
+	}
+	c.run("pg_ctl", "-D", c.data(), "-m", mode, "-w", "-t", "60", "stop")
+}
