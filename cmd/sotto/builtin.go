@@ -5,6 +5,7 @@ import (
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
+	storagepostgres "github.com/sottonet/sotto/plugins/storage-postgres"
 )
 
 // builtins are the plugins compiled into the sotto binary: `sotto plugin
@@ -12,7 +13,8 @@ import (
 // `builtin = "NAME"`. To add one, add a line: name → a function returning
 // the interfaces.Plugin its own main would hand to interfaces.Serve.
 var builtins = map[string]func() interfaces.Plugin{
-	"storage-badger": storagebadger.Plugin,
-	"pki-gossip":     pkigossip.Plugin,
-	"pki-static":     pkistatic.Plugin,
+	"storage-badger":   storagebadger.Plugin,
+	"storage-postgres": storagepostgres.Plugin,
+	"pki-gossip":       pkigossip.Plugin,
+	"pki-static":       pkistatic.Plugin,
 }

@@ -3,6 +3,7 @@ package storagepostgres
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"sync"
@@ -32,6 +33,7 @@ func testConfig(t testing.TB, dsn string) Config {
 	cfg := DefaultConfig(dsn)
 	cfg.Schema = pgtest.Schema(t, dsn)
 	cfg.MaxConns = 4
+	cfg.Logger = testLogger()
 	return cfg
 }
 
@@ -50,6 +52,13 @@ func openCfg(t testing.TB, cfg Config) *Store {
 func openTest(t testing.TB) *Store {
 	t.Helper()
 	return openCfg(t, testConfig(t, pgtest.DSN(t)))
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("SOTTO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // reopen closes s and opens its schema again, as a restarted plugin.
