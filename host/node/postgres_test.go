@@ -19,8 +19,14 @@ import (
 
 // postgresStorage opens each node's store in a fresh schema of dsn.
 func postgresStorage(dsn string) func(t testing.TB, dir string) interfaces.Storage {
+	return postgresStorageSync(dsn, true)
+}
+
+// postgresStorageSync is postgresStorage with synchronous_commit set.
+func postgresStorageSync(dsn string, syncCommit bool) func(t testing.TB, dir string) interfaces.Storage {
 	return func(t testing.TB, _ string) interfaces.Storage {
 		cfg := storagepostgres.DefaultConfig(dsn)
+		cfg.SynchronousCommit = syncCommit
 		cfg.Schema = pgtest.Schema(t, dsn)
 		cfg.MaxConns = 4
 		cfg.ConnectTimeout = 2 * time.Second
@@ -109,4 +115,21 @@ func TestPacketsAreDroppedWhileTheDatabaseIsDown(t *testing.T) {
 		t.Errorf("%d packets sent while the database was down were delivered, want 0 (dropped unchecked)", got)
 	}
 	t.Logf("dropped at the gateway: %v unchecked (replay_store), %v replays", dropped(t, gwNode, dropReplayErr), dropped(t, gwNode, dropReplay))
+}
+
+// BenchmarkNodePipelinePostgres is BenchmarkNodePipeline with every node
+// on storage-postgres (the server of SOTTO_POSTGRES_DSN, on the same
+// machine), synchronous_commit on: each replay-tag group commit waits for
+// the WAL's flush.
+//
+//	go test -run '^$' -bench 'NodePipeline' -benchtime 1x ./host/node
+func BenchmarkNodePipelinePostgres(b *testing.B) {
+	benchPipelineOn(b, false, postgresStorage(pgtest.DSN(b)))
+}
+
+// BenchmarkNodePipelinePostgresAsyncCommit is BenchmarkNodePipelinePostgres
+// with synchronous_commit off: a crash of the database server (not of the
+// node) may lose the last commits' tags.
+func BenchmarkNodePipelinePostgresAsyncCommit(b *testing.B) {
+	benchPipelineOn(b, true, postgresStorageSync(pgtest.DSN(b), false))
 }
