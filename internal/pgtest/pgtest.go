@@ -7,9 +7,15 @@ package pgtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -97,7 +103,13 @@ type Cluster struct {
 	dir  string
 	port int
 	as   []string // runuser prefix, or none
+	uid  int      // of the server's files; -1: the test's own
+	gid  int
 	dsn  string
+	opts string // extra server options
+	// RootCert is the PEM file of the certificate the server presents
+	// (self-signed for 127.0.0.1) when started with TLS, or "".
+	RootCert string
 }
 
 // BinDir is the directory of PostgreSQL's server programs, or "".
@@ -128,6 +140,19 @@ func version(dir string) int {
 // server programs.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, false)
+}
+
+// StartTLSCluster is StartCluster with TLS on (ssl = on, a self-signed
+// certificate for 127.0.0.1 in RootCert); clients may still connect
+// without TLS.
+func StartTLSCluster(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, true)
+}
+
+func startCluster(t testing.TB, withTLS bool) *Cluster {
+	t.Helper()
 	bin := BinDir()
 	if bin == "" {
 		missing(t, "no initdb found (apt-get install postgresql)")
@@ -137,7 +162,7 @@ func StartCluster(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	c := &Cluster{t: t, bin: bin, dir: dir}
+	c := &Cluster{t: t, bin: bin, dir: dir, uid: -1, gid: -1}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -149,6 +174,7 @@ func StartCluster(t testing.TB) *Cluster {
 			t.Fatal(err)
 		}
 		c.as = []string{"runuser", "-u", "postgres", "--"}
+		c.uid, c.gid = uid, gid
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -161,6 +187,11 @@ func StartCluster(t testing.TB) *Cluster {
 	c.port = l.Addr().(*net.TCPAddr).Port
 	_ = l.Close()
 	c.dsn = fmt.Sprintf("postgres://sotto@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+	if withTLS {
+		c.writeCert()
+		c.opts = fmt.Sprintf(" -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s",
+			filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+	}
 	c.Start()
 	t.Cleanup(func() { c.stop("fast") })
 	return c
@@ -186,7 +217,7 @@ func (c *Cluster) DSN() string { return c.dsn }
 func (c *Cluster) Start() {
 	c.t.Helper()
 	c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "server.log"), "-w", "-t", "60",
-		"-o", fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=100", c.port, c.dir), "start")
+		"-o", fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c max_connections=100", c.port, c.dir)+c.opts, "start")
 }
 
 // Crash stops the server the way a crash does (immediate mode: no
@@ -201,4 +232,54 @@ func (c *Cluster) stop(mode string) {
 		return // not running
 	}
 	c.run("pg_ctl", "-D", c.data(), "-m", mode, "-w", "-t", "60", "stop")
+}
+
+// writeCert makes a self-signed certificate for 127.0.0.1 and its key,
+// owned by the server's user (PostgreSQL refuses a key others can read).
+func (c *Cluster) writeCert() {
+	t := c.t
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, data := range map[string][]byte{
+		"server.crt": certPEM,
+		"server.key": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	} {
+		path := filepath.Join(c.dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if c.uid >= 0 {
+			if err := os.Chown(path, c.uid, c.gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.RootCert = filepath.Join(t.TempDir(), "root.crt")
+	if err := os.WriteFile(c.RootCert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

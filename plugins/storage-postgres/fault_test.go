@@ -385,3 +385,46 @@ func TestTheStoreRidesOutADatabaseRestart(t *testing.T) {
 		t.Errorf("ID %d after the restart is not above %d", after.IDs[0], before.IDs[0])
 	}
 }
+
+// TestTLSWhenTheDSNAsks: on a server with TLS (a cluster of the test's
+// own, with a self-signed certificate), sslmode=verify-full with that
+// certificate as root gives TLS sessions; without the root the server's
+// certificate is refused; sslmode=disable gives plain sessions.
+func TestTLSWhenTheDSNAsks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	c := pgtest.StartTLSCluster(t)
+	base := strings.TrimSuffix(c.DSN(), "?sslmode=disable")
+	sessionTLS := func(s *Store) bool {
+		var on bool
+		if err := s.pool.QueryRow(t.Context(), `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&on); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	var logs syncBuffer
+	cfg := DefaultConfig(base + "?sslmode=verify-full&sslrootcert=" + c.RootCert)
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := openCfg(t, cfg)
+	if !sessionTLS(s) {
+		t.Error("sslmode=verify-full gave a session without TLS")
+	}
+	if !strings.Contains(logs.String(), "tls=true") {
+		t.Errorf("the open line does not say TLS is on: %s", logs.String())
+	}
+	if _, err := s.InsertReplayTags(t.Context(), &interfaces.InsertReplayTagsRequest{Epoch: 1, Tags: []interfaces.ReplayTag{rtag(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg = DefaultConfig(base + "?sslmode=verify-full")
+	cfg.ConnectTimeout = 5 * time.Second
+	cfg.Logger = testLogger()
+	if _, err := Open(t.Context(), cfg); err == nil {
+		t.Error("sslmode=verify-full accepted a certificate no root vouches for")
+	}
+	cfg = DefaultConfig(base + "?sslmode=disable")
+	cfg.Logger = testLogger()
+	if sessionTLS(openCfg(t, cfg)) {
+		t.Error("sslmode=disable gave a TLS session")
+	}
+}
