@@ -65,3 +65,24 @@ func TestABadDSNIsAConfigErrorWithoutThePassword(t *testing.T) {
 		t.Errorf("the error quotes the password: %v", err)
 	}
 }
+
+// FuzzParseConfig: any bytes the host hands over as config give a Config
+// that validates or an error wrapping ErrInvalidArgument, never a panic.
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{`{}`, `{"dsn":"postgres://u:p@h/db","schema":"a_1","max_conns":2}`,
+		`{"expiry_interval":"1h","connect_timeout":"1s"}`, `{"schema":"ABC"}`, `null`, `[]`, `{"max_conns":-1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := ParseConfig(raw)
+		if err != nil {
+			if !errors.Is(err, interfaces.ErrInvalidArgument) {
+				t.Fatalf("error %v does not wrap ErrInvalidArgument", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("ParseConfig returned a config that does not validate: %v", err)
+		}
+	})
+}
