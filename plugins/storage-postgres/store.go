@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -96,7 +97,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	tls := pc.ConnConfig.TLSConfig != nil
+	// What a session actually got: sslmode=prefer (libpq's default) may
+	// fall back to a plain connection.
+	tls := "unknown"
+	var on bool
+	if err := pool.QueryRow(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&on); err == nil {
+		tls = strconv.FormatBool(on)
+	}
 	cfg.Logger.Info("storage-postgres opened", "host", pc.ConnConfig.Host, "port", pc.ConnConfig.Port,
 		"database", pc.ConnConfig.Database, "user", pc.ConnConfig.User, "schema", cfg.Schema, "tls", tls,
 		"synchronous_commit", cfg.SynchronousCommit)
