@@ -75,9 +75,22 @@ func TestConformance(t *testing.T) {
 }
 
 func TestConformanceOverGRPC(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) interfaces.Storage {
-		return storagetest.OverGRPC(t, openTest(t))
-	})
+	var mu sync.Mutex
+	stores := map[interfaces.Storage]*Store{} // shim -> the store behind it
+	wrap := func(t *testing.T, s *Store) interfaces.Storage {
+		shim := storagetest.OverGRPC(t, s)
+		mu.Lock()
+		stores[shim] = s
+		mu.Unlock()
+		return shim
+	}
+	storagetest.Run(t, func(t *testing.T) interfaces.Storage { return wrap(t, openTest(t)) },
+		storagetest.Options{Reopen: func(t *testing.T, shim interfaces.Storage) interfaces.Storage {
+			mu.Lock()
+			s := stores[shim]
+			mu.Unlock()
+			return wrap(t, reopen(t, s).(*Store))
+		}})
 }
 
 // startProcess starts the plugin as a real process (this test binary
