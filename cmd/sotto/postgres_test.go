@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -42,5 +45,52 @@ func TestDemoOnPostgresDeliversEveryMessageExactlyOnce(t *testing.T) {
 	}
 	if !strings.Contains(out, "verdict      OK") {
 		t.Errorf("the summary lacks the OK verdict")
+	}
+}
+
+// TestNodeCheckOnPostgres: `sotto node --check` with the storage slot on
+// storage-postgres (selected from the environment, as an operator may)
+// starts the plugin against the database and reports it; with a database
+// that cannot be reached it reports that, naming the slot and where it
+// tried, and never the password.
+func TestNodeCheckOnPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := keyed(t)
+	t.Setenv("SOTTO_PLUGINS__STORAGE__BUILTIN", "storage-postgres")
+	cfg := func(raw string) string {
+		// The file names storage-badger with a dir; the environment
+		// replaces the slot's builtin and its whole config.
+		t.Setenv("SOTTO_PLUGINS__STORAGE__CONFIG", raw)
+		return nodeConfig(t, dir, "")
+	}
+	schema := pgtest.Schema(t, dsn)
+	raw, _ := json.Marshal(map[string]any{"dsn": dsn, "schema": schema})
+	out, stderr, err := run(t, "node", "--check", "--config", cfg(string(raw)))
+	if err != nil {
+		t.Fatalf("check failed: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "plugins.storage: storage plugin storage-postgres") {
+		t.Errorf("the check said %q, want the storage-postgres slot in it", out)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	const secret = "pw-never-printed"
+	raw, _ = json.Marshal(map[string]any{"dsn": fmt.Sprintf("postgres://sotto:%s@127.0.0.1:%d/nodedb?sslmode=disable", secret, port), "connect_timeout": "3s"})
+	out, stderr, err = run(t, "node", "--check", "--config", cfg(string(raw)))
+	if err == nil {
+		t.Fatalf("check passed with no database listening: %s", out)
+	}
+	for _, want := range []string{"plugins.storage:", "cannot reach the database", fmt.Sprintf("port %d", port), `database "nodedb"`} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr %q does not report %q", stderr, want)
+		}
+	}
+	if strings.Contains(out+stderr, secret) {
+		t.Errorf("the check printed the password: %s%s", out, stderr)
 	}
 }
