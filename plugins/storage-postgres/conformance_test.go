@@ -96,13 +96,19 @@ func TestConformanceOverGRPC(t *testing.T) {
 // startProcess starts the plugin as a real process (this test binary
 // re-executed as cmd/storage-postgres would run) configured with raw.
 func startProcess(t testing.TB, raw []byte) (interfaces.Storage, error) {
+	s, _, err := startProcessCmd(t, raw)
+	return s, err
+}
+
+// startProcessCmd is startProcess returning the process's command too.
+func startProcessCmd(t testing.TB, raw []byte) (interfaces.Storage, *exec.Cmd, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), servePluginEnv+"=1")
 	v, err := plugintest.StartProcess(t, interfaces.StorageKind, cmd, raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return v.(interfaces.Storage), nil
+	return v.(interfaces.Storage), cmd, nil
 }
 
 func processConfig(t testing.TB, dsn, schema string) []byte {

@@ -428,3 +428,114 @@ func TestTLSWhenTheDSNAsks(t *testing.T) {
 		t.Error("sslmode=disable gave a TLS session")
 	}
 }
+
+// TestSIGKILLPluginProcessMidStream kills the plugin process with SIGKILL
+// while a writer streams mailbox appends and replay tags through gRPC,
+// then starts a new process on the same schema: every acknowledged
+// append and tag is there, no batch is half-written, and IDs continue.
+func TestSIGKILLPluginProcessMidStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts plugin processes")
+	}
+	dsn := pgtest.DSN(t)
+	schema := pgtest.Schema(t, dsn)
+	raw := processConfig(t, dsn, schema)
+	p, cmd, err := startProcessCmd(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := mbox(77)
+	const batch = 5
+	var (
+		mu      sync.Mutex
+		acked   []uint64
+		tags    []interfaces.ReplayTag
+		callErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			msgs := make([]interfaces.MailboxMessage, batch)
+			for j := range msgs {
+				msgs[j] = msg(mb, fmt.Sprintf("m%d-%d", i, j))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := p.AppendMailbox(ctx, &interfaces.AppendMailboxRequest{Messages: msgs})
+			var tr *interfaces.InsertReplayTagsResponse
+			if err == nil {
+				tr, err = p.InsertReplayTags(ctx, &interfaces.InsertReplayTagsRequest{Epoch: 3, Tags: []interfaces.ReplayTag{rtag(i)}})
+			}
+			cancel()
+			mu.Lock()
+			if err != nil {
+				callErr = err
+				mu.Unlock()
+				return
+			}
+			acked = append(acked, resp.IDs...)
+			if !tr.Seen[0] {
+				tags = append(tags, rtag(i))
+			}
+			mu.Unlock()
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d appends acknowledged in 60 s", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if callErr == nil {
+		t.Fatal("the writer saw no error after the plugin died")
+	}
+
+	q, err := startProcess(t, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := q.ListMailbox(t.Context(), &interfaces.ListMailboxRequest{Mailbox: mb, Limit: maxMailboxLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[uint64]bool{}
+	for _, e := range resp.Entries {
+		stored[e.ID] = true
+	}
+	for _, id := range acked {
+		if !stored[id] {
+			t.Fatalf("acknowledged ID %d is gone after SIGKILL (%d acknowledged, %d stored)", id, len(acked), len(stored))
+		}
+	}
+	if len(resp.Entries)%batch != 0 {
+		t.Fatalf("%d messages stored: a batch of %d was half-written", len(resp.Entries), batch)
+	}
+	r, err := q.InsertReplayTags(t.Context(), &interfaces.InsertReplayTagsRequest{Epoch: 3, Tags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, seen := range r.Seen {
+		if !seen {
+			t.Fatalf("acknowledged replay tag %d is new again after SIGKILL", i)
+		}
+	}
+	next, err := q.AppendMailbox(t.Context(), &interfaces.AppendMailboxRequest{Messages: []interfaces.MailboxMessage{msg(mb, "after")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := resp.Entries[len(resp.Entries)-1].ID; next.IDs[0] <= last {
+		t.Fatalf("after restart the next ID is %d, not above %d", next.IDs[0], last)
+	}
+	t.Logf("%d appends and %d tags acknowledged before SIGKILL, %d messages stored after restart", len(acked), len(tags), len(resp.Entries))
+}
