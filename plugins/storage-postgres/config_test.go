@@ -2,11 +2,15 @@ package storagepostgres
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/internal/pgtest"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -85,4 +89,31 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("ParseConfig returned a config that does not validate: %v", err)
 		}
 	})
+}
+
+// TestConnectionFromThePGEnvironment: with no dsn the standard PG*
+// variables name the database, as for libpq.
+func TestConnectionFromThePGEnvironment(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"PGHOST": pc.Host, "PGPORT": strconv.Itoa(int(pc.Port)), "PGUSER": pc.User,
+		"PGPASSWORD": pc.Password, "PGDATABASE": pc.Database, "PGSSLMODE": "disable",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg := testConfig(t, dsn)
+	cfg.DSN = ""
+	s := openCfg(t, cfg)
+	if _, err := s.KVPut(t.Context(), &interfaces.KVPutRequest{Namespace: "ns", Entries: []interfaces.KVEntry{{Key: []byte("k"), Value: []byte("v")}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPORT", "1") // nothing listens there
+	cfg.ConnectTimeout = 3 * time.Second
+	if _, err := Open(t.Context(), cfg); !errors.Is(err, interfaces.ErrUnavailable) || !strings.Contains(err.Error(), "port 1 ") {
+		t.Errorf("Open with PGPORT=1: %v, want ErrUnavailable naming port 1", err)
+	}
 }
