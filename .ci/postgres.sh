@@ -32,8 +32,20 @@ sotto_pg_as "$SOTTO_PG_BIN/initdb" -D "$SOTTO_PG_DIR/data" -U sotto --pwfile="$S
 	-A scram-sha-256 --no-instructions >"$SOTTO_PG_DIR/initdb.log" 2>&1 ||
 	{ cat "$SOTTO_PG_DIR/initdb.log"; exit 1; }
 rm -f "$SOTTO_PG_DIR/pw"
-# A free loopback port: ask the kernel, then hand it to Postgres.
-SOTTO_PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A free loopback port below the kernel's ephemeral range (as
+# internal/localnet picks them), so no outgoing connection takes it first.
+SOTTO_PG_PORT=$(python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 31999)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+')
 sotto_pg_as "$SOTTO_PG_BIN/pg_ctl" -D "$SOTTO_PG_DIR/data" -l "$SOTTO_PG_DIR/server.log" -w -t 60 \
 	-o "-c listen_addresses=127.0.0.1 -p $SOTTO_PG_PORT -k $SOTTO_PG_DIR -c max_connections=300 -c fsync=on" start >/dev/null ||
 	{ cat "$SOTTO_PG_DIR/server.log"; exit 1; }

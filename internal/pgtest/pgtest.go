@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -180,12 +181,7 @@ func startCluster(t testing.TB, withTLS bool) *Cluster {
 		t.Fatal(err)
 	}
 	c.run("initdb", "-D", c.data(), "-U", "sotto", "-A", "trust", "--no-instructions", "--no-sync")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.port = l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
+	c.port = freePort(t)
 	c.dsn = fmt.Sprintf("postgres://sotto@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 	if withTLS {
 		c.writeCert()
@@ -282,4 +278,21 @@ func (c *Cluster) writeCert() {
 	if err := os.WriteFile(c.RootCert, certPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// freePort picks a free loopback port below the kernel's ephemeral range
+// (as internal/localnet does): a port the kernel hands out for :0 could be
+// taken again by an outgoing connection before the server binds it.
+func freePort(t testing.TB) int {
+	for range 200 {
+		port := 20000 + mathrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
+	}
+	t.Fatal("pgtest: no free port in 20000-31999")
+	return 0
 }
