@@ -94,3 +94,12 @@ func TestNodeCheckOnPostgres(t *testing.T) {
 		t.Errorf("the check printed the password: %s%s", out, stderr)
 	}
 }
+
+// The demo's --storage flag reaches its config: an unknown backend is
+// refused before any process starts.
+func TestDemoCommandRefusesAnUnknownStorage(t *testing.T) {
+	_, _, err := run(t, "demo", "--storage", "mysql")
+	if err == nil || !strings.Contains(err.Error(), `storage "mysql"`) {
+		t.Fatalf("sotto demo --storage mysql: %v; want the storage named", err)
+	}
+}
