@@ -539,3 +539,44 @@ func TestSIGKILLPluginProcessMidStream(t *testing.T) {
 	}
 	t.Logf("%d appends and %d tags acknowledged before SIGKILL, %d messages stored after restart", len(acked), len(tags), len(resp.Entries))
 }
+
+// TestExpiryRunsInTheBackground: with a short expiry_interval, expired
+// rows disappear from the tables without any call, and Close stops the
+// loop.
+func TestExpiryRunsInTheBackground(t *testing.T) {
+	cfg := testConfig(t, pgtest.DSN(t))
+	cfg.ExpiryInterval = 200 * time.Millisecond
+	s := openCfg(t, cfg)
+	ctx := t.Context()
+	if _, err := s.AppendMailbox(ctx, &interfaces.AppendMailboxRequest{Messages: []interfaces.MailboxMessage{
+		{Mailbox: mbox(1), Payload: []byte("short"), Lifetime: time.Second},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.KVPut(ctx, &interfaces.KVPutRequest{Namespace: "ns", Entries: []interfaces.KVEntry{
+		{Key: []byte("k"), Value: []byte("v"), Lifetime: time.Second},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var rows int64
+		if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+s.t("messages")+`) + (SELECT count(*) FROM `+s.t("kv")+`)`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d expired rows still stored after 15s", rows)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the expiry loop did not stop")
+	}
+}
