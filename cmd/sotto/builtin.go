@@ -7,6 +7,7 @@ import (
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
+	storagepostgres "github.com/sottonet/sotto/plugins/storage-postgres"
 )
 
 // builtins are the plugins compiled into the sotto binary: `sotto plugin
@@ -14,10 +15,11 @@ import (
 // `builtin = "NAME"`. To add one, add a line: name → a function returning
 // the interfaces.Plugin its own main would hand to interfaces.Serve.
 var builtins = map[string]func() interfaces.Plugin{
-	"storage-badger": storagebadger.Plugin,
-	"pki-gossip":     pkigossip.Plugin,
-	"pki-static":     pkistatic.Plugin,
-	"pay-blindsig":   blindsig.Plugin,
+	"storage-badger":   storagebadger.Plugin,
+	"storage-postgres": storagepostgres.Plugin,
+	"pki-gossip":       pkigossip.Plugin,
+	"pki-static":       pkistatic.Plugin,
+	"pay-blindsig":     blindsig.Plugin,
 	// The messaging layer runs in process in send, recv and demo; served
 	// out of process it keeps its state in the host KV it is offered.
 	"msg-ratchet": msgratchet.Plugin,

@@ -88,8 +88,20 @@ func waitMetric(t *testing.T, n *localnet.Node, timeout time.Duration, want floa
 // as a replay, because their tags were committed to storage before they were
 // scheduled. A fresh packet still crosses the restarted mix.
 func TestReplayTagsSurviveSIGKILL(t *testing.T) {
-	ln := startNet(t, localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 1,
-		Params: interfaces.NetworkParams{Mu: 0.2, LambdaP: 1, LambdaL: 1, LambdaD: 1}, EpochPeriod: 2 * time.Minute}) // μ = 0.2: delays up to 125 s accepted
+	replayTagsSurviveSIGKILL(t, replaySpec(), nil)
+}
+
+// replaySpec is the network of TestReplayTagsSurviveSIGKILL.
+func replaySpec() localnet.Spec {
+	return localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 1,
+		Params: interfaces.NetworkParams{Mu: 0.2, LambdaP: 1, LambdaL: 1, LambdaD: 1}, EpochPeriod: 2 * time.Minute} // μ = 0.2: delays up to 125 s accepted
+}
+
+// replayTagsSurviveSIGKILL is TestReplayTagsSurviveSIGKILL on spec;
+// whileDown, if set, runs while the mix is down (a restart of its
+// database, say).
+func replayTagsSurviveSIGKILL(t *testing.T, spec localnet.Spec, whileDown func()) {
+	ln := startNet(t, spec)
 	prov := ln.Providers()[0]
 
 	// A client of the provider, to send packets and read its mailbox.
@@ -176,6 +188,9 @@ func TestReplayTagsSurviveSIGKILL(t *testing.T) {
 
 	if err := mix0.Kill(); err != nil {
 		t.Fatal(err)
+	}
+	if whileDown != nil {
+		whileDown()
 	}
 	if err := mix0.Start(); err != nil {
 		t.Fatal(err)

@@ -313,7 +313,8 @@ func TestLoadRefusesAConfigOthersMayWrite(t *testing.T) {
 // sets, the plugin handshake) are not config keys and are not refused; a
 // misspelt config variable still is.
 func TestVariablesOfOtherPartsAreNotConfig(t *testing.T) {
-	env := []string{"SOTTO_REQUIRE_VECTORS=1", "SOTTO_SPHINX_VECTORS=/x", "SOTTO_PLUGIN_KIND=sotto-plugin-pki", "SOTTO_TEST_LOG=1"}
+	env := []string{"SOTTO_REQUIRE_VECTORS=1", "SOTTO_SPHINX_VECTORS=/x", "SOTTO_PLUGIN_KIND=sotto-plugin-pki", "SOTTO_TEST_LOG=1",
+		"SOTTO_POSTGRES_DSN=postgres://u@127.0.0.1/db", "SOTTO_REQUIRE_POSTGRES=1"}
 	if _, err := Load(Sources{File: "testdata/mix.yaml", Environ: env}); err != nil {
 		t.Fatalf("Load: %v", err)
 	}

@@ -238,6 +238,8 @@ var otherSottoVars = map[string]bool{
 	"SOTTO_REQUIRE_VECTORS":   true, // internal/vectors: CI requires the published vectors
 	"SOTTO_SPHINX_VECTORS":    true, // internal/vectors: a named Sphinx vector file
 	"SOTTO_CLIENT_TEST_STATE": true,
+	"SOTTO_POSTGRES_DSN":      true, // internal/pgtest: the test database .ci/postgres.sh starts
+	"SOTTO_REQUIRE_POSTGRES":  true, // internal/pgtest: CI requires it
 }
 
 func withoutOtherSottoVars(environ []string) []string {

@@ -19,6 +19,7 @@ import (
 	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/host/config"
 	"github.com/sottonet/sotto/host/link"
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // Benchmarks of one mix on loopback (see newBenchNet for the set-up and
@@ -53,8 +54,12 @@ func BenchmarkNodePipeline(b *testing.B) { benchPipeline(b, false) }
 // machine, and costs a write instead of a write and an fsync.
 func BenchmarkNodePipelineNoFsync(b *testing.B) { benchPipeline(b, true) }
 
-func benchPipeline(b *testing.B, noFsync bool) {
-	bn := newBenchNetSpec(b, 200, noFsync, nil)
+func benchPipeline(b *testing.B, noFsync bool) { benchPipelineOn(b, noFsync, nil) }
+
+// benchPipelineOn is benchPipeline with every node's store opened by
+// storage (nil: Badger).
+func benchPipelineOn(b *testing.B, noFsync bool, storage func(testing.TB, string) interfaces.Storage) {
+	bn := newBenchNetStorage(b, 200, noFsync, nil, storage)
 	key := bn.mixKey(b)
 	const nThroughput = 20000
 	var pps, bare, share float64

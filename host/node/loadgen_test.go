@@ -19,6 +19,7 @@ import (
 	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/host/config"
 	"github.com/sottonet/sotto/host/link"
+	"github.com/sottonet/sotto/interfaces"
 )
 
 // benchNet is a network for measuring one mix: three layers (so the
@@ -49,7 +50,14 @@ func newBenchNet(b *testing.B, tweak func(*config.Config)) *benchNet {
 // noFsync, Badger stores that do not fsync their commits.
 func newBenchNetSpec(b *testing.B, mu float64, noFsync bool, tweak func(*config.Config)) *benchNet {
 	b.Helper()
-	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: mu, period: 10 * time.Minute, noFsync: noFsync,
+	return newBenchNetStorage(b, mu, noFsync, tweak, nil)
+}
+
+// newBenchNetStorage is newBenchNetSpec with every node's store opened by
+// storage (nil: Badger; see netSpec.storage).
+func newBenchNetStorage(b *testing.B, mu float64, noFsync bool, tweak func(*config.Config), storage func(testing.TB, string) interfaces.Storage) *benchNet {
+	b.Helper()
+	tn := newTestNet(b, netSpec{mixes: 3, providers: 1, layers: 3, mu: mu, period: 10 * time.Minute, noFsync: noFsync, storage: storage,
 		tweak: func(c *config.Config) {
 			c.Mixing.UnwrapWorkers = runtime.GOMAXPROCS(0)
 			if tweak != nil {

@@ -34,6 +34,7 @@ type testNet struct {
 	period  time.Duration
 	params  interfaces.NetworkParams
 	noFsync bool
+	storage func(t testing.TB, dir string) interfaces.Storage
 	pki     *pkigossip.Member
 	nodes   []*testNode
 	cancel  context.CancelFunc
@@ -43,7 +44,7 @@ type testNet struct {
 type testNode struct {
 	n     *Node
 	cfg   *config.Config
-	store *storagebadger.Store
+	store interfaces.Storage
 	keys  *keystore.Keystore
 	errc  chan error
 	stop  context.CancelFunc
@@ -61,6 +62,9 @@ type netSpec struct {
 	// logTo, if set, receives every node's log, each line tagged
 	// node=<index in tn.nodes>.
 	logTo io.Writer
+	// storage, if set, opens each node's store (closed by the net if it is
+	// an io.Closer) instead of a Badger store in the node's directory.
+	storage func(t testing.TB, dir string) interfaces.Storage
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -90,7 +94,7 @@ func newTestNet(t testing.TB, spec netSpec) *testNet {
 	}
 	tn.pki = m
 	t.Cleanup(tn.close)
-	tn.logTo, tn.noFsync = spec.logTo, spec.noFsync
+	tn.logTo, tn.noFsync, tn.storage = spec.logTo, spec.noFsync, spec.storage
 	for i := range spec.mixes {
 		tn.add(config.RoleMix, i%spec.layers+1, spec.tweak)
 	}
@@ -129,11 +133,17 @@ func (tn *testNet) add(role string, layer int, tweak func(*config.Config)) *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg := storagebadger.DefaultConfig(dir + "/badger")
-	scfg.SyncWrites = !tn.noFsync
-	st, err := storagebadger.Open(scfg)
-	if err != nil {
-		t.Fatal(err)
+	var st interfaces.Storage
+	if tn.storage != nil {
+		st = tn.storage(t, dir)
+	} else {
+		scfg := storagebadger.DefaultConfig(dir + "/badger")
+		scfg.SyncWrites = !tn.noFsync
+		bst, err := storagebadger.Open(scfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = bst
 	}
 	tnode := &testNode{cfg: cfg, store: st, keys: ks, errc: make(chan error, 1)}
 	tnode.start(t, tn)
@@ -209,7 +219,9 @@ func (tn *testNet) close() {
 	}
 	tn.wg.Wait()
 	for _, tnode := range tn.nodes {
-		tnode.store.Close()
+		if c, ok := tnode.store.(io.Closer); ok {
+			c.Close()
+		}
 		tnode.keys.Close()
 	}
 	tn.pki.Close()

@@ -17,7 +17,12 @@ import (
 // mailbox, the SURB it carried brings an ACK back to the sender's mailbox on
 // the gateway, and the same packet sent again is dropped as a replay.
 func TestDeliveryExactlyOnce(t *testing.T) {
-	tn := newTestNet(t, netSpec{mixes: 2, providers: 2, layers: 2, mu: 200})
+	deliveryExactlyOnce(t, newTestNet(t, netSpec{mixes: 2, providers: 2, layers: 2, mu: 200}))
+}
+
+// deliveryExactlyOnce is TestDeliveryExactlyOnce on a given network of
+// two mixes and two providers (other storage plugins run it too).
+func deliveryExactlyOnce(t *testing.T, tn *testNet) {
 	for i, tnode := range tn.nodes {
 		if got := value(t, tnode.n.m.docNodes); got != 4 {
 			t.Errorf("node %d: sotto_document_nodes = %v, want 4", i, got)

@@ -86,6 +86,14 @@ type Config struct {
 	// Logger receives the demo's, the clients' and localnet's logs. Nil:
 	// DIR/demo.log.
 	Logger *slog.Logger
+
+	// Storage is the nodes' storage plugin: "badger" (the default: each
+	// node's own Badger directory) or "postgres" (storage-postgres: each
+	// node a schema of its own, sotto_demo_<run>_<node>, in the database
+	// PostgresDSN names, or the PG* environment's when it is empty; the
+	// schemas are dropped at the end unless Keep).
+	Storage     string
+	PostgresDSN string
 }
 
 func (c *Config) setDefaults() {
@@ -153,6 +161,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Epoch < 10*time.Second {
 		errs = append(errs, fmt.Errorf("epoch %v: at least 10s, so that documents and contacts keep up", c.Epoch))
+	}
+	switch c.Storage {
+	case "", "badger", "postgres":
+	default:
+		errs = append(errs, fmt.Errorf("storage %q: want badger or postgres", c.Storage))
 	}
 	for _, d := range []struct {
 		name string

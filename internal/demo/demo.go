@@ -42,6 +42,7 @@ type run struct {
 	rnd        *mrand.Rand
 	started    time.Time
 	killed     *localnet.Node
+	schemas    []string // the nodes' storage-postgres schemas
 }
 
 // Run runs the demo until its plan is done or ctx ends (Ctrl-C), then stops
@@ -87,11 +88,15 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 			LambdaD: cfg.LambdaD, LambdaM: cfg.LambdaM},
 		EpochPeriod: cfg.Epoch, Dir: dir, Binary: cfg.Binary, Env: cfg.Env,
 		Network: "sotto-demo", Logger: log, ProviderAccounting: providerAccounting(cfg.Accounting),
+		Storage: r.storage(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	r.ln = ln
+	if len(r.schemas) > 0 && !cfg.Keep {
+		defer r.dropSchemas()
+	}
 	defer func() {
 		r.pr.phase("stopping clients and nodes")
 		r.stopAll()

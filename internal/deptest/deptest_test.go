@@ -93,6 +93,7 @@ func TestCheckOnHandWrittenGraphs(t *testing.T) {
 		{"the client importing libp2p natively", ruleFor(t, "client", ""), map[string][]string{m("client/p2p"): {"github.com/libp2p/go-libp2p"}}, 0},
 		{"the client importing libp2p in the browser", ruleFor(t, "client", "js/wasm"), map[string][]string{m("client"): {"github.com/libp2p/go-libp2p/core"}}, 1},
 		{"a storage plugin opening its database", dbRule(t), map[string][]string{m("plugins/storage-badger"): {"github.com/dgraph-io/badger/v4"}}, 0},
+		{"the PostgreSQL storage plugin opening its database", dbRule(t), map[string][]string{m("plugins/storage-postgres"): {"github.com/jackc/pgx/v5/pgxpool"}}, 0},
 		{"another plugin opening a database", dbRule(t), map[string][]string{m("plugins/pay-blindsig"): {"github.com/dgraph-io/badger/v4"}}, 1},
 		{"packages outside the rule", ruleFor(t, "interfaces", ""), map[string][]string{m("host/node"): {m("plugins/x")}}, 0},
 	} {

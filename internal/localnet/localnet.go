@@ -73,6 +73,10 @@ type Spec struct {
 	// as the node config takes it (e.g. {"builtin": "pay-blindsig",
 	// "config": {...}}); nil: providers charge nothing.
 	ProviderAccounting map[string]any
+	// Storage, if set, gives the storage slot of the node named name: a
+	// builtin plugin and its config (storage-postgres with a schema per
+	// node, say). Nil: each node's own storage-badger directory.
+	Storage func(name string) (builtin string, config map[string]any)
 }
 
 // endorsementLifetime is how long the operator's endorsements of a local
@@ -276,6 +280,10 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 				"dir": filepath.Join(dir, "badger"),
 			}},
 		},
+	}
+	if ln.Spec.Storage != nil {
+		builtin, scfg := ln.Spec.Storage(name)
+		cfg["plugins"].(map[string]any)["storage"] = map[string]any{"builtin": builtin, "config": scfg}
 	}
 	if role == "mix" {
 		cfg["mix"] = map[string]any{"layer": layer}
