@@ -37,16 +37,18 @@ const (
 )
 
 var opNames = [...]string{
-	OpDocument: "document",
-	OpSend:     "send",
-	OpFetch:    "fetch",
-	OpAck:      "ack",
-	OpRedeem:   "redeem",
+	OpDocument:  "document",
+	OpSend:      "send",
+	OpFetch:     "fetch",
+	OpAck:       "ack",
+	OpRedeem:    "redeem",
+	OpSubscribe: "subscribe",
+	OpPulse:     "pulse",
 }
 
 // String is the op's stable name (used as a metric label).
 func (o Op) String() string {
-	if o != 0 && int(o) < len(opNames) {
+	if o != 0 && int(o) < len(opNames) && opNames[o] != "" {
 		return opNames[o]
 	}
 	return fmt.Sprintf("op_%d", uint8(o))
@@ -86,8 +88,9 @@ const (
 
 	// maxDocumentHeader is a document's fixed part with the longest
 	// network name: version, network (length and name), epoch, hops,
-	// payload length, layers, five rates, period, genesis, grace, count.
-	maxDocumentHeader = 1 + 1 + pkidoc.MaxNetworkLen + 8 + 1 + 4 + 1 + 5*8 + 3*8 + 2
+	// payload length, layers, five rates, period, genesis, grace, the
+	// downstream's interval and slots, count.
+	maxDocumentHeader = 1 + 1 + pkidoc.MaxNetworkLen + 8 + 1 + 4 + 1 + 5*8 + 3*8 + 8 + 2 + 2
 
 	requestHeaderLength  = 1 + 4
 	responseHeaderLength = 1 + 4 + 1
@@ -131,6 +134,14 @@ type Request struct {
 	// Packets (asked for) and Credential: OpRedeem.
 	Packets    uint64
 	Credential []byte
+	// Cursors: OpSubscribe (the mailboxes, one own). Seq, Acks, AckSlots
+	// (the fixed number of ack entries, at least len(Acks)) and Changes:
+	// OpPulse. See downstream.go.
+	Cursors  []Cursor
+	Seq      uint64
+	Acks     []EntryAck
+	AckSlots int
+	Changes  []Cursor
 }
 
 // AppendFrame appends r as a frame (length prefix and body) to b. It
@@ -171,6 +182,11 @@ func (r *Request) AppendFrame(b []byte) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, r.Epoch)
 		b = binary.BigEndian.AppendUint64(b, r.Packets)
 		b = append(b, r.Credential...)
+	case OpSubscribe, OpPulse:
+		var err error
+		if b, err = r.appendDownstream(b); err != nil {
+			return b[:start], err
+		}
 	default:
 		return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 	}
@@ -265,6 +281,8 @@ func (r *Request) Decode(body []byte) error {
 			// Up to 16 bytes more fit in a frame of MaxRequestLength.
 			return badRequest(fmt.Sprintf("credential of %d bytes, at most %d", len(r.Credential), MaxCredentialLength))
 		}
+	case OpSubscribe, OpPulse:
+		return r.decodeDownstream(p)
 	default:
 		return &Error{Code: CodeUnsupported, Message: "unknown op"}
 	}
@@ -321,6 +339,8 @@ type Response struct {
 	// Granted and Receipt: OpRedeem.
 	Granted uint64
 	Receipt []byte
+	// Push: OpSubscribe (one push frame; see downstream.go).
+	Push *Push
 }
 
 // Err is nil for CodeOK, else an *Error carrying the code and message.
@@ -388,6 +408,11 @@ func (r *Response) AppendFrame(b []byte) ([]byte, error) {
 			}
 			b = binary.BigEndian.AppendUint64(b, r.Granted)
 			b = append(b, r.Receipt...)
+		case OpSubscribe:
+			var err error
+			if b, err = r.appendPush(b); err != nil {
+				return b[:start], err
+			}
 		default:
 			return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 		}
@@ -431,6 +456,8 @@ func (r *Response) Decode(body []byte) error {
 		}
 		r.Granted = binary.BigEndian.Uint64(p)
 		r.Receipt = p[8:]
+	case OpSubscribe:
+		return r.decodePush(p)
 	default:
 		return fmt.Errorf("%w: reply to op %d", ErrMalformed, r.Op)
 	}
