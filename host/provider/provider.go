@@ -265,6 +265,9 @@ type Service struct {
 	allowance map[peer.ID]uint64
 	garbage   map[peer.ID]struct{} // clients already logged for garbage
 	sendRate  rateLimits
+	// downstreams is each subscribed client's downstream stream.
+	downstreams map[peer.ID]*clientStream
+	shapes      shapeCache
 }
 
 // New validates cfg and returns a Service. It registers the metrics with
@@ -291,11 +294,12 @@ func New(cfg Config) (*Service, error) {
 			limit: cfg.ReplyBytes, perClient: min(cfg.ReplyBytesPerClient, cfg.ReplyBytes), perIP: min(cfg.ReplyBytesPerIP, cfg.ReplyBytes),
 			gauge: m.replyBytes, byClient: map[peer.ID]int{}, byIP: map[netip.Prefix]int{},
 		},
-		streams:   map[*clientStream]struct{}{},
-		perClient: map[peer.ID]int{},
-		perIP:     map[netip.Prefix]int{},
-		allowance: map[peer.ID]uint64{},
-		garbage:   map[peer.ID]struct{}{},
+		streams:     map[*clientStream]struct{}{},
+		perClient:   map[peer.ID]int{},
+		perIP:       map[netip.Prefix]int{},
+		allowance:   map[peer.ID]uint64{},
+		garbage:     map[peer.ID]struct{}{},
+		downstreams: map[peer.ID]*clientStream{},
 		sendRate: rateLimits{
 			client: ratelimit.New[peer.ID](cfg.SendRate, float64(cfg.SendBurst), maxIdleBuckets),
 			ip:     ratelimit.New[netip.Prefix](cfg.SendRatePerIP, float64(cfg.SendBurstPerIP), maxIdleBuckets),

@@ -1,0 +1,149 @@
+package provider
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/sottonet/sotto/core/clientproto"
+	"github.com/sottonet/sotto/core/pkidoc"
+	"github.com/sottonet/sotto/core/topology"
+	"github.com/sottonet/sotto/interfaces"
+)
+
+// withDownstreamDocument gives the backend a real current document stating
+// a downstream of slots slots every interval.
+func withDownstreamDocument(t testing.TB, b *recordingBackend, interval time.Duration, slots uint16) {
+	t.Helper()
+	doc, err := pkidoc.NewDocument("test", 7, pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, EpochPeriod: time.Minute,
+		LambdaP: 1, LambdaL: 1, DownstreamInterval: interval, DownstreamSlots: slots}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.docs[clientproto.CurrentEpoch] = raw
+}
+
+func readPush(t testing.TB, st network.Stream) (int, *clientproto.Push) {
+	t.Helper()
+	_ = st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	body, err := clientproto.ReadFrame(st, nil, clientproto.MaxResponseLength)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp clientproto.Response
+	if err := resp.Decode(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Err(); err != nil || resp.Op != clientproto.OpSubscribe {
+		t.Fatalf("%v reply: %v", resp.Op, err)
+	}
+	return len(body) + clientproto.FrameHeaderLength, resp.Push
+}
+
+// A subscribed client gets one frame of one length per interval, k slots
+// at most filled, each message once; a pulse's acks delete the entries
+// and the next frames say the pulse is applied.
+func TestTheDownstreamPushesFixedFramesAndAppliesPulses(t *testing.T) {
+	p := startProvider(t, nil)
+	withDownstreamDocument(t, p.backend, 50*time.Millisecond, 2)
+	h := rawClient(t, crypto.Ed25519)
+	own := clientproto.OwnMailbox(clientKeyOf(t, h))
+	surb := clientproto.MailboxRef{SURB: true, Capability: [16]byte{7}}
+	var stored [][]byte
+	for i := range 5 {
+		stored = append(stored, (&clientproto.StoredMessage{Payload: fmt.Appendf(nil, "message %d", i)}).AppendTo(nil))
+	}
+	ids := p.deliver(t, own, stored[:4]...)
+	surbIDs := p.deliver(t, clientproto.SURBMailbox(surb.Capability), stored[4])
+	st := p.rawStream(t, h)
+	sub, err := (&clientproto.Request{ID: 9, Op: clientproto.OpSubscribe, Cursors: []clientproto.Cursor{{}, {Mailbox: surb}}}).AppendFrame(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(sub); err != nil {
+		t.Fatal(err)
+	}
+	want := clientproto.PushFrameLength(2, clientproto.SlotLength(testGeometryForwardPayload(t)))
+	got := map[clientproto.EntryAck]bool{}
+	var acks []clientproto.EntryAck
+	var last time.Time
+	for i := range 6 {
+		n, push := readPush(t, st)
+		now := time.Now()
+		if n != want {
+			t.Fatalf("frame %d of %d bytes, want %d", i, n, want)
+		}
+		if i > 0 && now.Sub(last) < 20*time.Millisecond {
+			t.Fatalf("frame %d came %v after the one before: the cadence is 50ms", i, now.Sub(last))
+		}
+		last = now
+		if len(push.Messages) > 2 || push.Seq != uint64(i+1) {
+			t.Fatalf("frame %d: seq %d, %d messages", i, push.Seq, len(push.Messages))
+		}
+		for _, m := range push.Messages {
+			e := clientproto.EntryAck{Mailbox: m.Mailbox, ID: m.ID}
+			if got[e] {
+				t.Fatalf("entry %v pushed twice (frame %d)", e, i)
+			}
+			got[e] = true
+			acks = append(acks, e)
+		}
+	}
+	if len(got) != 5 {
+		t.Fatalf("%d of 5 entries pushed: %v", len(got), got)
+	}
+	pulse, err := (&clientproto.Request{ID: 10, Op: clientproto.OpPulse, Seq: 1, AckSlots: 8, Acks: acks}).AppendFrame(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(pulse); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		_, push := readPush(t, st)
+		if push.Acked == 1 {
+			break
+		}
+		if i > 20 {
+			t.Fatal("the pulse was never applied")
+		}
+	}
+	for _, box := range []clientproto.MailboxID{own, clientproto.SURBMailbox(surb.Capability)} {
+		res, err := p.store.FetchMailbox(ctxT(t), &interfaces.FetchMailboxRequest{Mailbox: box, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Entries) != 0 {
+			t.Fatalf("%d entries left after their acks (ids %v %v)", len(res.Entries), ids, surbIDs)
+		}
+	}
+	if v := p.metric(t, "sotto_provider_push_slots_total", "kind", "message"); v != 5 {
+		t.Fatalf("%v message slots counted", v)
+	}
+}
+
+func clientKeyOf(t testing.TB, h host.Host) []byte {
+	t.Helper()
+	raw, err := h.Peerstore().PubKey(h.ID()).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func testGeometryForwardPayload(t testing.TB) int {
+	t.Helper()
+	g, err := topology.Geometry(&pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.ForwardPayloadLength
+}
