@@ -161,6 +161,10 @@ func addStats(a, b client.Stats) client.Stats {
 	a.LoopsLost += b.LoopsLost
 	a.LoopsLate += b.LoopsLate
 	a.LoopACKsLost += b.LoopACKsLost
+	a.PushFrames += b.PushFrames
+	a.PushSlots += b.PushSlots
+	a.PushMessages += b.PushMessages
+	a.Pulses += b.Pulses
 	m := map[[32]byte]int{}
 	for k, v := range a.LostLoopMixes {
 		m[k] += v

@@ -58,6 +58,7 @@ func (r *run) summary(ctx context.Context) *Summary {
 	s.PacketsPayload, s.PacketsLoop, s.PacketsDrop = st.PacketsPayload, st.PacketsLoop, st.PacketsDrop
 	s.PayloadDecoys, s.Retransmissions = st.PayloadDecoys, st.Retransmissions
 	s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate = st.LoopsSent, st.LoopsReturned, st.LoopsLost, st.LoopsLate
+	s.PushFrames, s.PushSlots, s.PushMessages = st.PushFrames, st.PushSlots, st.PushMessages
 	names := map[[32]byte]string{}
 	for _, n := range r.ln.Nodes {
 		names[n.ID] = n.Name

@@ -44,6 +44,9 @@ type Frame struct {
 	Dir    Dir
 	Size   int // length prefix included
 	Stream int // which of the client's streams (in the order opened)
+	// Op is the frame's operation, which an observer does not see (it
+	// is encrypted): for tests to tell, say, documents apart.
+	Op clientproto.Op
 }
 
 // Recorder records the frames of every stream it wraps. Its methods are
@@ -122,7 +125,9 @@ type splitter struct {
 	stream int
 	hdr    [clientproto.FrameHeaderLength]byte
 	nhdr   int
-	left   int // body bytes still to come
+	op     clientproto.Op
+	first  bool // the next body byte is the op
+	left   int  // body bytes still to come
 	size   int
 }
 
@@ -137,12 +142,16 @@ func (s *splitter) feed(p []byte, at time.Time) {
 			}
 			s.left = int(binary.BigEndian.Uint32(s.hdr[:]))
 			s.size = len(s.hdr) + s.left
+			s.first, s.op = true, 0
+		}
+		if s.first && s.left > 0 && len(p) > 0 {
+			s.op, s.first = clientproto.Op(p[0]), false
 		}
 		c := min(s.left, len(p))
 		s.left -= c
 		p = p[c:]
 		if s.left == 0 {
-			s.rec.add(Frame{At: at, Dir: s.dir, Size: s.size, Stream: s.stream})
+			s.rec.add(Frame{At: at, Dir: s.dir, Size: s.size, Stream: s.stream, Op: s.op})
 			s.nhdr = 0
 		}
 	}
