@@ -29,7 +29,7 @@ const (
 	// when the document does not state one: short enough that the wait for
 	// the next frame stays within the 100 ms the client protocol aims at
 	// beyond slot wait and mixing (docs/SPEC.md, "Pushed downstream").
-	DefaultDownstreamInterval = 100 * time.Millisecond
+	DefaultDownstreamInterval = 80 * time.Millisecond
 )
 
 // NetworkParams are the parameters every member of a network must share.

@@ -194,13 +194,17 @@ func (sub *subscription) readPulses(ctx context.Context, r *deadlineReader) {
 			return
 		}
 		c.touch()
-		sub.apply(ctx, &req)
+		if err := sub.apply(ctx, &req); err != nil {
+			// The client sends the acks again on its next downstream.
+			s.log.Warn("applying a pulse's acks; downstream reset", "peer", c.client, "err", err)
+			return
+		}
 	}
 }
 
 // apply applies one Pulse: its changes to the subscription, then its
 // acknowledgements, and records it as applied once storage has them.
-func (sub *subscription) apply(ctx context.Context, req *clientproto.Request) {
+func (sub *subscription) apply(ctx context.Context, req *clientproto.Request) error {
 	s := sub.c.svc
 	sub.mu.Lock()
 	for _, ch := range req.Changes {
@@ -224,9 +228,7 @@ func (sub *subscription) apply(ctx context.Context, req *clientproto.Request) {
 		err := s.ack(actx, sub.c, &clientproto.Request{Op: clientproto.OpAck, Mailbox: m, IDs: byBox[m]})
 		cancel()
 		if err != nil {
-			// Not recorded as applied: the client sends these again.
-			s.log.Warn("applying a pulse's acks", "peer", sub.c.client, "err", err)
-			return
+			return err
 		}
 	}
 	if len(req.Acks) > 0 {
@@ -235,6 +237,7 @@ func (sub *subscription) apply(ctx context.Context, req *clientproto.Request) {
 	if req.Seq > sub.acked.Load() {
 		sub.acked.Store(req.Seq)
 	}
+	return nil
 }
 
 // push writes one frame every interval until ctx ends or a write fails.
@@ -246,7 +249,9 @@ func (sub *subscription) push(ctx context.Context) {
 	c := sub.c
 	s := c.svc
 	iv := sub.sh.interval
-	lead := iv / 4
+	// A storage fetch takes well under a millisecond; the lead adds to
+	// the wait of a message that arrives just before a frame leaves.
+	lead := min(iv/4, 10*time.Millisecond)
 	due := time.Now().Add(iv)
 	var seq uint64
 	t := time.NewTimer(0)
