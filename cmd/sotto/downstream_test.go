@@ -48,7 +48,7 @@ func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder) *client.Cl
 		t.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	cfg := client.Config{Identity: key, ProviderID: pid, ProviderAddr: addr, Logger: slog.New(slog.DiscardHandler),
+	cfg := client.Config{Identity: key, ProviderID: pid, ProviderAddr: addr, Logger: slog.New(slog.NewTextHandler(&testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Dial: func(ctx context.Context, id ed25519.PrivateKey) (client.Provider, error) {
 			o := p2p.Options{Identity: id, Provider: ai, Logger: slog.New(slog.DiscardHandler)}
 			if rec != nil {
@@ -63,9 +63,11 @@ func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder) *client.Cl
 	return c
 }
 
-// runClient runs c until ctx ends, handing out what it receives.
-func runClient(t *testing.T, ctx context.Context, c *client.Client, received *atomic.Int64) func() {
+// runClient runs c until the returned stop is called (or ctx ends),
+// handing out what it receives.
+func runClient(t *testing.T, ctx context.Context, c *client.Client, received *atomic.Int64) (stop func()) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	go func() {
@@ -82,6 +84,7 @@ func runClient(t *testing.T, ctx context.Context, c *client.Client, received *at
 		t.Fatal("client not connected within a minute")
 	}
 	return func() {
+		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
