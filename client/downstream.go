@@ -122,6 +122,7 @@ func (c *Client) downstream(ctx context.Context, s Subscriber) error {
 	c.mu.Lock()
 	c.stats.Subscriptions++
 	c.mu.Unlock()
+	c.log.Debug("subscribed to the pushed downstream", "interval", interval, "k", k, "mailboxes", len(cursors))
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var wg sync.WaitGroup

@@ -68,7 +68,7 @@ func (d *simDownstream) push(iv time.Duration, k int) {
 			continue // a provider that is down pushes nothing
 		}
 		seq++
-		push := &clientproto.Push{Seq: seq, Slots: k, SlotLength: clientproto.SlotLength(d.p.net.g.ForwardPayloadLength)}
+		push := &clientproto.Push{Seq: seq, Slots: k, SlotLength: clientproto.SlotLength(d.p.net.g)}
 		n := d.p.net
 		nd := n.nodes[d.p.home]
 		now := time.Now()
@@ -98,11 +98,12 @@ func (d *simDownstream) push(iv time.Duration, k int) {
 				if e.id <= d.cursors[r] || now.After(e.expires) {
 					continue
 				}
+				d.cursors[r] = e.id
 				sm, err := clientproto.ParseStored(slices.Clone(e.raw))
-				if err != nil {
+				if err != nil || len(e.raw) > push.SlotLength {
+					d.p.net.t.Errorf("stored entry of %d bytes does not fit a slot of %d (%v)", len(e.raw), push.SlotLength, err)
 					continue
 				}
-				d.cursors[r] = e.id
 				push.Messages = append(push.Messages, clientproto.Pushed{Mailbox: r, Message: clientproto.Message{ID: e.id, Expires: e.expires, StoredMessage: sm}})
 			}
 		}

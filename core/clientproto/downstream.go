@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"github.com/sottonet/sotto/core/sphinx"
 )
 
 // The pushed downstream (docs/SPEC.md, "Pushed downstream"): a client opens
@@ -71,10 +73,12 @@ const (
 	pulseFixedPart = 8 + 2 + PulseChanges*entryLength
 )
 
-// SlotLength is the slot a network with forward payloads of
-// forwardPayloadLength bytes (sphinx.Geometry.ForwardPayloadLength) needs:
-// its longest stored message, a SURB reply.
-func SlotLength(forwardPayloadLength int) int { return 1 + 16 + forwardPayloadLength }
+// SlotLength is the slot a network of geometry g needs: its longest
+// stored message, a SURB reply, whose payload is the whole packet body
+// (tag included: the client checks it when it decrypts).
+func SlotLength(g *sphinx.Geometry) int {
+	return 1 + sphinx.SURBIDLength + g.PayloadTagLength + g.ForwardPayloadLength
+}
 
 // PushFrameLength is the length of every push frame (prefix included) of
 // k slots of slotLength bytes: all an observer of the link sees of it.

@@ -5,10 +5,15 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/sottonet/sotto/core/sphinx"
 )
 
+// testGeo has a slot of 1+16+16+64 bytes.
+var testGeo = &sphinx.Geometry{PayloadTagLength: 16, ForwardPayloadLength: 64}
+
 func samplePush(msgs int) *Push {
-	p := &Push{Seq: 7, Acked: 3, SlotLength: SlotLength(64), Slots: 3}
+	p := &Push{Seq: 7, Acked: 3, SlotLength: SlotLength(testGeo), Slots: 3}
 	all := []Pushed{
 		{Message: Message{ID: 1, Expires: expires, StoredMessage: StoredMessage{Payload: []byte("forward body")}}},
 		{Mailbox: MailboxRef{SURB: true, Capability: [16]byte{4}}, Message: Message{ID: 9, Expires: expires,
@@ -28,8 +33,8 @@ func TestPushFramesHaveOneLength(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(frame) != PushFrameLength(3, SlotLength(64)) {
-			t.Fatalf("%d messages: frame of %d bytes, want %d", n, len(frame), PushFrameLength(3, SlotLength(64)))
+		if len(frame) != PushFrameLength(3, SlotLength(testGeo)) {
+			t.Fatalf("%d messages: frame of %d bytes, want %d", n, len(frame), PushFrameLength(3, SlotLength(testGeo)))
 		}
 		var got Response
 		if err := got.Decode(body(t, frame)); err != nil {

@@ -59,7 +59,7 @@ func (s *Service) downstreamShape(ctx context.Context) (shape, error) {
 		return shape{}, fmt.Errorf("current document's geometry: %w", err)
 	}
 	iv, k := doc.Params.Downstream()
-	sh := shape{interval: iv, slots: k, slotLength: clientproto.SlotLength(g.ForwardPayloadLength)}
+	sh := shape{interval: iv, slots: k, slotLength: clientproto.SlotLength(g)}
 	s.shapes.hash, s.shapes.sh = h, sh
 	return sh, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/pkidoc"
+	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/core/topology"
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -62,7 +63,14 @@ func TestTheDownstreamPushesFixedFramesAndAppliesPulses(t *testing.T) {
 		stored = append(stored, (&clientproto.StoredMessage{Payload: fmt.Appendf(nil, "message %d", i)}).AppendTo(nil))
 	}
 	ids := p.deliver(t, own, stored[:4]...)
-	surbIDs := p.deliver(t, clientproto.SURBMailbox(surb.Capability), stored[4])
+	// The longest stored message, a SURB reply of a whole packet body
+	// (tag included), fills a slot exactly.
+	g := testGeometry(t)
+	longest := (&clientproto.StoredMessage{Reply: true, SURBID: [16]byte{1}, Payload: make([]byte, g.PayloadTagLength+g.ForwardPayloadLength)}).AppendTo(nil)
+	if len(longest) != clientproto.SlotLength(g) {
+		t.Fatalf("the longest stored message has %d bytes, a slot %d", len(longest), clientproto.SlotLength(g))
+	}
+	surbIDs := p.deliver(t, clientproto.SURBMailbox(surb.Capability), longest)
 	st := p.rawStream(t, h)
 	sub, err := (&clientproto.Request{ID: 9, Op: clientproto.OpSubscribe, Cursors: []clientproto.Cursor{{}, {Mailbox: surb}}}).AppendFrame(nil)
 	if err != nil {
@@ -71,7 +79,7 @@ func TestTheDownstreamPushesFixedFramesAndAppliesPulses(t *testing.T) {
 	if _, err := st.Write(sub); err != nil {
 		t.Fatal(err)
 	}
-	want := clientproto.PushFrameLength(2, clientproto.SlotLength(testGeometryForwardPayload(t)))
+	want := clientproto.PushFrameLength(2, clientproto.SlotLength(testGeometry(t)))
 	got := map[clientproto.EntryAck]bool{}
 	var acks []clientproto.EntryAck
 	var last time.Time
@@ -139,11 +147,58 @@ func clientKeyOf(t testing.TB, h host.Host) []byte {
 	return raw
 }
 
-func testGeometryForwardPayload(t testing.TB) int {
+func testGeometry(t testing.TB) *sphinx.Geometry {
 	t.Helper()
 	g, err := topology.Geometry(&pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return g.ForwardPayloadLength
+	return g
+}
+
+// client/p2p's Subscribe gets what waits, in frames of one length, and
+// its pulses delete what they acknowledge.
+func TestP2PSubscribeReceivesAndAcknowledges(t *testing.T) {
+	p := startProvider(t, nil)
+	withDownstreamDocument(t, p.backend, 30*time.Millisecond, 1)
+	c := p.dial(t)
+	own := clientproto.OwnMailbox(c.pub)
+	p.deliver(t, own, (&clientproto.StoredMessage{Payload: []byte("one")}).AppendTo(nil), (&clientproto.StoredMessage{Payload: []byte("two")}).AppendTo(nil))
+	d, err := c.Subscribe(ctxT(t), []clientproto.Cursor{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var got []clientproto.EntryAck
+	for i := 0; len(got) < 2; i++ {
+		push, err := d.Next(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range push.Messages {
+			got = append(got, clientproto.EntryAck{Mailbox: m.Mailbox, ID: m.ID})
+		}
+		if i > 10 {
+			t.Fatalf("%d of 2 messages after %d frames", len(got), i)
+		}
+	}
+	if err := d.Pulse(ctxT(t), &clientproto.Request{Op: clientproto.OpPulse, Seq: 1, AckSlots: 2, Acks: got}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		push, err := d.Next(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if push.Acked == 1 {
+			break
+		}
+		if i > 20 {
+			t.Fatal("pulse not applied")
+		}
+	}
+	res, err := p.store.FetchMailbox(ctxT(t), &interfaces.FetchMailboxRequest{Mailbox: own, Limit: 10})
+	if err != nil || len(res.Entries) != 0 {
+		t.Fatalf("%v entries left (%v)", res, err)
+	}
 }
