@@ -48,7 +48,7 @@ func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder) *client.Cl
 		t.Fatal(err)
 	}
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	cfg := client.Config{Identity: key, ProviderID: pid, ProviderAddr: addr, Logger: slog.New(slog.NewTextHandler(&testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	cfg := client.Config{Identity: key, ProviderID: pid, ProviderAddr: addr, Logger: slog.New(slog.DiscardHandler),
 		Dial: func(ctx context.Context, id ed25519.PrivateKey) (client.Provider, error) {
 			o := p2p.Options{Identity: id, Provider: ai, Logger: slog.New(slog.DiscardHandler)}
 			if rec != nil {
@@ -112,7 +112,7 @@ func recordLink(t *testing.T, addr string, surbs int, busy bool) linkRun {
 	}
 	contacts := []*client.Contact{fwd}
 	for i := range surbs {
-		c, err := alice.NewContact(ctx, client.ContactOptions{Anonymous: true, For: fmt.Sprintf("bob %d", i), SURBs: 32})
+		c, err := alice.NewContact(ctx, client.ContactOptions{Anonymous: true, For: fmt.Sprintf("bob %d", i), SURBs: 20})
 		if err != nil {
 			t.Fatal(err)
 		}

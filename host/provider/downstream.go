@@ -251,7 +251,7 @@ func (sub *subscription) push(ctx context.Context) {
 	iv := sub.sh.interval
 	// A storage fetch takes well under a millisecond; the lead adds to
 	// the wait of a message that arrives just before a frame leaves.
-	lead := min(iv/4, 10*time.Millisecond)
+	lead := min(iv/4, 5*time.Millisecond)
 	due := time.Now().Add(iv)
 	var seq uint64
 	t := time.NewTimer(0)
