@@ -62,6 +62,17 @@
 // size, so an observer of the client's link sees the same Poisson process
 // whether or not the user talks.
 //
+// The receiving side has the same shape when the Provider is also a
+// Subscriber (client/p2p's is): the client subscribes once for all its
+// mailboxes, its provider pushes one frame of one size every interval of
+// the document, k message slots padded with dummies, and the client
+// answers every interval with one pulse of one size carrying its
+// acknowledgements, so its link shows neither when nor how much it
+// receives, nor how many SURB mailboxes it watches (docs/SPEC.md, "Pushed
+// downstream"). A Provider that is not a Subscriber, or a provider that
+// does not know the operation, is polled with Fetch and Ack every
+// FetchInterval instead, which shows both.
+//
 // Messages are encrypted end to end to the recipient's HPKE key (RFC 9180,
 // DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), cut into
 // fragments that each fill one packet body, and reassembled at the

@@ -2,7 +2,10 @@
 // the client protocol (clientproto.Protocol, /sotto/client/1.0.0, specified
 // in docs/SPEC.md, "Client protocol"). It is the gateway in the path of a
 // packet: a client's packet enters the network here (Send), and what the
-// node stored in the client's mailboxes leaves here (Fetch, Ack).
+// node stored in the client's mailboxes leaves here: pushed, one frame of
+// one size per interval, to a client that subscribed (downstream.go,
+// docs/SPEC.md "Pushed downstream"), or fetched (Fetch, Ack) by one that
+// polls.
 //
 // The node builds a Service with New, installs Handle on its libp2p host
 // with h.SetStreamHandler(clientproto.Protocol, svc.Handle), and calls
