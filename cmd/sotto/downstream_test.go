@@ -35,9 +35,13 @@ type linkRun struct {
 	stats    client.Stats
 }
 
+// pollingLink is a link without the pushed downstream: only the methods
+// of client.Provider, so the client polls with Fetch and Ack.
+type pollingLink struct{ client.Provider }
+
 // recordedClient opens a client of the provider at addr whose link is
-// recorded by rec.
-func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder) *client.Client {
+// recorded by rec; with poll set, it polls its mailboxes.
+func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder, poll bool) *client.Client {
 	t.Helper()
 	ai, err := p2p.ParseProviderAddr(addr)
 	if err != nil {
@@ -54,7 +58,11 @@ func recordedClient(t *testing.T, addr string, rec *linkrec.Recorder) *client.Cl
 			if rec != nil {
 				o.WrapStream = rec.WrapStream
 			}
-			return p2p.Dial(ctx, o)
+			conn, err := p2p.Dial(ctx, o)
+			if err != nil || !poll {
+				return conn, err
+			}
+			return pollingLink{conn}, nil
 		}}
 	c, err := client.New(cfg)
 	if err != nil {
@@ -97,12 +105,12 @@ func runClient(t *testing.T, ctx context.Context, c *client.Client, received *at
 // client (bob) sends her a steady stream of messages, through her
 // forward contact and each anonymous one, and she sends him messages
 // whose acknowledgements come back to her.
-func recordLink(t *testing.T, addr string, surbs int, busy bool) linkRun {
+func recordLink(t *testing.T, addr string, surbs int, busy, poll bool) linkRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	rec := linkrec.New()
-	alice := recordedClient(t, addr, rec)
+	alice := recordedClient(t, addr, rec, poll)
 	var received atomic.Int64
 	stopAlice := runClient(t, ctx, alice, &received)
 	defer stopAlice()
@@ -118,13 +126,13 @@ func recordLink(t *testing.T, addr string, surbs int, busy bool) linkRun {
 		}
 		contacts = append(contacts, c)
 	}
-	for alice.Stats().PushFrames == 0 {
+	for !poll && alice.Stats().PushFrames == 0 {
 		if !sleepCtx(ctx, 50*time.Millisecond) {
 			t.Fatal(ctx.Err())
 		}
 	}
 	if busy {
-		bob := recordedClient(t, addr, nil)
+		bob := recordedClient(t, addr, nil, false)
 		stopBob := runClient(t, ctx, bob, nil)
 		defer stopBob()
 		toBob, err := bob.NewContact(ctx, client.ContactOptions{For: "alice"})
@@ -173,8 +181,8 @@ func TestTheDownstreamHidesWhatArrives(t *testing.T) {
 	addr := ln.Providers()[0].Addr
 	for _, surbs := range []int{0, 1, 5} {
 		t.Run(fmt.Sprintf("%d SURB mailboxes", surbs), func(t *testing.T) {
-			quiet := recordLink(t, addr, surbs, false)
-			busy := recordLink(t, addr, surbs, true)
+			quiet := recordLink(t, addr, surbs, false, false)
+			busy := recordLink(t, addr, surbs, true, false)
 			if busy.received < 5 || busy.stats.PushMessages <= quiet.stats.PushMessages {
 				t.Fatalf("the busy run received %d messages (%d pushed, quiet run %d): nothing to hide",
 					busy.received, busy.stats.PushMessages, quiet.stats.PushMessages)
@@ -204,6 +212,21 @@ func TestTheDownstreamHidesWhatArrives(t *testing.T) {
 			}
 		})
 	}
+	// The same comparison tells a polling client's link apart: the test
+	// can fail.
+	t.Run("a polling client is told apart", func(t *testing.T) {
+		quiet := recordLink(t, addr, 1, false, true)
+		busy := recordLink(t, addr, 1, true, true)
+		down := func(f linkrec.Frame) bool { return f.Dir == linkrec.Down && notDocument(f) }
+		qs, bs := linkrec.Sizes(quiet.frames, down), linkrec.Sizes(busy.frames, down)
+		n := int(linkRunFor / linkBin)
+		_, p := linkrec.KolmogorovSmirnov(linkrec.PerInterval(quiet.frames, quiet.start, linkBin, n, down),
+			linkrec.PerInterval(busy.frames, busy.start, linkBin, n, down))
+		t.Logf("polling: down frame sizes quiet %v, busy %v; KS p %.4f", qs, bs, p)
+		if slices.Equal(qs, bs) && p >= 0.01 {
+			t.Error("a polling client's link looked the same receiving and not: the comparison cannot tell links apart")
+		}
+	})
 }
 
 func mean(xs []float64) float64 {
