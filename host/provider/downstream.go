@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +76,71 @@ type subscription struct {
 	cursors []clientproto.Cursor // own first
 	queue   []clientproto.Pushed // fetched, not yet pushed
 	next    int                  // the mailbox the next refill starts with
+	// dirty are the mailboxes that may hold entries above their cursor:
+	// the node said it stored there (Stored), or a fetch filled its limit.
+	// Every sweepInterval all are fetched anyway, for entries stored
+	// behind the node's back (another process sharing the storage).
+	// dirtyMu is a leaf lock: Stored takes it under the service's
+	// watchMu, so nothing may wait for sub.mu or storage while holding it.
+	dirtyMu sync.Mutex
+	dirty   map[clientproto.MailboxRef]bool
+	sweep   time.Time
+}
+
+func (sub *subscription) setDirty(ref clientproto.MailboxRef, on bool) {
+	sub.dirtyMu.Lock()
+	if on {
+		sub.dirty[ref] = true
+	} else {
+		delete(sub.dirty, ref)
+	}
+	sub.dirtyMu.Unlock()
+}
+
+// takeDirty reports whether ref was dirty, and clears it.
+func (sub *subscription) takeDirty(ref clientproto.MailboxRef) bool {
+	sub.dirtyMu.Lock()
+	defer sub.dirtyMu.Unlock()
+	d := sub.dirty[ref]
+	delete(sub.dirty, ref)
+	return d
+}
+
+// sweepInterval is how often a downstream fetches every mailbox it
+// watches, whether or not the node said something arrived there.
+const sweepInterval = time.Second
+
+// Stored tells the service that the node stored messages in mailboxes, so
+// that the downstreams watching them fetch at their next frame instead of
+// at their next sweep. It does not block on storage.
+func (s *Service) Stored(mailboxes ...interfaces.MailboxID) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for _, m := range mailboxes {
+		for sub, ref := range s.watching[clientproto.MailboxID(m)] {
+			sub.setDirty(ref, true)
+		}
+	}
+}
+
+// watch registers (on) or unregisters sub as watching the mailbox of ref.
+func (s *Service) watch(sub *subscription, ref clientproto.MailboxRef, on bool) {
+	id := s.mailbox(sub.c, ref)
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	w := s.watching[id]
+	if on {
+		if w == nil {
+			w = map[*subscription]clientproto.MailboxRef{}
+			s.watching[id] = w
+		}
+		w[sub] = ref
+		return
+	}
+	delete(w, sub)
+	if len(w) == 0 {
+		delete(s.watching, id)
+	}
 }
 
 // maxSubscriptionMailboxes bounds the mailboxes of one subscription,
@@ -102,10 +168,18 @@ func (c *clientStream) subscribe(ctx context.Context, r *deadlineReader, req *cl
 		resp := s.errorReply(c, req, err)
 		return refuse(resp.Code, resp.Message)
 	}
-	sub := &subscription{c: c, sh: sh, id: req.ID}
+	sub := &subscription{c: c, sh: sh, id: req.ID, dirty: map[clientproto.MailboxRef]bool{}}
 	for _, cur := range req.Cursors {
 		sub.add(cur)
 	}
+	defer func() {
+		sub.mu.Lock()
+		cursors := slices.Clone(sub.cursors)
+		sub.mu.Unlock()
+		for _, cur := range cursors {
+			s.watch(sub, cur.Mailbox, false)
+		}
+	}()
 	s.m.request(req.Op, clientproto.CodeOK, 0)
 	// The previous downstream of the client, if any, is replaced: after a
 	// reconnection the old one may linger half-open.
@@ -150,6 +224,8 @@ func (sub *subscription) add(cur clientproto.Cursor) {
 	}
 	if len(sub.cursors) < maxSubscriptionMailboxes {
 		sub.cursors = append(sub.cursors, clientproto.Cursor{Mailbox: cur.Mailbox, After: cur.After})
+		sub.setDirty(cur.Mailbox, true)
+		sub.c.svc.watch(sub, cur.Mailbox, true)
 	}
 }
 
@@ -160,6 +236,8 @@ func (sub *subscription) remove(m clientproto.MailboxRef) {
 	for i := range sub.cursors {
 		if sub.cursors[i].Mailbox == m {
 			sub.cursors = append(sub.cursors[:i], sub.cursors[i+1:]...)
+			sub.setDirty(m, false)
+			sub.c.svc.watch(sub, m, false)
 			break
 		}
 	}
@@ -320,6 +398,12 @@ func (sub *subscription) refill(ctx context.Context) {
 	if len(sub.queue) >= sub.sh.slots || len(sub.cursors) == 0 {
 		return
 	}
+	if now := time.Now(); !now.Before(sub.sweep) {
+		sub.sweep = now.Add(sweepInterval)
+		for _, cur := range sub.cursors {
+			sub.setDirty(cur.Mailbox, true)
+		}
+	}
 	start := sub.next % len(sub.cursors)
 	sub.next++
 	for i := range len(sub.cursors) {
@@ -327,16 +411,23 @@ func (sub *subscription) refill(ctx context.Context) {
 			return
 		}
 		cur := &sub.cursors[(start+i)%len(sub.cursors)]
+		if !sub.takeDirty(cur.Mailbox) {
+			continue
+		}
 		fctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		res, err := s.cfg.Mailboxes.FetchMailbox(fctx, &interfaces.FetchMailboxRequest{
 			Mailbox: s.mailbox(sub.c, cur.Mailbox), After: cur.After, Limit: sub.sh.slots, MaxBytes: s.cfg.FetchBytes,
 		})
 		cancel()
 		if err != nil || res == nil {
+			sub.setDirty(cur.Mailbox, true)
 			if ctx.Err() == nil {
 				s.log.Warn("fetching for a downstream", "peer", sub.c.client, "err", err)
 			}
 			return
+		}
+		if len(res.Entries) >= sub.sh.slots {
+			sub.setDirty(cur.Mailbox, true) // more may wait
 		}
 		var corrupt int
 		for _, e := range res.Entries {

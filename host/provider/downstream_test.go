@@ -274,3 +274,52 @@ func BenchmarkDownstreamWait(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(waits[len(waits)-1])/1e6, "max-ms")
 }
+
+// A downstream fetches a mailbox at its next frame once the node says it
+// stored there (Stored), and every sweep otherwise.
+func TestStoredWakesTheDownstream(t *testing.T) {
+	p := startProvider(t, nil)
+	withDownstreamDocument(t, p.backend, 20*time.Millisecond, 1)
+	c := p.dial(t)
+	own := clientproto.OwnMailbox(c.pub)
+	d, err := c.Subscribe(ctxT(t), []clientproto.Cursor{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	go func() { // pulses keep it alive
+		for seq := uint64(1); ; seq++ {
+			time.Sleep(20 * time.Millisecond)
+			if d.Pulse(context.Background(), &clientproto.Request{Op: clientproto.OpPulse, Seq: seq, AckSlots: 2}) != nil {
+				return
+			}
+		}
+	}()
+	wait := func() time.Duration {
+		start := time.Now()
+		for {
+			push, err := d.Next(ctxT(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(push.Messages) > 0 {
+				return time.Since(start)
+			}
+		}
+	}
+	for range 3 { // past the subscription's first sweep
+		if _, err := d.Next(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := (&clientproto.StoredMessage{Payload: []byte("x")}).AppendTo(nil)
+	p.deliver(t, own, stored)
+	p.svc.Stored(interfaces.MailboxID(own))
+	if w := wait(); w > sweepInterval/2 {
+		t.Fatalf("a message the node announced waited %v", w)
+	}
+	p.deliver(t, own, stored) // behind the node's back
+	if w := wait(); w > 3*sweepInterval {
+		t.Fatalf("an unannounced message waited %v, more than a sweep", w)
+	}
+}

@@ -271,6 +271,9 @@ type Service struct {
 	// downstreams is each subscribed client's downstream stream.
 	downstreams map[peer.ID]*clientStream
 	shapes      shapeCache
+	// watching maps a mailbox to the downstreams watching it (Stored).
+	watchMu  sync.Mutex
+	watching map[clientproto.MailboxID]map[*subscription]clientproto.MailboxRef
 }
 
 // New validates cfg and returns a Service. It registers the metrics with
@@ -303,6 +306,7 @@ func New(cfg Config) (*Service, error) {
 		allowance:   map[peer.ID]uint64{},
 		garbage:     map[peer.ID]struct{}{},
 		downstreams: map[peer.ID]*clientStream{},
+		watching:    map[clientproto.MailboxID]map[*subscription]clientproto.MailboxRef{},
 		sendRate: rateLimits{
 			client: ratelimit.New[peer.ID](cfg.SendRate, float64(cfg.SendBurst), maxIdleBuckets),
 			ip:     ratelimit.New[netip.Prefix](cfg.SendRatePerIP, float64(cfg.SendBurstPerIP), maxIdleBuckets),
