@@ -257,6 +257,7 @@ func BenchmarkDownstreamWait(b *testing.B) {
 		time.Sleep(time.Duration(rnd.Int64N(int64(iv))))
 		start := time.Now()
 		p.deliver(b, own, stored)
+		p.svc.Stored(interfaces.MailboxID(own)) // as the node's delivery does
 		for got := false; !got; {
 			push, ok := <-frames
 			if !ok {
