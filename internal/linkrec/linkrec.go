@@ -67,7 +67,7 @@ func (r *Recorder) WrapStream(st network.Stream) network.Stream {
 	r.streams++
 	n := r.streams
 	r.mu.Unlock()
-	return &stream{Stream: st, rec: r, up: splitter{rec: r, dir: Up, stream: n}, down: splitter{rec: r, dir: Down, stream: n}}
+	return &stream{Stream: st, up: splitter{rec: r, dir: Up, stream: n}, down: splitter{rec: r, dir: Down, stream: n}}
 }
 
 // Frames returns the frames recorded so far, in the order they completed.
@@ -92,7 +92,6 @@ func (r *Recorder) add(f Frame) {
 
 type stream struct {
 	network.Stream
-	rec          *Recorder
 	up, down     splitter
 	readMu, wrMu sync.Mutex
 }
