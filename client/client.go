@@ -49,6 +49,7 @@ type Client struct {
 	prov       atomic.Pointer[Provider]
 	clk        atomic.Pointer[epoch.Clock]
 	running    atomic.Bool
+	pushing    atomic.Bool   // receiving through the pushed downstream (downstream.go), not polling
 	runDone    chan struct{} // closed when Run returns
 	firstDoc   chan struct{} // closed once the client holds a document
 	docOnce    sync.Once
@@ -279,6 +280,10 @@ func (c *Client) Run(ctx context.Context) error {
 	c.emit(evs)
 	var wg sync.WaitGroup
 	wg.Go(func() { c.docLoop(ctx, cancel) })
+	if s, ok := c.link().(Subscriber); ok {
+		c.pushing.Store(true)
+		wg.Go(func() { c.downstreamLoop(ctx, s) })
+	}
 	wg.Go(func() { c.fetchLoop(ctx) })
 	c.sendLoop(ctx)
 	wg.Wait()

@@ -630,7 +630,7 @@ func TestOwnProviderMustBeAProvider(t *testing.T) {
 // state, as a CLI client restarting from its state file.
 func restarted(t *testing.T, net *simNet, b *Client, pb *simProvider, state []byte) *Client {
 	t.Helper()
-	b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID,
+	b2, err := New(Config{Identity: b.cfg.Identity, Provider: simLink(pb), ProviderID: b.cfg.ProviderID,
 		Network: net.network, Clock: net.clock, Rand: b.cfg.Rand, Logger: b.cfg.Logger, FetchInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)

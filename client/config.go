@@ -90,8 +90,8 @@ type Config struct {
 	// and when the client moves to a new epoch's document.
 	OnEvent func(Event)
 
-	// FetchInterval is how often the client polls its mailboxes (and
-	// checks timeouts).
+	// FetchInterval is how often the client checks timeouts, and polls
+	// its mailboxes when its link has no pushed downstream (Subscriber).
 	FetchInterval time.Duration
 	// RetransmitTimeout is how long a fragment may go unacknowledged before
 	// it is resent; 0 derives it from μ, the layers and FetchInterval.

@@ -71,6 +71,21 @@
 // 9180, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), which
 // hides the ratchet's header from providers, and reassembled (and opened)
 // at the recipient exactly once per message ID. A fragment sent to a forward
+// The receiving side has the same shape when the Provider is also a
+// Subscriber (client/p2p's is): the client subscribes once for all its
+// mailboxes, its provider pushes one frame of one size every interval of
+// the document, k message slots padded with dummies, and the client
+// answers every interval with one pulse of one size carrying its
+// acknowledgements, so its link shows neither when nor how much it
+// receives, nor how many SURB mailboxes it watches (docs/SPEC.md, "Pushed
+// downstream"). A Provider that is not a Subscriber, or a provider that
+// does not know the operation, is polled with Fetch and Ack every
+// FetchInterval instead, which shows both.
+//
+// Messages are encrypted end to end to the recipient's HPKE key (RFC 9180,
+// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), cut into
+// fragments that each fill one packet body, and reassembled at the
+// recipient, exactly once per message ID. A fragment sent to a forward
 // contact carries a SURB in the forward payload's SURB slot
 // (clientproto.PackForward); the recipient's provider answers through it
 // with an acknowledgement the moment it stores the fragment (StateAcked),

@@ -166,7 +166,7 @@ func TestWithoutAStoreEntriesWaitForDone(t *testing.T) {
 		}
 		stopB() // dies: nothing of it survives
 
-		b2, err := New(Config{Identity: b.cfg.Identity, Provider: pb, ProviderID: b.cfg.ProviderID, Clock: net.clock,
+		b2, err := New(Config{Identity: b.cfg.Identity, Provider: simLink(pb), ProviderID: b.cfg.ProviderID, Clock: net.clock,
 			Network: net.network, Logger: b.cfg.Logger, FetchInterval: time.Second})
 		if err != nil {
 			t.Fatal(err)

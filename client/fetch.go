@@ -17,9 +17,13 @@ const maxFetchRounds = 64
 func (c *Client) fetchLoop(ctx context.Context) {
 	bo := backoff{min: c.cfg.FetchInterval, max: max(c.cfg.FetchInterval, fetchBackoffMax)}
 	for {
-		err := c.fetchAll(ctx)
-		if err == nil {
-			c.sendAcks(ctx)
+		var err error
+		if !c.pushing.Load() {
+			// Polling shows an observer of the link when and how much
+			// arrives: only for a provider without the pushed downstream.
+			if err = c.fetchAll(ctx); err == nil {
+				c.sendAcks(ctx)
+			}
 		}
 		now := time.Now()
 		c.mu.Lock()

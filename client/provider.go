@@ -30,3 +30,25 @@ type Provider interface {
 	// Close ends the link.
 	Close() error
 }
+
+// Subscriber is a Provider that carries the pushed downstream
+// (docs/SPEC.md, "Pushed downstream"): the client receives through it
+// when its Provider implements it, and polls with Fetch and Ack, which
+// show an observer of the link when and how much it receives, only when
+// it does not (or the provider refuses to subscribe).
+type Subscriber interface {
+	// Subscribe opens a downstream for the mailboxes of cursors (exactly
+	// one own, at most clientproto.SubscribeEntries). A provider that
+	// does not know the operation fails it with clientproto.ErrUnsupported.
+	Subscribe(ctx context.Context, cursors []clientproto.Cursor) (Downstream, error)
+}
+
+// Downstream is one open pushed downstream.
+type Downstream interface {
+	// Next waits for the next push frame.
+	Next(ctx context.Context) (*clientproto.Push, error)
+	// Pulse writes one pulse (op OpPulse: Seq, Acks, AckSlots, Changes).
+	Pulse(ctx context.Context, p *clientproto.Request) error
+	// Close ends the downstream.
+	Close() error
+}

@@ -375,6 +375,9 @@ func (p *simProvider) call(op string) error {
 		p.calls = map[string]int{}
 	}
 	p.calls[op]++
+	if pushAll && op == "fetch" {
+		p.net.t.Errorf("a client with the pushed downstream polled its mailbox")
+	}
 	if p.down {
 		return errSimDown
 	}
@@ -563,6 +566,7 @@ func (n *simNet) newClient(t testing.TB, home int, seed uint64, mod func(*Config
 		Logger:        slog.New(slog.DiscardHandler),
 		FetchInterval: 200 * time.Millisecond,
 	}
+	cfg.Provider = simLink(p)
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -46,6 +46,16 @@ type Stats struct {
 	RepliesSent    uint64
 	RepliesDropped uint64
 
+	// The pushed downstream (docs/SPEC.md, "Pushed downstream"): push
+	// frames received, their slots, and the slots that held a message;
+	// the rest (PushSlots-PushMessages) was padding. Pulses counts the
+	// pulses written and Subscriptions the downstreams opened.
+	PushFrames    uint64
+	PushSlots     uint64
+	PushMessages  uint64
+	Pulses        uint64
+	Subscriptions uint64
+
 	// Packets by send slot.
 	PacketsPayload uint64
 	PacketsLoop    uint64

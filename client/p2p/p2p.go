@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,9 @@ type Options struct {
 	Provider peer.AddrInfo
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// WrapStream, if set, wraps every protocol stream the Conn opens
+	// (a recorder of what crosses the link, in tests); nil costs nothing.
+	WrapStream func(network.Stream) network.Stream
 }
 
 // Conn is a client's connection to its provider. It is safe for
@@ -58,6 +62,7 @@ type Conn struct {
 	prov   peer.ID
 	log    *slog.Logger
 	nextID atomic.Uint32
+	wrap   func(network.Stream) network.Stream
 
 	mu      sync.Mutex
 	closed  bool
@@ -65,7 +70,10 @@ type Conn struct {
 	opening chan struct{} // closed when the session being opened is ready
 }
 
-var _ client.Provider = (*Conn)(nil)
+var (
+	_ client.Provider   = (*Conn)(nil)
+	_ client.Subscriber = (*Conn)(nil)
+)
 
 // ParseProviderAddr parses a provider's multiaddr, which must end in its
 // peer ID: /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...
@@ -175,7 +183,7 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: starting libp2p host: %w", err)
 	}
-	c := &Conn{host: h, prov: o.Provider.ID, log: o.Logger.With("component", "p2p", "provider", o.Provider.ID)}
+	c := &Conn{host: h, prov: o.Provider.ID, log: o.Logger.With("component", "p2p", "provider", o.Provider.ID), wrap: o.WrapStream}
 	h.Peerstore().AddAddrs(o.Provider.ID, o.Provider.Addrs, peerstore.PermanentAddrTTL)
 	if err := h.Connect(ctx, o.Provider); err != nil {
 		_ = h.Close()
@@ -339,16 +347,7 @@ func (c *Conn) session(ctx context.Context) (*session, error) {
 		c.opening = ch
 		c.mu.Unlock()
 
-		if c.host.Network().Connectedness(c.prov) != network.Connected {
-			// The connection is gone (the provider restarted, say): dial
-			// now. The client paces its own retries (with backoff), so
-			// libp2p's dial backoff, which grows to minutes after a few
-			// failed dials, would only delay noticing the provider is back.
-			if sw, ok := c.host.Network().(*swarm.Swarm); ok {
-				sw.Backoff().Clear(c.prov)
-			}
-		}
-		st, err := c.host.NewStream(ctx, c.prov, clientproto.Protocol)
+		st, err := c.newStream(ctx)
 		var s *session
 		if err == nil {
 			s = newSession(st)
@@ -531,3 +530,125 @@ func (s *session) brokenErr() error {
 	defer s.mu.Unlock()
 	return fmt.Errorf("%w: %w", errBroken, s.err)
 }
+
+// newStream opens a protocol stream to the provider, wrapped by
+// Options.WrapStream.
+func (c *Conn) newStream(ctx context.Context) (network.Stream, error) {
+	if c.host.Network().Connectedness(c.prov) != network.Connected {
+		// The connection is gone (the provider restarted, say): dial
+		// now. The client paces its own retries (with backoff), so
+		// libp2p's dial backoff, which grows to minutes after a few
+		// failed dials, would only delay noticing the provider is back.
+		if sw, ok := c.host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(c.prov)
+		}
+	}
+	st, err := c.host.NewStream(ctx, c.prov, clientproto.Protocol)
+	if err != nil {
+		return nil, err
+	}
+	if c.wrap != nil {
+		st = c.wrap(st)
+	}
+	return st, nil
+}
+
+// Subscribe opens the pushed downstream (docs/SPEC.md, "Pushed
+// downstream") on a stream of its own, and returns once the first push
+// frame (or the provider's refusal) has arrived.
+func (c *Conn) Subscribe(ctx context.Context, cursors []clientproto.Cursor) (client.Downstream, error) {
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	frame, err := (&clientproto.Request{ID: c.nextID.Add(1), Op: clientproto.OpSubscribe, Cursors: cursors}).AppendFrame(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
+	}
+	st, err := c.newStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: opening a downstream: %w", err)
+	}
+	d := &downstream{st: st}
+	if err := d.write(ctx, frame); err != nil {
+		_ = st.Reset()
+		return nil, err
+	}
+	if d.first, err = d.Next(ctx); err != nil {
+		_ = st.Reset()
+		return nil, err
+	}
+	return d, nil
+}
+
+// downstream is one pushed downstream stream.
+type downstream struct {
+	st    network.Stream
+	first *clientproto.Push
+	wmu   sync.Mutex
+	rmu   sync.Mutex
+	buf   []byte
+}
+
+// Next reads the next push frame. An error reply (to the Subscribe) comes
+// back as *clientproto.Error.
+func (d *downstream) Next(ctx context.Context) (*clientproto.Push, error) {
+	d.rmu.Lock()
+	defer d.rmu.Unlock()
+	if p := d.first; p != nil {
+		d.first = nil
+		return p, nil
+	}
+	stop := context.AfterFunc(ctx, func() { _ = d.st.SetReadDeadline(time.Now()) })
+	defer stop()
+	body, err := clientproto.ReadFrame(d.st, d.buf, clientproto.MaxResponseLength)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %w", errBroken, err)
+	}
+	d.buf = body[:0]
+	var resp clientproto.Response
+	if err := resp.Decode(body); err != nil {
+		return nil, err
+	}
+	if err := resp.Err(); err != nil {
+		return nil, err
+	}
+	if resp.Op != clientproto.OpSubscribe || resp.Push == nil {
+		return nil, fmt.Errorf("%w: %v reply on a downstream", clientproto.ErrMalformed, resp.Op)
+	}
+	// The slots alias the read buffer, which the next read reuses.
+	p := *resp.Push
+	p.Messages = slices.Clone(p.Messages)
+	for i := range p.Messages {
+		p.Messages[i].Payload = slices.Clone(p.Messages[i].Payload)
+	}
+	return &p, nil
+}
+
+// Pulse writes one pulse.
+func (d *downstream) Pulse(ctx context.Context, req *clientproto.Request) error {
+	frame, err := req.AppendFrame(nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
+	}
+	return d.write(ctx, frame)
+}
+
+func (d *downstream) write(ctx context.Context, frame []byte) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(time.Minute)
+	}
+	_ = d.st.SetWriteDeadline(deadline)
+	if _, err := d.st.Write(frame); err != nil {
+		return fmt.Errorf("%w: %w", errBroken, err)
+	}
+	return nil
+}
+
+// Close ends the downstream.
+func (d *downstream) Close() error { return d.st.Reset() }

@@ -38,17 +38,19 @@ const (
 )
 
 var opNames = [...]string{
-	OpDocument: "document",
-	OpSend:     "send",
-	OpFetch:    "fetch",
-	OpAck:      "ack",
-	OpRedeem:   "redeem",
-	OpIssue:    "issue",
+	OpDocument:  "document",
+	OpSend:      "send",
+	OpFetch:     "fetch",
+	OpAck:       "ack",
+	OpRedeem:    "redeem",
+	OpIssue:     "issue",
+	OpSubscribe: "subscribe",
+	OpPulse:     "pulse",
 }
 
 // String is the op's stable name (used as a metric label).
 func (o Op) String() string {
-	if o != 0 && int(o) < len(opNames) {
+	if o != 0 && int(o) < len(opNames) && opNames[o] != "" {
 		return opNames[o]
 	}
 	return fmt.Sprintf("op_%d", uint8(o))
@@ -93,8 +95,9 @@ const (
 
 	// maxDocumentHeader is a document's fixed part with the longest
 	// network name: version, network (length and name), epoch, hops,
-	// payload length, layers, five rates, period, genesis, grace, count.
-	maxDocumentHeader = 1 + 1 + pkidoc.MaxNetworkLen + 8 + 1 + 4 + 1 + 5*8 + 3*8 + 2
+	// payload length, layers, five rates, period, genesis, grace, the
+	// downstream's interval and slots, count.
+	maxDocumentHeader = 1 + 1 + pkidoc.MaxNetworkLen + 8 + 1 + 4 + 1 + 5*8 + 3*8 + 8 + 2 + 2
 
 	requestHeaderLength  = 1 + 4
 	responseHeaderLength = 1 + 4 + 1
@@ -140,6 +143,14 @@ type Request struct {
 	Credential []byte
 	// Issuance (the accounting design's request bytes): OpIssue.
 	Issuance []byte
+	// Cursors: OpSubscribe (the mailboxes, one own). Seq, Acks, AckSlots
+	// (the fixed number of ack entries, at least len(Acks)) and Changes:
+	// OpPulse. See downstream.go.
+	Cursors  []Cursor
+	Seq      uint64
+	Acks     []EntryAck
+	AckSlots int
+	Changes  []Cursor
 }
 
 // AppendFrame appends r as a frame (length prefix and body) to b. It
@@ -186,6 +197,11 @@ func (r *Request) AppendFrame(b []byte) ([]byte, error) {
 		}
 		b = binary.BigEndian.AppendUint64(b, r.Epoch)
 		b = append(b, r.Issuance...)
+	case OpSubscribe, OpPulse:
+		var err error
+		if b, err = r.appendDownstream(b); err != nil {
+			return b[:start], err
+		}
 	default:
 		return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 	}
@@ -289,6 +305,8 @@ func (r *Request) Decode(body []byte) error {
 		if len(r.Issuance) > MaxIssueLength {
 			return badRequest(fmt.Sprintf("issuance request of %d bytes, at most %d", len(r.Issuance), MaxIssueLength))
 		}
+	case OpSubscribe, OpPulse:
+		return r.decodeDownstream(p)
 	default:
 		return &Error{Code: CodeUnsupported, Message: "unknown op"}
 	}
@@ -347,6 +365,8 @@ type Response struct {
 	Receipt []byte
 	// Issued (the accounting design's reply bytes): OpIssue.
 	Issued []byte
+	// Push: OpSubscribe (one push frame; see downstream.go).
+	Push *Push
 }
 
 // Err is nil for CodeOK, else an *Error carrying the code and message.
@@ -419,6 +439,11 @@ func (r *Response) AppendFrame(b []byte) ([]byte, error) {
 				return b[:start], fmt.Errorf("%w: issuance reply of %d bytes (at most %d)", ErrMalformed, len(r.Issued), MaxIssueReplyLength)
 			}
 			b = append(b, r.Issued...)
+		case OpSubscribe:
+			var err error
+			if b, err = r.appendPush(b); err != nil {
+				return b[:start], err
+			}
 		default:
 			return b[:start], fmt.Errorf("%w: cannot encode %s", ErrUnsupported, r.Op)
 		}
@@ -467,6 +492,8 @@ func (r *Response) Decode(body []byte) error {
 			return fmt.Errorf("%w: issue reply of %d bytes", ErrMalformed, len(p))
 		}
 		r.Issued = p
+	case OpSubscribe:
+		return r.decodePush(p)
 	default:
 		return fmt.Errorf("%w: reply to op %d", ErrMalformed, r.Op)
 	}

@@ -386,7 +386,7 @@ func TestDecodingAnswersWellFormedRequestsOutOfRange(t *testing.T) {
 // real encoding with the longest network name.
 func TestTheDocumentLimitIsTheEncodings(t *testing.T) {
 	params := pkidoc.NetworkParams{Hops: 3, PayloadLen: 2048, Layers: 3, EpochPeriod: time.Minute,
-		Genesis: time.Unix(1_700_000_000, 0), EpochGrace: time.Second}
+		Genesis: time.Unix(1_700_000_000, 0), EpochGrace: time.Second, DownstreamInterval: time.Second, DownstreamSlots: 1}
 	doc := pkidoc.Document{Network: strings.Repeat("n", pkidoc.MaxNetworkLen), Epoch: 1, Params: params}
 	enc, err := doc.Encode()
 	if err != nil {
@@ -398,7 +398,7 @@ func TestTheDocumentLimitIsTheEncodings(t *testing.T) {
 	if MaxDocumentLength < pkidoc.MaxDocumentSize {
 		t.Fatalf("MaxDocumentLength %d is below pkidoc.MaxDocumentSize %d", MaxDocumentLength, pkidoc.MaxDocumentSize)
 	}
-	if MaxDocumentLength != 16_785_554 || MaxResponseLength != 16_785_560 || MaxRequestLength != 16_421 {
+	if MaxDocumentLength != 16_785_564 || MaxResponseLength != 16_785_570 || MaxRequestLength != 16_421 {
 		t.Fatalf("limits %d, %d, %d differ from docs/SPEC.md", MaxDocumentLength, MaxResponseLength, MaxRequestLength)
 	}
 }

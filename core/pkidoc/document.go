@@ -15,6 +15,21 @@ const (
 	MaxDocumentNodes = 4096
 	MaxLayers        = 16
 	documentVersion  = 2 // 2: the epoch clock (genesis, grace) in the parameters
+	// documentVersionDownstream adds the downstream's cadence and slots
+	// to the parameters. A document that states neither is encoded as
+	// version 2, so existing documents keep their encoding and hash.
+	documentVersionDownstream = 3
+	// MaxDownstreamSlots bounds NetworkParams.DownstreamSlots.
+	MaxDownstreamSlots = 64
+	// MinDownstreamInterval and MaxDownstreamInterval bound
+	// NetworkParams.DownstreamInterval when stated.
+	MinDownstreamInterval = 10 * time.Millisecond
+	MaxDownstreamInterval = time.Minute
+	// DefaultDownstreamInterval is the cadence of the pushed downstream
+	// when the document does not state one: short enough that the wait for
+	// the next frame stays within the 100 ms the client protocol aims at
+	// beyond slot wait and mixing (docs/SPEC.md, "Pushed downstream").
+	DefaultDownstreamInterval = 80 * time.Millisecond
 )
 
 // NetworkParams are the parameters every member of a network must share.
@@ -37,6 +52,34 @@ type NetworkParams struct {
 	// from their own.
 	Genesis    time.Time
 	EpochGrace time.Duration
+	// DownstreamInterval and DownstreamSlots shape the pushed downstream
+	// from a provider to each client (docs/SPEC.md, "Pushed downstream"):
+	// one frame every DownstreamInterval holding exactly DownstreamSlots
+	// message slots. Zero (both; a document states both or neither) means
+	// the defaults of Downstream, sized from the rates.
+	DownstreamInterval time.Duration
+	DownstreamSlots    uint16
+}
+
+// Downstream returns the downstream's cadence and slots per frame: those
+// the document states, else DefaultDownstreamInterval and the fewest slots
+// that carry twice the arrivals a client expects at that cadence. A client
+// expects its own loops back (λL), an acknowledgement per payload it sends
+// (at most λP) and, if its contacts send as much as it does, about λP
+// messages: r = λL + 2·λP per second. Twice r leaves room for bursts, and
+// a backlog drains at the same rate.
+func (p *NetworkParams) Downstream() (interval time.Duration, slots int) {
+	if p.DownstreamInterval > 0 && p.DownstreamSlots > 0 {
+		return p.DownstreamInterval, int(p.DownstreamSlots)
+	}
+	interval = DefaultDownstreamInterval
+	r := p.LambdaL + 2*p.LambdaP
+	slots = int(math.Ceil(2 * r * interval.Seconds()))
+	return interval, min(max(slots, 1), MaxDownstreamSlots)
+}
+
+func (p *NetworkParams) statesDownstream() bool {
+	return p.DownstreamInterval != 0 || p.DownstreamSlots != 0
 }
 
 // HasClock reports whether the parameters state the epoch clock.
@@ -58,6 +101,10 @@ func (p *NetworkParams) Validate() error {
 		return fmt.Errorf("%w: epoch grace %v, want 0 ≤ grace < period %v", ErrMalformed, p.EpochGrace, p.EpochPeriod)
 	case p.HasClock() && (p.Genesis.UnixNano() <= 0 || !p.Genesis.Equal(time.Unix(0, p.Genesis.UnixNano()))):
 		return fmt.Errorf("%w: genesis %v is not a positive time in nanoseconds since 1970", ErrMalformed, p.Genesis)
+	case p.statesDownstream() && (p.DownstreamInterval < MinDownstreamInterval || p.DownstreamInterval > MaxDownstreamInterval ||
+		p.DownstreamSlots == 0 || p.DownstreamSlots > MaxDownstreamSlots):
+		return fmt.Errorf("%w: downstream of %d slots every %v (1 to %d slots, every %v to %v)",
+			ErrMalformed, p.DownstreamSlots, p.DownstreamInterval, MaxDownstreamSlots, MinDownstreamInterval, MaxDownstreamInterval)
 	}
 	for _, f := range []struct {
 		name string
@@ -130,10 +177,14 @@ func (d *Document) Encode() ([]byte, error) {
 		return nil, err
 	}
 	var w pkiWriter
-	w.u8(documentVersion)
+	p := d.Params
+	if p.statesDownstream() {
+		w.u8(documentVersionDownstream)
+	} else {
+		w.u8(documentVersion)
+	}
 	w.bytes8([]byte(d.Network))
 	w.u64(d.Epoch)
-	p := d.Params
 	w.u8(p.Hops)
 	w.u32(p.PayloadLen)
 	w.u8(p.Layers)
@@ -149,6 +200,10 @@ func (d *Document) Encode() ([]byte, error) {
 	}
 	w.u64(uint64(genesis))
 	w.u64(uint64(p.EpochGrace))
+	if p.statesDownstream() {
+		w.u64(uint64(p.DownstreamInterval))
+		w.u16(p.DownstreamSlots)
+	}
 	w.u16(uint16(len(d.Nodes)))
 	for _, n := range d.Nodes {
 		w.bytes16(n.Raw)
@@ -167,8 +222,9 @@ func (d *Document) Hash() ([32]byte, error) {
 
 // documentFixedSize is the largest encoding of a document's fields before
 // its nodes: version 1, network 1+64, epoch 8, hops 1, payload length 4,
-// layers 1, five rates 40, period 8, genesis 8, grace 8, node count 2.
-const documentFixedSize = 146
+// layers 1, five rates 40, period 8, genesis 8, grace 8, downstream
+// interval 8 and slots 2 (version 3), node count 2.
+const documentFixedSize = 156
 
 // MaxDocumentSize bounds an encoded document.
 const MaxDocumentSize = documentFixedSize + MaxDocumentNodes*(2+MaxDescriptorSize)
@@ -181,8 +237,9 @@ func ParseDocument(b []byte) (*Document, error) {
 		return nil, fmt.Errorf("%w: document of %d bytes", ErrMalformed, len(b))
 	}
 	r := pkiReader{b: b}
-	if v := r.u8(); r.err == nil && v != documentVersion {
-		return nil, fmt.Errorf("%w: document version %d, want %d", ErrMalformed, v, documentVersion)
+	v := r.u8()
+	if r.err == nil && v != documentVersion && v != documentVersionDownstream {
+		return nil, fmt.Errorf("%w: document version %d, want %d or %d", ErrMalformed, v, documentVersion, documentVersionDownstream)
 	}
 	d := &Document{}
 	d.Network = string(r.bytes8(MaxNetworkLen))
@@ -209,6 +266,19 @@ func ParseDocument(b []byte) (*Document, error) {
 		p.Genesis = time.Unix(0, int64(genesis))
 	}
 	p.EpochGrace = time.Duration(grace)
+	if v == documentVersionDownstream {
+		interval := r.u64()
+		if interval > math.MaxInt64 {
+			return nil, fmt.Errorf("%w: downstream interval overflows", ErrMalformed)
+		}
+		p.DownstreamInterval = time.Duration(interval)
+		p.DownstreamSlots = r.u16()
+		if r.err == nil && !p.statesDownstream() {
+			// Version 3 with nothing stated has a version 2 encoding:
+			// one document, one encoding.
+			return nil, fmt.Errorf("%w: version %d document states no downstream", ErrMalformed, v)
+		}
+	}
 	n := int(r.u16())
 	if n > MaxDocumentNodes {
 		return nil, fmt.Errorf("%w: %d nodes", ErrMalformed, n)

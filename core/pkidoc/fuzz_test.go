@@ -3,6 +3,7 @@ package pkidoc
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 func FuzzParseSignedDescriptor(f *testing.F) {
@@ -32,6 +33,10 @@ func FuzzParseDocument(f *testing.F) {
 	f.Add(enc)
 	empty, _ := (&Document{Network: "n", Epoch: 1, Params: testParams()}).Encode()
 	f.Add(empty)
+	down := testParams()
+	down.DownstreamInterval, down.DownstreamSlots = 80*time.Millisecond, 2
+	v3, _ := (&Document{Network: "n", Epoch: 1, Params: down}).Encode()
+	f.Add(v3)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		doc, err := ParseDocument(raw)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -412,6 +413,7 @@ func TestTheDocumentCarriesTheEpochClock(t *testing.T) {
 // before the nodes.
 func TestTheDocumentFixedPartIsTheEncodings(t *testing.T) {
 	p := testParams()
+	p.DownstreamInterval, p.DownstreamSlots = time.Second, 2
 	doc := &Document{Network: strings.Repeat("n", MaxNetworkLen), Epoch: 1, Params: p}
 	raw, err := doc.Encode()
 	if err != nil {
@@ -419,5 +421,58 @@ func TestTheDocumentFixedPartIsTheEncodings(t *testing.T) {
 	}
 	if len(raw) != documentFixedSize {
 		t.Fatalf("a document with no nodes and the longest network name encodes to %d bytes, documentFixedSize is %d", len(raw), documentFixedSize)
+	}
+}
+
+// A document that states the downstream survives a round trip as version
+// 3; one that does not keeps version 2 (and its old hash); version 3
+// stating nothing, and bounds out of range, are refused.
+func TestDocumentsStateTheDownstream(t *testing.T) {
+	p := testParams()
+	doc := &Document{Network: "n", Epoch: 1, Params: p}
+	raw, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw[0] != documentVersion {
+		t.Fatalf("a document without downstream encodes as version %d, want %d", raw[0], documentVersion)
+	}
+	iv, k := p.Downstream()
+	if iv != DefaultDownstreamInterval || k < 1 {
+		t.Fatalf("default downstream %v × %d", iv, k)
+	}
+	p.DownstreamInterval, p.DownstreamSlots = 250*time.Millisecond, 3
+	doc.Params = p
+	raw3, err := doc.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw3[0] != documentVersionDownstream || len(raw3) != len(raw)+10 {
+		t.Fatalf("version %d, %d bytes (v2: %d)", raw3[0], len(raw3), len(raw))
+	}
+	got, err := ParseDocument(raw3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iv, k := got.Params.Downstream(); iv != 250*time.Millisecond || k != 3 {
+		t.Fatalf("downstream %v × %d after a round trip", iv, k)
+	}
+	empty := slices.Clone(raw3)
+	for i := len(raw) - 2; i < len(raw)+8; i++ {
+		empty[i] = 0
+	}
+	if _, err := ParseDocument(empty); err == nil {
+		t.Fatal("a version 3 document stating no downstream was accepted")
+	}
+	for _, bad := range []NetworkParams{
+		{DownstreamInterval: time.Millisecond, DownstreamSlots: 1},
+		{DownstreamInterval: time.Second, DownstreamSlots: 0},
+		{DownstreamInterval: time.Second, DownstreamSlots: MaxDownstreamSlots + 1},
+	} {
+		q := testParams()
+		q.DownstreamInterval, q.DownstreamSlots = bad.DownstreamInterval, bad.DownstreamSlots
+		if err := q.Validate(); err == nil {
+			t.Errorf("downstream %v × %d accepted", bad.DownstreamInterval, bad.DownstreamSlots)
+		}
 	}
 }

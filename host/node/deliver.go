@@ -123,6 +123,14 @@ func (n *Node) deliverBatch(batch []*packet, q *quotas) {
 	}
 	n.m.mailboxMsgs.Add(float64(len(msgs)))
 	n.m.mailboxSize.Observe(float64(len(msgs)))
+	if n.clients != nil {
+		// Subscribed recipients get them in their next push frame.
+		boxes := make([]interfaces.MailboxID, len(msgs))
+		for i := range msgs {
+			boxes[i] = msgs[i].Mailbox
+		}
+		n.clients.Stored(boxes...)
+	}
 	for _, d := range ds {
 		n.m.outDeliver.Inc()
 		n.work.add(d.p.epoch, interfaces.WorkDelivered)

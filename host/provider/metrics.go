@@ -24,6 +24,10 @@ type metrics struct {
 	streamsEvicted  *prometheus.CounterVec // reason: the table that was full
 	rateLimited     *prometheus.CounterVec // scope: client, ip
 	allowanceWrites prometheus.Counter     // storage calls writing allowances
+	downstreams     prometheus.Gauge
+	pushFrames      prometheus.Counter
+	pushSlots       *prometheus.CounterVec // kind: message, dummy
+	pushAcks        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -82,6 +86,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "allowance_writes_total",
 			Help: "Storage calls writing client allowances (one per grant, one per batch of spending).",
 		}),
+		downstreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "downstreams",
+			Help: "Pushed downstreams open (subscribed clients).",
+		}),
+		pushFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "push_frames_total",
+			Help: "Push frames written to subscribed clients.",
+		}),
+		pushSlots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "push_slots_total",
+			Help: "Slots of push frames written, by kind: message or dummy (padding).",
+		}, []string{"kind"}),
+		pushAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "push_acks_total",
+			Help: "Mailbox entries acknowledged by subscribed clients' pulses.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -90,6 +110,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.requests, m.duration, m.packetsAccepted, m.fetchedBytes, m.entriesReturned,
 		m.corruptEntries, m.streams, m.replyBytes, m.streamsRefused, m.streamsReset, m.streamsEvicted, m.rateLimited,
 		m.allowanceWrites,
+		m.downstreams, m.pushFrames, m.pushSlots, m.pushAcks,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -2,7 +2,10 @@
 // the client protocol (clientproto.Protocol, /sotto/client/1.0.0, specified
 // in docs/SPEC.md, "Client protocol"). It is the gateway in the path of a
 // packet: a client's packet enters the network here (Send), and what the
-// node stored in the client's mailboxes leaves here (Fetch, Ack).
+// node stored in the client's mailboxes leaves here: pushed, one frame of
+// one size per interval, to a client that subscribed (downstream.go,
+// docs/SPEC.md "Pushed downstream"), or fetched (Fetch, Ack) by one that
+// polls.
 //
 // The node builds a Service with New, installs Handle on its libp2p host
 // with h.SetStreamHandler(clientproto.Protocol, svc.Handle), and calls
@@ -280,6 +283,12 @@ type Service struct {
 	dirty     map[peer.ID]struct{} // allowances changed since the last flush
 	garbage   map[peer.ID]struct{} // clients already logged for garbage
 	sendRate  rateLimits
+	// downstreams is each subscribed client's downstream stream.
+	downstreams map[peer.ID]*clientStream
+	shapes      shapeCache
+	// watching maps a mailbox to the downstreams watching it (Stored).
+	watchMu  sync.Mutex
+	watching map[clientproto.MailboxID]map[*subscription]clientproto.MailboxRef
 }
 
 // New validates cfg and returns a Service. It registers the metrics with
@@ -306,12 +315,14 @@ func New(cfg Config) (*Service, error) {
 			limit: cfg.ReplyBytes, perClient: min(cfg.ReplyBytesPerClient, cfg.ReplyBytes), perIP: min(cfg.ReplyBytesPerIP, cfg.ReplyBytes),
 			gauge: m.replyBytes, byClient: map[peer.ID]int{}, byIP: map[netip.Prefix]int{},
 		},
-		streams:   map[*clientStream]struct{}{},
-		perClient: map[peer.ID]int{},
-		perIP:     map[netip.Prefix]int{},
-		allowance: map[peer.ID]uint64{},
-		dirty:     map[peer.ID]struct{}{},
-		garbage:   map[peer.ID]struct{}{},
+		streams:     map[*clientStream]struct{}{},
+		perClient:   map[peer.ID]int{},
+		perIP:       map[netip.Prefix]int{},
+		allowance:   map[peer.ID]uint64{},
+		dirty:       map[peer.ID]struct{}{},
+		garbage:     map[peer.ID]struct{}{},
+		downstreams: map[peer.ID]*clientStream{},
+		watching:    map[clientproto.MailboxID]map[*subscription]clientproto.MailboxRef{},
 		sendRate: rateLimits{
 			client: ratelimit.New[peer.ID](cfg.SendRate, float64(cfg.SendBurst), maxIdleBuckets),
 			ip:     ratelimit.New[netip.Prefix](cfg.SendRatePerIP, float64(cfg.SendBurstPerIP), maxIdleBuckets),

@@ -102,7 +102,7 @@ func (c *clientStream) serve() {
 	}()
 	slots := make(chan struct{}, cfg.MaxInFlight)
 	r := &deadlineReader{st: c.st, idle: min(cfg.FirstRequestTimeout, cfg.IdleTimeout), frame: cfg.RequestTimeout}
-	for {
+	for first := true; ; first = false {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -142,6 +142,21 @@ func (c *clientStream) serve() {
 			return
 		}
 		r.idle = cfg.IdleTimeout
+		if req.Op == clientproto.OpSubscribe || req.Op == clientproto.OpPulse {
+			// The downstream (downstream.go): a Subscribe that opens the
+			// stream turns it into one; anything else is refused.
+			<-slots
+			if req.Op == clientproto.OpSubscribe && first {
+				if c.subscribe(ctx, r, req) {
+					return
+				}
+				continue
+			}
+			s.m.request(req.Op, clientproto.CodeBadRequest, 0)
+			c.reply(&clientproto.Response{ID: req.ID, Op: req.Op, Code: clientproto.CodeBadRequest,
+				Message: "subscribe opens a stream; pulses go on a downstream"}, 0)
+			continue
+		}
 		reserved, ok := s.startRequest(c, req.Op)
 		if !ok {
 			<-slots

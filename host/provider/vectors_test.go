@@ -374,7 +374,8 @@ func vectorCases() []vectorCase {
 		{"a malformed body from a client that is not Ed25519 resets the stream", "secp256k1", []vectorStep{
 			{op: clientproto.OpDocument, fields: nil, reset: true}}},
 	}
-	return append(append(cases, statedErrorCases()...), issueCases()...)
+	cases = append(append(cases, statedErrorCases()...), issueCases()...)
+	return append(cases, downstreamCases()...)
 }
 
 // issueCases are the vectors of the Issue op (after the others, so that
@@ -404,6 +405,34 @@ func issueCases() []vectorCase {
 			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), paid("frame", clientproto.MaxRequestLength-5-8)), code: clientproto.CodeBadRequest}}},
 		{"an issue of a 16409-byte request makes a frame over the request limit and resets the stream", "ed25519", []vectorStep{
 			{op: clientproto.OpIssue, fields: cat(u64(vectorEpoch), paid("reset", clientproto.MaxRequestLength-5-8+1)), reset: true}}},
+	}
+}
+
+// downstreamCases are the pushed downstream's requests that get a
+// deterministic reply (docs/SPEC.md, "Pushed downstream"); the push
+// frames themselves are timed, and host/provider's downstream tests check
+// them.
+func downstreamCases() []vectorCase {
+	entry := func(kind byte, after uint64) []byte { return cat([]byte{kind}, make([]byte, 16), u64(after)) }
+	subscribe := func(entries ...[]byte) []byte {
+		b := cat(entries...)
+		return append(b, make([]byte, clientproto.SubscribeEntries*25-len(b))...)
+	}
+	pulse := cat(u64(1), []byte{0, 0}, make([]byte, clientproto.PulseChanges*25))
+	docStep := vectorStep{op: clientproto.OpDocument, fields: u64(vectorEpoch)}
+	return []vectorCase{
+		{"a pulse on a request stream is a bad request and the stream goes on", "ed25519", []vectorStep{
+			{op: clientproto.OpPulse, fields: pulse, code: clientproto.CodeBadRequest}, docStep}},
+		{"a subscribe that is not the stream's first request is a bad request", "ed25519", []vectorStep{
+			docStep, {op: clientproto.OpSubscribe, fields: subscribe(entry(1, 0)), code: clientproto.CodeBadRequest}}},
+		{"a subscribe naming no own mailbox is a bad request", "ed25519", []vectorStep{
+			{op: clientproto.OpSubscribe, fields: subscribe(), code: clientproto.CodeBadRequest}, docStep}},
+		{"a subscribe with an entry after an unused one is a bad request", "ed25519", []vectorStep{
+			{op: clientproto.OpSubscribe, fields: subscribe(entry(1, 0), entry(0, 0), entry(2, 3)), code: clientproto.CodeBadRequest}}},
+		{"a subscribe one byte short resets the stream", "ed25519", []vectorStep{
+			{op: clientproto.OpSubscribe, fields: subscribe(entry(1, 0))[1:], reset: true}}},
+		{"a subscribe from a client that is not Ed25519 is forbidden", "secp256k1", []vectorStep{
+			{op: clientproto.OpSubscribe, fields: subscribe(entry(1, 0)), code: clientproto.CodeForbidden}}},
 	}
 }
 

@@ -167,6 +167,10 @@ func addStats(a, b client.Stats) client.Stats {
 	a.Payments += b.Payments
 	a.PaymentFailures += b.PaymentFailures
 	a.Wallet = b.Wallet // one wallet per peer, kept across restarts
+	a.PushFrames += b.PushFrames
+	a.PushSlots += b.PushSlots
+	a.PushMessages += b.PushMessages
+	a.Pulses += b.Pulses
 	m := map[[32]byte]int{}
 	for k, v := range a.LostLoopMixes {
 		m[k] += v

@@ -59,6 +59,7 @@ func (r *run) summary(ctx context.Context) *Summary {
 	s.PayloadDecoys, s.Retransmissions = st.PayloadDecoys, st.Retransmissions
 	s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate = st.LoopsSent, st.LoopsReturned, st.LoopsLost, st.LoopsLate
 	r.paySummary(s)
+	s.PushFrames, s.PushSlots, s.PushMessages = st.PushFrames, st.PushSlots, st.PushMessages
 	names := map[[32]byte]string{}
 	for _, n := range r.ln.Nodes {
 		names[n.ID] = n.Name

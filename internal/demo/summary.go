@@ -211,6 +211,9 @@ type Summary struct {
 	Retransmissions                          uint64
 	ClientLoopsSent, ClientLoopsReturned     uint64
 	ClientLoopsLost, ClientLoopsLate         uint64
+	// The pushed downstream, summed over clients: frames received, their
+	// slots, and the slots that held a message.
+	PushFrames, PushSlots, PushMessages uint64
 
 	// Scraped from the nodes' /metrics at the end (nodes that are down are
 	// listed in NotScraped).
@@ -331,6 +334,15 @@ func (s *Summary) CoverShare() float64 {
 	return float64(s.PacketsLoop+s.PacketsDrop+s.PayloadDecoys) / float64(s.ClientPackets())
 }
 
+// DownstreamPadding is the share of the downstream's slots that carried
+// no message (dummies), the receiving side's counterpart of CoverShare.
+func (s *Summary) DownstreamPadding() float64 {
+	if s.PushSlots == 0 {
+		return 0
+	}
+	return float64(s.PushSlots-s.PushMessages) / float64(s.PushSlots)
+}
+
 func pct(a, b uint64) float64 {
 	if b == 0 {
 		return 0
@@ -376,6 +388,8 @@ func (s *Summary) Write(w io.Writer) {
 		total, s.PacketsPayload, s.PacketsPayload-s.PayloadDecoys, s.PayloadDecoys, s.PacketsLoop, s.PacketsDrop)
 	fmt.Fprintf(w, "  cover share  %.1f%% of client packets (loops %.1f%%, drops %.1f%%, decoys %.1f%%); %d retransmissions\n",
 		100*s.CoverShare(), pct(s.PacketsLoop, total), pct(s.PacketsDrop, total), pct(s.PayloadDecoys, total), s.Retransmissions)
+	fmt.Fprintf(w, "  downstream   padding %.1f%% of %d slots in %d push frames (%d carried messages)\n",
+		100*s.DownstreamPadding(), s.PushSlots, s.PushFrames, s.PushMessages)
 	fmt.Fprintf(w, "  loops        client: %d sent, %d returned, %d lost, %d late; mix: %.0f sent, %.0f returned, %.0f lost\n",
 		s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate, s.MixLoopsSent, s.MixLoopsReturned, s.MixLoopsLost)
 	fmt.Fprintf(w, "  dropped      %s (all nodes, sotto_packets_dropped_total)\n", formatDropped(s.Dropped))

@@ -186,6 +186,10 @@ func TestSummaryArithmetic(t *testing.T) {
 			{Deliveries: 0},
 		},
 		PacketsPayload: 50, PayloadDecoys: 30, PacketsLoop: 25, PacketsDrop: 25,
+		PushFrames: 10, PushSlots: 20, PushMessages: 5,
+	}
+	if got := s.DownstreamPadding(); got != 0.75 {
+		t.Errorf("downstream padding %v, want 0.75 (15 of 20 slots were dummies)", got)
 	}
 	if l := s.Latencies(); len(l) != 1 || l[0] != 2*time.Second {
 		t.Errorf("latencies %v, want [2s]", l)
