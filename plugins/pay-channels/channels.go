@@ -376,14 +376,30 @@ func (p *Provider) settleOne(ctx context.Context, id [voucher.IDLen]byte, epoch 
 		default:
 			return 0, err
 		}
+		mark := binary.BigEndian.AppendUint64(nil, v.Nonce)
 		if _, err := p.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, Entries: []interfaces.KVSwapEntry{
-			{Key: lk, Expected: got.Values[1], ExpectAbsent: !got.Found[1], Value: binary.BigEndian.AppendUint64(nil, v.Nonce)}}}); err != nil {
+			{Key: lk, Expected: got.Values[1], ExpectAbsent: !got.Found[1], Value: mark}}}); err != nil {
 			return claimed, fmt.Errorf("pay-channels: noting a claim: %w", err)
 		}
+		got.Values[1], got.Found[1] = mark, true
 	}
 	if !st.Settled && epoch >= st.SettlesAt(p.ledger.Dispute()) {
-		if _, err := p.ledger.Settle(ctx, id, epoch); err != nil && !errors.Is(err, interfaces.ErrPaymentRequired) {
+		rec, err := p.ledger.Settle(ctx, id, epoch)
+		if err != nil && !errors.Is(err, interfaces.ErrPaymentRequired) {
 			return claimed, err
+		}
+		if err == nil {
+			st = &rec.State
+		}
+	}
+	if st.Settled {
+		// Paid out: the ledger refuses every voucher of the channel from
+		// now on, so its newest voucher and claim mark can go.
+		if _, err := p.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, All: true, Entries: []interfaces.KVSwapEntry{
+			{Key: voucherKey(id), Expected: got.Values[0], Delete: true},
+			{Key: lk, Expected: got.Values[1], ExpectAbsent: !got.Found[1], Delete: true},
+		}}); err != nil {
+			return claimed, fmt.Errorf("pay-channels: forgetting a settled channel: %w", err)
 		}
 	}
 	return claimed, nil

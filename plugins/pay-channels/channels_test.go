@@ -571,6 +571,15 @@ func TestSettlementAndDispute(t *testing.T) {
 	if got := balance(t, l, p.Payee()); got != 7000 {
 		t.Errorf("the provider was paid %d in all, want 7000", got)
 	}
+	// Settled channels are forgotten by the provider; their vouchers stay
+	// refused (the ledger says settled).
+	g, err := p.kv.KVList(ctx, &interfaces.KVListRequest{Namespace: Namespace, Prefix: []byte{'v'}})
+	if err != nil || len(g.Keys) != 0 {
+		t.Errorf("the provider still holds %d vouchers of settled channels (%v)", len(g.Keys), err)
+	}
+	if _, err := redeem(p, 8, d.next(1000).Marshal(), 100); !errors.Is(err, interfaces.ErrPaymentRequired) {
+		t.Errorf("a voucher on a settled channel: %v", err)
+	}
 	n, err := l.VerifyLog(ctx)
 	if err != nil {
 		t.Fatal(err)
