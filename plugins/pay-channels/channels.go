@@ -108,6 +108,9 @@ type Provider struct {
 	kv     interfaces.KV
 	sw     interfaces.KVSwapper
 	ledger Ledger
+	// shared: the ledger is a KVLedger on kv (OpenWithKVLedger), in the
+	// provider's namespace.
+	shared bool
 	payee  [voucher.KeyLen]byte
 	params []byte
 }
@@ -122,7 +125,7 @@ func Open(ctx context.Context, cfg Config, kv interfaces.KV, ledger Ledger) (*Pr
 	if !ok {
 		return nil, fmt.Errorf("%w: pay-channels: the KV (%T) offers no compare-and-swap", interfaces.ErrUnavailable, kv)
 	}
-	seed, err := loadOrCreateSeed(ctx, kv, sw, Namespace)
+	seed, err := loadOrCreateSeed(ctx, kv, sw, Namespace, []byte("k"))
 	if err != nil {
 		return nil, fmt.Errorf("pay-channels: %w", err)
 	}
@@ -149,6 +152,7 @@ func OpenWithKVLedger(ctx context.Context, cfg Config, kv interfaces.KV) (*Provi
 	if err != nil {
 		return nil, nil, err
 	}
+	p.shared = true
 	return p, l, nil
 }
 
@@ -241,38 +245,41 @@ func (p *Provider) Redeem(ctx context.Context, req *interfaces.RedeemRequest) (*
 	if req.Packets == 0 {
 		return nil, malformed(errors.New("a redeem of 0 packets"))
 	}
-	st, err := p.ledger.Channel(ctx, v.Channel)
-	if errors.Is(err, interfaces.ErrNotFound) {
-		return nil, fmt.Errorf("%w: pay-channels: no channel %x on the ledger", interfaces.ErrPaymentRequired, v.Channel[:8])
-	}
-	if err != nil {
+	vk, rk := voucherKey(v.Channel), epochKey('r', req.Epoch)
+	keys := [][]byte{vk, rk}
+	var st *voucher.State
+	if p.shared {
+		// Sotto's ledger shares the namespace: the channel is read with
+		// the voucher, and the swap below expects it unchanged, so a
+		// close that lands meanwhile makes this Redeem look again.
+		keys = append(keys, channelKey(v.Channel))
+	} else if st, err = p.channel(ctx, v.Channel); err != nil {
 		return nil, err
 	}
-	switch {
-	case st.Payee != p.payee:
-		return nil, fmt.Errorf("%w: pay-channels: channel %x pays another provider", interfaces.ErrPaymentRequired, v.Channel[:8])
-	case st.Closing != 0 || st.Settled || req.Epoch >= st.Expiry:
-		return nil, fmt.Errorf("%w: pay-channels: channel %x is closed", interfaces.ErrPaymentRequired, v.Channel[:8])
-	}
-	if err := v.Verify(st.Payer); err != nil {
-		return nil, fmt.Errorf("%w: %w", interfaces.ErrPaymentRequired, err)
-	}
-	if v.Amount > st.Deposit {
-		return nil, fmt.Errorf("%w: pay-channels: a voucher of %d over the deposit of %d", interfaces.ErrPaymentRequired, v.Amount, st.Deposit)
-	}
-	vk, rk := voucherKey(v.Channel), epochKey('r', req.Epoch)
-	got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{vk, rk}})
+	got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: keys})
 	if err != nil {
 		return nil, fmt.Errorf("pay-channels: reading the newest voucher: %w", err)
 	}
-	if len(got.Found) != 2 || len(got.Values) != 2 {
+	if len(got.Found) != len(keys) || len(got.Values) != len(keys) {
 		return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
 	}
-	last, lastFound, paid, paidFound := got.Values[0], got.Found[0], got.Values[1], got.Found[1]
+	cur, found := got.Values, got.Found
+	verified := false
 	for {
+		if p.shared {
+			if !found[2] {
+				return nil, fmt.Errorf("%w: pay-channels: no channel %x on the ledger", interfaces.ErrPaymentRequired, v.Channel[:8])
+			}
+			if st, err = voucher.ParseState(cur[2]); err != nil {
+				return nil, fmt.Errorf("pay-channels: the ledger's channel: %w", err)
+			}
+		}
+		if err := p.payable(st, v, req.Epoch, &verified); err != nil {
+			return nil, err
+		}
 		var prev voucher.Voucher
-		if lastFound {
-			pv, err := voucher.ParseVoucher(last)
+		if found[0] {
+			pv, err := voucher.ParseVoucher(cur[0])
 			if err != nil {
 				return nil, fmt.Errorf("pay-channels: the stored voucher: %w", err)
 			}
@@ -286,27 +293,63 @@ func (p *Provider) Redeem(ctx context.Context, req *interfaces.RedeemRequest) (*
 		if granted == 0 {
 			return nil, fmt.Errorf("%w: pay-channels: a voucher of %d more pays for no packet at %d", interfaces.ErrPaymentRequired, delta, p.cfg.Price)
 		}
-		sum, err := decodeUint(paid, paidFound)
+		sum, err := decodeUint(cur[1], found[1])
 		if err != nil {
 			return nil, err
 		}
-		resp, err := p.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, All: true, Entries: []interfaces.KVSwapEntry{
-			{Key: vk, Expected: last, ExpectAbsent: !lastFound, Value: v.Marshal()},
-			{Key: rk, Expected: paid, ExpectAbsent: !paidFound, Value: binary.BigEndian.AppendUint64(nil, sum+delta)},
-		}})
+		entries := []interfaces.KVSwapEntry{
+			{Key: vk, Expected: cur[0], ExpectAbsent: !found[0], Value: v.Marshal()},
+			{Key: rk, Expected: cur[1], ExpectAbsent: !found[1], Value: binary.BigEndian.AppendUint64(nil, sum+delta)},
+		}
+		if p.shared {
+			entries = append(entries, interfaces.KVSwapEntry{Key: keys[2], Expected: cur[2], Value: cur[2]})
+		}
+		resp, err := p.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, All: true, Entries: entries})
 		if err != nil {
 			return nil, fmt.Errorf("pay-channels: storing the voucher: %w", err)
 		}
-		if len(resp.Applied) != 2 || len(resp.Found) != 2 || len(resp.Current) != 2 {
+		if len(resp.Applied) != len(entries) || len(resp.Found) != len(entries) || len(resp.Current) != len(entries) {
 			return nil, fmt.Errorf("pay-channels: storing the voucher: %w", interfaces.ErrMalformedReply)
 		}
 		if resp.Applied[0] {
 			return &interfaces.RedeemResponse{Granted: granted, Receipt: binary.BigEndian.AppendUint64(nil, v.Amount)}, nil
 		}
 		// Nothing was written; Current holds what each entry met.
-		last, lastFound = resp.Current[0], resp.Found[0]
-		paid, paidFound = resp.Current[1], resp.Found[1]
+		cur, found = resp.Current, resp.Found
 	}
+}
+
+// channel reads a channel from a ledger of its own.
+func (p *Provider) channel(ctx context.Context, id [voucher.IDLen]byte) (*voucher.State, error) {
+	st, err := p.ledger.Channel(ctx, id)
+	if errors.Is(err, interfaces.ErrNotFound) {
+		return nil, fmt.Errorf("%w: pay-channels: no channel %x on the ledger", interfaces.ErrPaymentRequired, id[:8])
+	}
+	return st, err
+}
+
+// payable checks that v may pay on st at epoch: a channel to this
+// provider, open, v within the deposit and signed by the payer (checked
+// once per Redeem: the payer never changes).
+func (p *Provider) payable(st *voucher.State, v *voucher.Voucher, epoch uint64, verified *bool) error {
+	switch {
+	case st.ID != v.Channel:
+		return fmt.Errorf("%w: pay-channels: the ledger's channel is not the voucher's", interfaces.ErrPaymentRequired)
+	case st.Payee != p.payee:
+		return fmt.Errorf("%w: pay-channels: channel %x pays another provider", interfaces.ErrPaymentRequired, v.Channel[:8])
+	case st.Closing != 0 || st.Settled || epoch >= st.Expiry:
+		return fmt.Errorf("%w: pay-channels: channel %x is closed", interfaces.ErrPaymentRequired, v.Channel[:8])
+	}
+	if !*verified {
+		if err := v.Verify(st.Payer); err != nil {
+			return fmt.Errorf("%w: %w", interfaces.ErrPaymentRequired, err)
+		}
+		*verified = true
+	}
+	if v.Amount > st.Deposit {
+		return fmt.Errorf("%w: pay-channels: a voucher of %d over the deposit of %d", interfaces.ErrPaymentRequired, v.Amount, st.Deposit)
+	}
+	return nil
 }
 
 // Settle claims, on the ledger, every channel's newest voucher the ledger

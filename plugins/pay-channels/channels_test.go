@@ -180,7 +180,7 @@ func TestConformanceWithHostKV(t *testing.T) {
 func snapshot(t testing.TB, kv interfaces.KV) string {
 	t.Helper()
 	var b bytes.Buffer
-	for _, ns := range []string{Namespace, LedgerNamespace} {
+	for _, ns := range []string{Namespace} {
 		var after []byte
 		for {
 			l, err := kv.KVList(context.Background(), &interfaces.KVListRequest{Namespace: ns, After: after})
@@ -605,7 +605,7 @@ func TestLedgerLogTamperingIsFound(t *testing.T) {
 	if n, err := l.VerifyLog(context.Background()); err != nil || n != 2 {
 		t.Fatalf("VerifyLog: %d, %v", n, err)
 	}
-	k := binary.BigEndian.AppendUint64([]byte{'e'}, 0)
+	k := binary.BigEndian.AppendUint64([]byte("Le"), 0)
 	g, _ := kv.KVGet(context.Background(), &interfaces.KVGetRequest{Namespace: LedgerNamespace, Keys: [][]byte{k}})
 	e := g.Values[0]
 	e[60] ^= 1
@@ -653,6 +653,62 @@ func TestConfigRefusals(t *testing.T) {
 	for _, raw := range []string{`{"nope": 1}`, `{"max_deposit": 5, "price_per_packet": 10}`, `[`} {
 		if _, err := ParseConfig([]byte(raw)); !errors.Is(err, interfaces.ErrInvalidArgument) {
 			t.Errorf("%s: %v", raw, err)
+		}
+	}
+}
+
+// A ledger apart from the provider's KV (as a chain would be): Redeem
+// reads the channel through the Ledger interface.
+func TestConformanceWithALedgerApart(t *testing.T) {
+	var r reopeners
+	accountingtest.Run(t, func(t *testing.T) interfaces.Accounting {
+		kv, lkv := memkv.New(), memkv.New()
+		return r.open(t, func(t *testing.T) interfaces.Accounting {
+			l, err := OpenKVLedger(context.Background(), testConfig().ledger(), lkv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Open(context.Background(), testConfig(), kv, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		})
+	}, r.options())
+}
+
+func TestRefusalsWithALedgerApart(t *testing.T) {
+	l, err := OpenKVLedger(context.Background(), testConfig().ledger(), memkv.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := memkv.New()
+	p, err := Open(context.Background(), testConfig(), kv, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newPayer(t)
+	if err := c.open(t, p, 1, 5000); err != nil {
+		t.Fatal(err)
+	}
+	v := c.next(1000)
+	if r, err := redeem(p, 1, v.Marshal(), 100); err != nil || r.Granted != 100 {
+		t.Fatalf("a good voucher: %+v, %v", r, err)
+	}
+	cl := voucher.Close{Channel: c.id}
+	cl.Sign(c.key)
+	if _, err := l.Close(context.Background(), &cl, 1); err != nil {
+		t.Fatal(err)
+	}
+	nowhere := newPayer(t)
+	rand.Read(nowhere.id[:])
+	for name, cred := range map[string][]byte{"replayed": v.Marshal(), "on a closed channel": c.next(1000).Marshal(), "on no channel": nowhere.next(1000).Marshal()} {
+		before := snapshot(t, kv)
+		if _, err := redeem(p, 1, cred, 100); !errors.Is(err, interfaces.ErrPaymentRequired) {
+			t.Errorf("a voucher %s: %v", name, err)
+		}
+		if snapshot(t, kv) != before {
+			t.Errorf("a voucher %s changed the store", name)
 		}
 	}
 }

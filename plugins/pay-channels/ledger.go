@@ -63,11 +63,14 @@ func refused(format string, a ...any) error {
 	return fmt.Errorf("%w: pay-channels ledger: %s", interfaces.ErrPaymentRequired, fmt.Sprintf(format, a...))
 }
 
-// LedgerNamespace is the KV namespace of KVLedger. Keys: "k" → the
-// ledger's Ed25519 seed; "h" → head (sequence number, SHA-256 of the last
-// entry); "e" seq → entry; "c" channel → state; "p" payer payee → the
-// pair's current channel; "a" key → balance paid out.
-const LedgerNamespace = "pay-channels-ledger"
+// LedgerNamespace is the KV namespace of KVLedger: the provider's own
+// (Namespace), under keys of their own starting with "L", so that a
+// provider on the same KV reads a channel and its newest voucher in one
+// call and swaps them together. Keys: "Lk" → the ledger's Ed25519 seed;
+// "Lh" → head (sequence number, SHA-256 of the last entry); "Le" seq →
+// entry; "Lc" channel → state; "Lp" payer payee → the pair's current
+// channel; "La" key → balance paid out.
+const LedgerNamespace = Namespace
 
 // LedgerConfig are a KVLedger's terms.
 type LedgerConfig struct {
@@ -108,7 +111,7 @@ func OpenKVLedger(ctx context.Context, cfg LedgerConfig, kv interfaces.KV) (*KVL
 	if !ok {
 		return nil, fmt.Errorf("%w: pay-channels ledger: the KV (%T) offers no compare-and-swap", interfaces.ErrUnavailable, kv)
 	}
-	seed, err := loadOrCreateSeed(ctx, kv, sw, LedgerNamespace)
+	seed, err := loadOrCreateSeed(ctx, kv, sw, LedgerNamespace, []byte("Lk"))
 	if err != nil {
 		return nil, fmt.Errorf("pay-channels ledger: %w", err)
 	}
@@ -118,14 +121,14 @@ func OpenKVLedger(ctx context.Context, cfg LedgerConfig, kv interfaces.KV) (*KVL
 	return l, nil
 }
 
-// loadOrCreateSeed returns the Ed25519 seed stored at "k" in ns, storing a
+// loadOrCreateSeed returns the Ed25519 seed stored at key in ns, storing a
 // new one first if there is none (two processes racing keep the first).
-func loadOrCreateSeed(ctx context.Context, kv interfaces.KV, sw interfaces.KVSwapper, ns string) ([]byte, error) {
+func loadOrCreateSeed(ctx context.Context, kv interfaces.KV, sw interfaces.KVSwapper, ns string, key []byte) ([]byte, error) {
 	seed := make([]byte, ed25519.SeedSize)
 	if _, err := rand.Read(seed); err != nil {
 		return nil, err
 	}
-	resp, err := sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: ns, Entries: []interfaces.KVSwapEntry{{Key: []byte("k"), ExpectAbsent: true, Value: seed}}})
+	resp, err := sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: ns, Entries: []interfaces.KVSwapEntry{{Key: key, ExpectAbsent: true, Value: seed}}})
 	if err != nil {
 		if errors.Is(err, errors.ErrUnsupported) {
 			return nil, fmt.Errorf("%w: the KV offers no compare-and-swap: %w", interfaces.ErrUnavailable, err)
@@ -151,7 +154,7 @@ func (l *KVLedger) Key() [voucher.KeyLen]byte { return l.pub }
 // Dispute returns the dispute window in epochs.
 func (l *KVLedger) Dispute() uint64 { return l.cfg.DisputeEpochs }
 
-func channelKey(id [voucher.IDLen]byte) []byte { return append([]byte{'c'}, id[:]...) }
+func channelKey(id [voucher.IDLen]byte) []byte { return append([]byte("Lc"), id[:]...) }
 
 func (l *KVLedger) get(ctx context.Context, keys ...[]byte) ([][]byte, []bool, error) {
 	got, err := l.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: LedgerNamespace, Keys: keys})
@@ -178,7 +181,7 @@ func (l *KVLedger) Channel(ctx context.Context, id [voucher.IDLen]byte) (*vouche
 
 // Balance returns what settlements paid to key.
 func (l *KVLedger) Balance(ctx context.Context, key [voucher.KeyLen]byte) (uint64, error) {
-	v, f, err := l.get(ctx, append([]byte{'a'}, key[:]...))
+	v, f, err := l.get(ctx, append([]byte("La"), key[:]...))
 	if err != nil {
 		return 0, err
 	}
@@ -196,7 +199,7 @@ type change struct {
 // from the current state until its compare-and-swap applies.
 func (l *KVLedger) apply(ctx context.Context, kind byte, epoch uint64, payload []byte, id [voucher.IDLen]byte, f func(cur *voucher.State) (*change, error)) (*Record, error) {
 	for {
-		vals, found, err := l.get(ctx, []byte("h"), channelKey(id))
+		vals, found, err := l.get(ctx, []byte("Lh"), channelKey(id))
 		if err != nil {
 			return nil, err
 		}
@@ -229,8 +232,8 @@ func (l *KVLedger) apply(ctx context.Context, kind byte, epoch uint64, payload [
 		h := sha256.Sum256(entry)
 		head := append(binary.BigEndian.AppendUint64(nil, seq), h[:]...)
 		entries := []interfaces.KVSwapEntry{
-			{Key: []byte("h"), Expected: vals[0], ExpectAbsent: !found[0], Value: head},
-			{Key: binary.BigEndian.AppendUint64([]byte{'e'}, seq), ExpectAbsent: true, Value: entry},
+			{Key: []byte("Lh"), Expected: vals[0], ExpectAbsent: !found[0], Value: head},
+			{Key: binary.BigEndian.AppendUint64([]byte("Le"), seq), ExpectAbsent: true, Value: entry},
 			{Key: channelKey(id), Expected: vals[1], ExpectAbsent: !found[1], Value: ch.state.Marshal()},
 		}
 		entries = append(entries, ch.extra...)
@@ -264,7 +267,7 @@ func (l *KVLedger) Open(ctx context.Context, o *voucher.Open, epoch uint64) (*Re
 		return nil, refused("expiry epoch %d opened in epoch %d (at most %d epochs)", o.Expiry, epoch, l.cfg.MaxEpochs)
 	}
 	id := o.ID()
-	pair := append(append([]byte{'p'}, o.Payer[:]...), o.Payee[:]...)
+	pair := append(append([]byte("Lp"), o.Payer[:]...), o.Payee[:]...)
 	return l.apply(ctx, entryOpen, epoch, o.Marshal(), id, func(cur *voucher.State) (*change, error) {
 		if cur != nil {
 			return nil, refused("channel %x exists", id[:8])
@@ -381,7 +384,7 @@ func (l *KVLedger) Settle(ctx context.Context, id [voucher.IDLen]byte, epoch uin
 			if _, ok := add[k]; !ok {
 				continue
 			}
-			key := append([]byte{'a'}, k[:]...)
+			key := append([]byte("La"), k[:]...)
 			vals, found, err := l.get(ctx, key)
 			if err != nil {
 				return nil, err
@@ -404,7 +407,7 @@ func (l *KVLedger) VerifyLog(ctx context.Context) (uint64, error) {
 	var prev [32]byte
 	var n uint64
 	for {
-		vals, found, err := l.get(ctx, binary.BigEndian.AppendUint64([]byte{'e'}, n))
+		vals, found, err := l.get(ctx, binary.BigEndian.AppendUint64([]byte("Le"), n))
 		if err != nil {
 			return n, err
 		}
@@ -425,7 +428,7 @@ func (l *KVLedger) VerifyLog(ctx context.Context) (uint64, error) {
 		prev = sha256.Sum256(e)
 		n++
 	}
-	vals, found, err := l.get(ctx, []byte("h"))
+	vals, found, err := l.get(ctx, []byte("Lh"))
 	if err != nil {
 		return n, err
 	}
