@@ -96,7 +96,7 @@ func (c Config) ledger() LedgerConfig {
 }
 
 // Namespace is the KV namespace of the provider's state. Keys: "k" → the
-// payee's Ed25519 seed; "v" channel → the newest voucher accepted; "l"
+// payee's Ed25519 seed; "o" client → the client's newest channel; "v" channel → the newest voucher accepted; "l"
 // channel → the voucher's nonce last claimed on the ledger; "r" epoch →
 // amount paid in the epoch; "w" epoch node → work counts; "b" epoch
 // SHA-256(batch ID) → counted batch.
@@ -213,7 +213,7 @@ func (p *Provider) Issue(ctx context.Context, req *interfaces.IssueRequest) (*in
 		if r.Open.Payee != p.payee {
 			return nil, fmt.Errorf("%w: pay-channels: a channel to another payee", interfaces.ErrPaymentRequired)
 		}
-		rec, err = p.ledger.Open(ctx, r.Open, req.Epoch)
+		return p.open(ctx, r.Open, req)
 	case r.Close != nil:
 		rec, err = p.ledger.Close(ctx, r.Close, req.Epoch)
 	case r.Settle != nil:
@@ -221,6 +221,48 @@ func (p *Provider) Issue(ctx context.Context, req *interfaces.IssueRequest) (*in
 	}
 	if err != nil {
 		return nil, err
+	}
+	return &interfaces.IssueResponse{Response: rec.Receipt}, nil
+}
+
+// open opens a channel for the client req names, which may have one open
+// channel at a time at this provider (whatever payer key it signs with):
+// key "o" client → its newest channel.
+func (p *Provider) open(ctx context.Context, o *voucher.Open, req *interfaces.IssueRequest) (*interfaces.IssueResponse, error) {
+	if req.Client == (interfaces.ClientKey{}) {
+		return nil, fmt.Errorf("%w: pay-channels: a channel is opened for an authenticated client, and none is named", interfaces.ErrPaymentRequired)
+	}
+	ok := append([]byte{'o'}, req.Client[:]...)
+	got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{ok}})
+	if err != nil {
+		return nil, fmt.Errorf("pay-channels: reading the client's channel: %w", err)
+	}
+	if len(got.Found) != 1 || len(got.Values) != 1 {
+		return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
+	}
+	if got.Found[0] {
+		var id [voucher.IDLen]byte
+		if len(got.Values[0]) != len(id) {
+			return nil, fmt.Errorf("pay-channels: a client's channel of %d bytes in the KV", len(got.Values[0]))
+		}
+		copy(id[:], got.Values[0])
+		st, err := p.ledger.Channel(ctx, id)
+		if err != nil && !errors.Is(err, interfaces.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil && st.Closing == 0 && !st.Settled && req.Epoch < st.Expiry {
+			return nil, fmt.Errorf("%w: pay-channels: the client has channel %x open until epoch %d", interfaces.ErrPaymentRequired, id[:8], st.Expiry)
+		}
+	}
+	rec, err := p.ledger.Open(ctx, o, req.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	id := o.ID()
+	// Two opens of one client at once may both pass the check above: the
+	// later one written is remembered. Each has its own deposit.
+	if _, err := p.kv.KVPut(ctx, &interfaces.KVPutRequest{Namespace: Namespace, Entries: []interfaces.KVEntry{{Key: ok, Value: id[:]}}}); err != nil {
+		return nil, fmt.Errorf("pay-channels: noting the client's channel: %w", err)
 	}
 	return &interfaces.IssueResponse{Response: rec.Receipt}, nil
 }

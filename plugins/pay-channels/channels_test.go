@@ -311,6 +311,21 @@ func TestIssueRefusals(t *testing.T) {
 		want error
 	}{
 		{"a second channel of one pair while the first is open", func() error { return c.open(t, p, 1, 5000) }, interfaces.ErrPaymentRequired},
+		{"a second channel of one client under another payer key", func() error {
+			o := voucher.Open{Payer: newPayer(t).pub(), Payee: p.Payee(), Seq: 5, Deposit: 10, Expiry: 5}
+			d := newPayer(t)
+			o.Payer = d.pub()
+			o.Sign(d.key)
+			_, err := p.Issue(context.Background(), &interfaces.IssueRequest{Epoch: 1, Request: o.Marshal(), Client: interfaces.ClientKey(c.pub())})
+			return err
+		}, interfaces.ErrPaymentRequired},
+		{"a channel for no authenticated client", func() error {
+			d := newPayer(t)
+			o := voucher.Open{Payer: d.pub(), Payee: p.Payee(), Seq: 5, Deposit: 10, Expiry: 5}
+			o.Sign(d.key)
+			_, err := p.Issue(context.Background(), &interfaces.IssueRequest{Epoch: 1, Request: o.Marshal()})
+			return err
+		}, interfaces.ErrPaymentRequired},
 		{"a deposit over the maximum", func() error { return newPayer(t).open(t, p, 1, 100001) }, interfaces.ErrPaymentRequired},
 		{"a zero deposit", func() error { return newPayer(t).open(t, p, 1, 0) }, interfaces.ErrPaymentRequired},
 		{"a channel to another provider", func() error {
