@@ -159,7 +159,14 @@ func (w *Wallet) Pay(ctx context.Context, link iw.Link, p iw.Provider) (uint64, 
 			w.update(pp.Payee, func(c *Channel) { c.Nonce, c.Amount, c.Pending = v.Nonce, v.Amount, nil })
 		case errors.Is(err, clientproto.ErrPaymentRequired):
 			// Closed, expired, or the provider holds vouchers the wallet
-			// forgot: this channel is done; open the next.
+			// forgot (an old saved state): this channel is done. In the
+			// last case it is still open: close it (the ledger settles on
+			// the provider's newest voucher), so the next can be opened.
+			if spentBefore(err) {
+				if _, cerr := w.closeChannel(ctx, link, p.Epoch, pp, ch); cerr != nil && !errors.Is(cerr, clientproto.ErrPaymentRequired) {
+					return 0, cerr
+				}
+			}
 			w.update(pp.Payee, func(c *Channel) { c.Closed, c.Pending = true, nil })
 			w.mu.Lock()
 			w.refused++
