@@ -23,6 +23,7 @@ import (
 	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/e2e"
 	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
+	chwallet "github.com/sottonet/sotto/plugins/pay-channels/wallet"
 )
 
 // clientFlags are the flags send and recv share: where the provider is,
@@ -52,7 +53,7 @@ func (f *clientFlags) register(fs *pflag.FlagSet, stateHelp string) {
 	fs.StringVar(&f.nodeConfig, "config", "", "deprecated (a node config holds secrets): use --network; a node config to take the epoch clock from")
 	fs.StringVar(&f.network, "network", "", "the network file (from the operator's `sotto network init`): the epoch clock, and the provider (the first, or --provider N for the Nth)")
 	fs.BoolVar(&f.verbose, "verbose", false, "log to stderr at debug level (default: warnings only)")
-	fs.StringVar(&f.pay, "pay", "blindsig", "how to pay a provider that charges: blindsig (tokens of plugins/pay-blindsig, kept in --state) or none")
+	fs.StringVar(&f.pay, "pay", "blindsig", "how to pay a provider that charges: blindsig (tokens of plugins/pay-blindsig, kept in --state), channels (a payment channel of plugins/pay-channels, kept in --state) or none")
 	fs.StringSliceVar(&f.vouchers, "voucher", nil, "a purchase voucher (hex) for a blindsig provider under the voucher policy; repeatable")
 }
 
@@ -74,8 +75,13 @@ func (f *clientFlags) wallet() (wallet.Wallet, error) {
 			vs = append(vs, b)
 		}
 		return bswallet.New(bswallet.Options{Vouchers: vs}), nil
+	case "channels":
+		if len(f.vouchers) > 0 {
+			return nil, errors.New("--voucher needs --pay blindsig")
+		}
+		return chwallet.New(chwallet.Options{}), nil
 	}
-	return nil, fmt.Errorf("--pay %q: want blindsig or none", f.pay)
+	return nil, fmt.Errorf("--pay %q: want blindsig, channels or none", f.pay)
 }
 
 // clock returns the epoch clock the flags give, if any.

@@ -46,6 +46,7 @@ DIR/demo.log).`,
 		Example: "  sotto demo\n  sotto demo --layers 2 --mixes-per-layer 3 --lambda-p 5 --mu 20 --messages 30\n" +
 			"  sotto demo --kill-mix 5s   # take a mix down mid-run and watch the clients route around it\n" +
 			"  sotto demo --accounting blindsig   # providers charge tokens; a client without any is refused\n" +
+			"  sotto demo --accounting channels   # providers charge over payment channels (vouchers)\n" +
 			"  sotto demo --storage postgres --postgres-dsn postgres://sotto@127.0.0.1/sotto   # nodes on PostgreSQL, a schema each",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -87,7 +88,7 @@ DIR/demo.log).`,
 	f.IntVar(&cfg.Messages, "messages", demo.DefaultMessages, fmt.Sprintf("messages to send (at least %d)", demo.MinMessages))
 	f.DurationVar(&cfg.Duration, "duration", 0, "send messages for this long instead of a fixed --messages count")
 	f.DurationVar(&cfg.KillMixAfter, "kill-mix", 0, "kill one mix (SIGKILL) this long after the first message (needs 2 mixes per layer)")
-	f.StringVar(&cfg.Accounting, "accounting", demo.AccountingFree, "how providers charge: free (nothing) or blindsig (blind-signature tokens: alice and bob pay, carol without a wallet is refused)")
+	f.StringVar(&cfg.Accounting, "accounting", demo.AccountingFree, "how providers charge: free (nothing) blindsig (blind-signature tokens: alice and bob pay, carol without a wallet is refused) or channels (payment channels: alice and bob pay with vouchers, carol is refused)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (keys, node logs, Badger data, client state)")
 	f.StringVar(&cfg.Storage, "storage", "badger", "the nodes' storage plugin: badger (a directory each) or postgres (a schema each, see --postgres-dsn)")
 	f.StringVar(&cfg.PostgresDSN, "postgres-dsn", "", "with --storage postgres: the database's DSN (empty: the PG* environment variables)")

@@ -142,3 +142,26 @@ func TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader(t *t
 		t.Error("the summary does not say carol was refused")
 	}
 }
+
+// TestDemoWithPaymentChannelsDeliversEveryMessage: with providers running
+// pay-channels out of process (vouchers and Sotto's own ledger in the
+// storage plugin's KV), alice and bob each open a channel and pay with
+// vouchers, every message arrives, and carol, without a wallet, is
+// refused.
+func TestDemoWithPaymentChannelsDeliversEveryMessage(t *testing.T) {
+	cfg := fastDemo()
+	cfg.Accounting = demo.AccountingChannels
+	sum, out := runDemo(t, cfg)
+	if err := sum.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if sum.CredentialsObtained == 0 || sum.CredentialsSpent == 0 || sum.CredentialsSpent > sum.CredentialsObtained {
+		t.Errorf("vouchers' worth opened %d, paid %d", sum.CredentialsObtained, sum.CredentialsSpent)
+	}
+	if !sum.FreeloaderRefused || sum.FreeloaderRefusedPackets == 0 {
+		t.Errorf("carol refused %v with %d packets refused", sum.FreeloaderRefused, sum.FreeloaderRefusedPackets)
+	}
+	if !strings.Contains(out, "payment      channels:") {
+		t.Error("the summary does not say how the clients paid")
+	}
+}

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/plugintest"
 	"github.com/sottonet/sotto/plugins/pay-blindsig/token"
+	"github.com/sottonet/sotto/plugins/pay-channels/voucher"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
 )
 
@@ -25,11 +27,18 @@ import (
 // as in core/sphinx's BenchmarkRatios). Each iteration times:
 //
 //   - one Sphinx Unwrap of the default geometry;
+//
 //   - obtaining one token as a client does (blind, the provider's Issue,
 //     unblind and check), and the client's own share (blind and unblind);
+//
 //   - one Redeem of it, through the pay-blindsig binary out of process,
 //     its spent record written to a Badger store with SyncWrites on (the
 //     node's durable default) over the host KV.
+//
+//   - one Redeem of a payment-channel voucher paying for 100 packets,
+//     through the pay-channels binary out of process on the same store
+//     (the channel read from Sotto's ledger, the newest voucher read and
+//     replaced by compare-and-swap), and the client's signing of it.
 //
 // The per-packet costs divide a token's by the packets it buys (100).
 // Both wall-clock time and CPU time are taken, over batches of 40 calls
@@ -44,13 +53,14 @@ import (
 //	go test -run '^$' -bench PaymentRatios -benchtime 20x ./host/plugin/
 func BenchmarkPaymentRatios(b *testing.B) {
 	bin := plugintest.Build(b, "github.com/sottonet/sotto/plugins/pay-blindsig/cmd/pay-blindsig")
+	chBin := plugintest.Build(b, "github.com/sottonet/sotto/plugins/pay-channels/cmd/pay-channels")
 	// durable: SyncWrites on, as a node runs; nosync: the same without the
 	// fsync, to show what durability costs.
-	b.Run("durable", func(b *testing.B) { paymentRatios(b, bin, true) })
-	b.Run("nosync", func(b *testing.B) { paymentRatios(b, bin, false) })
+	b.Run("durable", func(b *testing.B) { paymentRatios(b, bin, chBin, true) })
+	b.Run("nosync", func(b *testing.B) { paymentRatios(b, bin, chBin, false) })
 }
 
-func paymentRatios(b *testing.B, bin string, sync bool) {
+func paymentRatios(b *testing.B, bin, chBin string, sync bool) {
 	cfg := storagebadger.DefaultConfig(b.TempDir())
 	cfg.SyncWrites = sync
 	store, err := storagebadger.Open(cfg)
@@ -67,6 +77,15 @@ func paymentRatios(b *testing.B, bin string, sync bool) {
 	defer p.Close()
 	acc := p.Accounting()
 	ctx := b.Context()
+	chp, err := Start(b.Context(), Config{Name: "accounting-channels", Kind: "accounting", Path: chBin,
+		RawConfig: []byte(`{"max_deposit": 1000000000000000}`)},
+		Options{Host: &interfaces.Host{Slot: "accounting-channels", KV: interfaces.SlotKV(store, "accounting-channels")}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer chp.Close()
+	chAcc := chp.Accounting()
+	ch := openBenchChannel(b, chAcc)
 	info, err := acc.Info(ctx, &interfaces.AccountingInfoRequest{Epoch: 1})
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +137,11 @@ func paymentRatios(b *testing.B, bin string, sync bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return self + plug
+		chPlug, err := cpuNS(chp.Pid())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return self + plug + chPlug
 	}
 
 	// Each iteration times a batch of k calls of each kind, reading the
@@ -150,6 +173,7 @@ func paymentRatios(b *testing.B, bin string, sync bool) {
 	var bgs []float64
 	var du, dIssue, dClient, dRedeem []time.Duration // wall, per call
 	var cu, cIssue, cClient, cRedeem []time.Duration // CPU, per call
+	var dVoucher, dSign, cVoucher, cSign []time.Duration
 	for b.Loop() {
 		c0, t0 := cpu(), time.Now()
 		time.Sleep(20 * time.Millisecond)
@@ -199,6 +223,18 @@ func paymentRatios(b *testing.B, bin string, sync bool) {
 			n++
 		})
 		dRedeem, cRedeem = append(dRedeem, w), append(cRedeem, c)
+		var vs [][]byte
+		w, c = measure(func() { vs = append(vs, ch.next()) })
+		dSign, cSign = append(dSign, w), append(cSign, c)
+		n = 0
+		w, c = measure(func() {
+			g, err := chAcc.Redeem(ctx, &interfaces.RedeemRequest{Epoch: 1, Credential: vs[n], Packets: uint64(perToken), Client: client})
+			if err != nil || g.Granted != uint64(perToken) {
+				b.Fatalf("redeem of a voucher: %+v, %v", g, err)
+			}
+			n++
+		})
+		dVoucher, cVoucher = append(dVoucher, w), append(cVoucher, c)
 	}
 	med := func(d []time.Duration) float64 {
 		slices.Sort(d)
@@ -221,6 +257,55 @@ func paymentRatios(b *testing.B, bin string, sync bool) {
 	b.ReportMetric(float64(readCost), "cpu-read-ns")
 	report("wall", du, dRedeem, dIssue, dClient)
 	report("cpu", cu, cRedeem, cIssue, cClient)
+	// Payment channels beside them: a voucher per 100 packets.
+	for _, m := range []struct {
+		kind            string
+		u, redeem, sign []time.Duration
+	}{{"wall", du, dVoucher, dSign}, {"cpu", cu, cVoucher, cSign}} {
+		mu, mr, ms := med(m.u), med(m.redeem), med(m.sign)
+		b.ReportMetric(mr/mu, m.kind+"-channels-redeem/unwrap")
+		b.ReportMetric(ms/mu, m.kind+"-channels-sign/unwrap")
+		b.ReportMetric(100*(mr/perToken)/(mu+mr/perToken), m.kind+"-channels-redeem-%/packet")
+	}
+}
+
+// benchChannel is a client's channel to the benchmark's pay-channels
+// provider, opened through Issue; next signs its next voucher, paying for
+// 100 packets at the provider's price.
+type benchChannel struct {
+	key   ed25519.PrivateKey
+	id    [voucher.IDLen]byte
+	cost  uint64
+	nonce uint64
+}
+
+func openBenchChannel(b *testing.B, a interfaces.Accounting) *benchChannel {
+	info, err := a.Info(b.Context(), &interfaces.AccountingInfoRequest{Epoch: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pp, err := voucher.ParseParams(info.Params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, sk, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	o := voucher.Open{Payee: pp.Payee, Deposit: pp.MaxDeposit, Expiry: 1 + uint64(pp.MaxEpochs)}
+	copy(o.Payer[:], pub)
+	o.Sign(sk)
+	if _, err := a.Issue(b.Context(), &interfaces.IssueRequest{Epoch: 1, Request: o.Marshal(), Client: interfaces.ClientKey{1}}); err != nil {
+		b.Fatal(err)
+	}
+	return &benchChannel{key: sk, id: o.ID(), cost: pp.Price * 100}
+}
+
+func (c *benchChannel) next() []byte {
+	c.nonce++
+	v := voucher.Voucher{Channel: c.id, Nonce: c.nonce, Amount: c.nonce * c.cost}
+	v.Sign(c.key)
+	return v.Marshal()
 }
 
 // cpuNS is the run time of every thread of process pid so far.

@@ -34,6 +34,7 @@ const (
 	// The designs Config.Accounting names.
 	AccountingFree     = "free"
 	AccountingBlindsig = "blindsig"
+	AccountingChannels = "channels"
 )
 
 // Config is a demo run. Binary is required; the rest has defaults.
@@ -145,8 +146,8 @@ func (c *Config) Validate() error {
 	if c.Duration == 0 && c.Messages < MinMessages {
 		errs = append(errs, fmt.Errorf("%d messages: the plan needs at least %d", c.Messages, MinMessages))
 	}
-	if c.Accounting != AccountingFree && c.Accounting != AccountingBlindsig {
-		errs = append(errs, fmt.Errorf("accounting %q: want %s or %s", c.Accounting, AccountingFree, AccountingBlindsig))
+	if c.Accounting != AccountingFree && !paying(c.Accounting) {
+		errs = append(errs, fmt.Errorf("accounting %q: want %s, %s or %s", c.Accounting, AccountingFree, AccountingBlindsig, AccountingChannels))
 	}
 	if c.KillMixAfter > 0 && c.MixesPerLayer < 2 {
 		errs = append(errs, errors.New("killing a mix needs two mixes per layer, or nothing routes"))

@@ -155,7 +155,7 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 		}
 	}
 	r.pr.phase("clients up: alice on %s, bob on %s, both sending Loopix cover traffic", provs[0].Name, provs[1].Name)
-	if r.cfg.Accounting == AccountingBlindsig {
+	if paying(r.cfg.Accounting) {
 		if err := r.freeloader(ctx, provs[0], newCfg); err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/localnet"
 	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
+	chwallet "github.com/sottonet/sotto/plugins/pay-channels/wallet"
 )
 
 // Paying providers (Config.Accounting blindsig): every provider runs
@@ -19,8 +20,23 @@ import (
 // its wallet; carol, a third client of alice's provider, has no wallet and
 // must be refused.
 
+// With Config.Accounting channels every provider runs plugins/pay-channels
+// (Sotto's own ledger in its storage KV) and alice and bob each open a
+// channel to their provider and pay with vouchers; carol is refused the
+// same way.
+
+// paying: the design charges (a client needs a wallet).
+func paying(design string) bool {
+	return design == AccountingBlindsig || design == AccountingChannels
+}
+
 // providerAccounting is the providers' accounting slot for a design.
 func providerAccounting(design string) map[string]any {
+	if design == AccountingChannels {
+		return map[string]any{"builtin": "pay-channels", "config": map[string]any{
+			"price_per_packet": 10, "packets_per_voucher": 100, "max_deposit": 1_000_000,
+		}}
+	}
 	if design != AccountingBlindsig {
 		return nil
 	}
@@ -32,7 +48,10 @@ func providerAccounting(design string) map[string]any {
 // wallet is p's wallet (made once, kept across restarts), or nil when
 // providers charge nothing.
 func (r *run) wallet(p *peer) wallet.Wallet {
-	if r.cfg.Accounting != AccountingBlindsig {
+	if r.cfg.Accounting == AccountingChannels && p.wallet == nil {
+		p.wallet = chwallet.New(chwallet.Options{})
+	}
+	if !paying(r.cfg.Accounting) {
 		return nil
 	}
 	if p.wallet == nil {
@@ -103,12 +122,17 @@ func (r *run) paySummary(s *Summary) {
 
 // writePayment prints the payment line of the summary.
 func (s *Summary) writePayment(w io.Writer) {
-	if s.Accounting != AccountingBlindsig {
+	switch s.Accounting {
+	case AccountingBlindsig:
+		fmt.Fprintf(w, "  payment      blindsig: alice and bob obtained %d tokens, spent %d; %d of their packets refused for payment\n",
+			s.CredentialsObtained, s.CredentialsSpent, s.PaymentRefused)
+	case AccountingChannels:
+		fmt.Fprintf(w, "  payment      channels: alice and bob opened channels worth %d vouchers, paid %d vouchers; %d of their packets refused for payment\n",
+			s.CredentialsObtained, s.CredentialsSpent, s.PaymentRefused)
+	default:
 		fmt.Fprintf(w, "  payment      %s: providers charge nothing\n", orFree(s.Accounting))
 		return
 	}
-	fmt.Fprintf(w, "  payment      blindsig: alice and bob obtained %d tokens, spent %d; %d of their packets refused for payment\n",
-		s.CredentialsObtained, s.CredentialsSpent, s.PaymentRefused)
 	refused := "NOT refused"
 	if s.FreeloaderRefused {
 		refused = "refused as payment required"
