@@ -1,14 +1,14 @@
 // Builds dist/: the page and the worker bundled by esbuild, Go's
 // wasm_exec.js, and the client compiled to WebAssembly.
-//   node build.mjs          (from web/; needs npm ci and go)
+//   node build.mjs [OUTDIR]     (needs npm ci in web/, and go; OUTDIR defaults to web/dist)
 import { build } from 'esbuild'
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync } from 'node:fs'
-import { join, dirname } from 'node:path'
+import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const dist = join(here, 'dist')
+const dist = process.argv[2] ? resolve(process.argv[2]) : join(here, 'dist')
 mkdirSync(dist, { recursive: true })
 
 const common = { bundle: true, format: 'iife', target: 'es2022', minify: true, sourcemap: false, logLevel: 'warning' }
