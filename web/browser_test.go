@@ -31,6 +31,7 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/internal/e2e"
 	"github.com/sottonet/sotto/internal/localnet"
+	"github.com/sottonet/sotto/web/benchwork"
 )
 
 // need skips the test for a missing tool, unless CI=true (then it fails:
@@ -347,4 +348,43 @@ func artifact(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, name)
+}
+
+// TestBrowserBench times packet creation and a message's encryption in
+// Chromium (the Wasm client in its Worker) and natively, in one run
+// (docs/BENCHMARKS.md, "Browser client"). It runs with SOTTOWEB_BENCH=1.
+func TestBrowserBench(t *testing.T) {
+	if os.Getenv("SOTTOWEB_BENCH") != "1" {
+		t.Skip("a benchmark: set SOTTOWEB_BENCH=1")
+	}
+	chrome := chromium(t)
+	dist, _ := build(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Flag("headless", "new"),
+		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))...)
+	defer cancelAlloc()
+	tab, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+	if err := chromedp.Do(tab, chromedp.Navigate(serve(t, dist))); err != nil {
+		t.Fatal(err)
+	}
+	var inBrowser []benchwork.Result
+	if err := eval(tab, "sotto.command('bench')", &inBrowser); err != nil {
+		t.Fatal(err)
+	}
+	native, err := benchwork.Run(300*time.Millisecond, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version string
+	_ = eval(tab, "navigator.userAgent", &version)
+	t.Logf("%s", version)
+	t.Logf("%-34s %14s %9s %14s %9s %9s", "operation", "native", "/X25519", "Chromium", "/X25519", "browser/native")
+	for i, n := range native {
+		b := inBrowser[i]
+		t.Logf("%-34s %11.1f µs %9.2f %11.1f µs %9.2f %9.2f", n.Name, n.NsPerOp/1e3, n.NsPerOp/native[0].NsPerOp,
+			b.NsPerOp/1e3, b.NsPerOp/inBrowser[0].NsPerOp, b.NsPerOp/n.NsPerOp)
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/internal/e2e"
 	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
+	"github.com/sottonet/sotto/web/benchwork"
 	"github.com/sottonet/sotto/web/streamlink"
 )
 
@@ -43,6 +44,9 @@ func main() {
 	api.Set("contact", promised(contact))
 	api.Set("send", promised(send))
 	api.Set("stats", promised(stats))
+	api.Set("bench", promised(func(context.Context, []js.Value) (any, error) {
+		return benchwork.Run(300*time.Millisecond, 5)
+	}))
 	js.Global().Set("sottoGo", api)
 	emit("ready", map[string]any{})
 	select {}
@@ -54,10 +58,12 @@ func promised(f func(ctx context.Context, args []js.Value) (any, error)) js.Func
 	return js.FuncOf(func(_ js.Value, args []js.Value) any {
 		args = append([]js.Value(nil), args...)
 		var resolve, reject js.Value
-		p := js.Global().Get("Promise").New(js.FuncOf(func(_ js.Value, a []js.Value) any {
+		executor := js.FuncOf(func(_ js.Value, a []js.Value) any {
 			resolve, reject = a[0], a[1]
 			return nil
-		}))
+		})
+		p := js.Global().Get("Promise").New(executor) // runs executor at once
+		executor.Release()
 		go func() {
 			v, err := f(context.Background(), args)
 			if err != nil {
@@ -284,7 +290,7 @@ func statsOf(c *client.Client) map[string]any {
 		"loopsSent": s.LoopsSent, "loopsReturned": s.LoopsReturned, "loopsLost": s.LoopsLost,
 		"sent": s.MessagesSent, "acked": s.MessagesAcked, "delivered": s.MessagesDelivered,
 		"sendErrors": s.SendErrors, "payments": s.Payments, "latenciesMs": lat,
-		"conn": conn.State.String(), "epoch": conn.Epoch,
+		"conn": conn.State.String(), "epoch": epochNow(c, conn.Epoch),
 	}
 }
 
@@ -294,4 +300,12 @@ type consoleWriter struct{}
 func (consoleWriter) Write(p []byte) (int, error) {
 	js.Global().Get("console").Call("log", string(p))
 	return len(p), nil
+}
+
+// epochNow is the epoch by the client's clock (or the document's).
+func epochNow(c *client.Client, doc uint64) uint64 {
+	if clk, ok := c.Clock(); ok {
+		return clk.At(time.Now())
+	}
+	return doc
 }
