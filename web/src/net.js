@@ -43,8 +43,10 @@ export async function start (identity, onLink) {
   node.addEventListener('peer:connect', () => onLink(true))
   node.addEventListener('peer:disconnect', () => onLink(false))
   return {
-    async stream (addr) {
-      const s = await node.dialProtocol(multiaddr(addr), PROTOCOL)
+    // stream opens a stream of protocol (default the client protocol);
+    // a pushed downstream on its own protocol ID would pass its own.
+    async stream (addr, protocol = PROTOCOL) {
+      const s = await node.dialProtocol(multiaddr(addr), protocol)
       return wrap(s)
     },
     async stop () { await node.stop() }
