@@ -310,6 +310,16 @@ func TestBrowserClient(t *testing.T) {
 		t.Logf("screenshot: %s", shot)
 	}
 
+	// A second tab on alice's origin finds her client running and refuses
+	// to open the same state.
+	twin, cancelTwin := chromedp.NewContext(browser)
+	if err := chromedp.Do(twin, chromedp.Navigate(urlA)); err != nil {
+		t.Fatal(err)
+	}
+	_ = eval(twin, "sotto.ready", nil)
+	waitFor(t, twin, "the second tab to refuse alice's open state", "sotto.state.errors.some(e => e.includes('another tab'))", 30*time.Second)
+	cancelTwin()
+
 	// Bob's tab closes; carol writes to him; a new tab on his origin
 	// reopens his identity from IndexedDB and fetches the message.
 	if err := chromedp.Cancel(bob.ctx); err != nil {

@@ -29,8 +29,9 @@ func webCmd() *cobra.Command {
 		Long: `Start a Sotto network on 127.0.0.1 (node processes of this binary, as the
 demo runs them; its providers also listen on WebSockets), serve the browser
 client (web/dist, built by 'cd web && npm ci && node build.mjs') on --listen,
-and print one URL per provider. Open two of them in two browsers (or two
-origins: 127.0.0.1 and localhost) and write from one to the other; a native
+and print one URL per provider, on 127.0.0.1 and localhost in turn: two
+origins, so the two URLs in one browser are two clients. Write from one to
+the other; a native
 client reaches the same network with 'sotto send --provider' at the TCP
 address printed beside. Ctrl-C stops it.`,
 		Example: "  (cd web && npm ci && node build.mjs) && sotto web",
@@ -75,8 +76,18 @@ address printed beside. Ctrl-C stops it.`,
 			go srv.Serve(l)
 			defer srv.Close()
 			fmt.Fprintln(out, "the network routes; open the browser client on a provider:")
-			for _, p := range ln.Providers() {
-				fmt.Fprintf(out, "  %s: http://%s/?provider=%s\n      (native clients: --provider %s)\n", p.Name, l.Addr(), p.WSAddr, p.Addr)
+			// Alternate 127.0.0.1 and localhost: two origins, so two URLs
+			// in one browser are two clients (two IndexedDBs).
+			ta := l.Addr().(*net.TCPAddr)
+			for i, p := range ln.Providers() {
+				host := ta.String()
+				if ta.IP.IsLoopback() {
+					host = fmt.Sprintf("127.0.0.1:%d", ta.Port)
+					if i%2 == 1 {
+						host = fmt.Sprintf("localhost:%d", ta.Port)
+					}
+				}
+				fmt.Fprintf(out, "  %s: http://%s/?provider=%s\n      (native clients: --provider %s)\n", p.Name, host, p.WSAddr, p.Addr)
 			}
 			fmt.Fprintln(out, "Ctrl-C stops it.")
 			<-ctx.Done()

@@ -70,7 +70,7 @@ func TestWebServesBesideANetwork(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	urls := regexp.MustCompile(`http://127\.0\.0\.1:\d+/\?provider=/ip4/127\.0\.0\.1/tcp/\d+/ws/p2p/\w+`).FindAllString(out.String(), -1)
+	urls := regexp.MustCompile(`http://(127\.0\.0\.1|localhost):\d+/\?provider=/ip4/127\.0\.0\.1/tcp/\d+/ws/p2p/\w+`).FindAllString(out.String(), -1)
 	if len(urls) != 2 {
 		t.Fatalf("want a URL with a WebSocket address per provider (2), got %d:\n%s", len(urls), out.String())
 	}

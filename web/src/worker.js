@@ -31,6 +31,28 @@ const ready = new Promise((resolve, reject) => {
     .catch(reject)
 })
 
+// One running client per state: a second tab of the same origin would
+// open the same identity and the two would take each other's messages
+// from one mailbox (what OpenFileStore's lock prevents natively). The
+// Web Lock is held until this worker ends (its tab closes).
+let held = null
+function holdLock () {
+  if (held) return held
+  held = new Promise((resolve, reject) => {
+    if (!navigator.locks) { resolve(); return }
+    navigator.locks.request('sotto-client', { ifAvailable: true }, (lock) => {
+      if (!lock) {
+        held = null
+        reject(new Error('this client is open in another tab of this browser: one state serves one running client'))
+        return
+      }
+      resolve()
+      return new Promise(() => {})
+    })
+  })
+  return held
+}
+
 // Commands the worker answers itself, without the Go client.
 const local = {
   async hasState () { return (await store.load()) != null },
@@ -44,6 +66,7 @@ onmessage = async (e) => {
     if (local[cmd]) {
       result = await local[cmd](...(args ?? []))
     } else {
+      if (cmd === 'open') await holdLock()
       await ready
       const f = globalThis.sottoGo[cmd]
       if (typeof f !== 'function') throw new Error(`no command ${cmd}`)
