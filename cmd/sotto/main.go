@@ -34,6 +34,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(keygenCmd())
 	root.AddCommand(nodeCmd())
 	root.AddCommand(demoCmd())
+	root.AddCommand(webCmd())
 	root.AddCommand(simCmd())
 	root.AddCommand(sendCmd())
 	root.AddCommand(recvCmd())

@@ -62,6 +62,10 @@ var Rules = []Rule{
 	{From: "client", Forbid: []string{"host", "plugins", "examples",
 		"github.com/hashicorp/go-plugin", "github.com/dgraph-io/badger", "github.com/libp2p"},
 		GOOS: "js", GOARCH: "wasm"},
+	// The browser's provider link is the client's: the protocol over a
+	// byte stream that JavaScript opens, nothing of the host or libp2p.
+	{From: "web/streamlink", Forbid: []string{"host", "plugins", "examples",
+		"github.com/libp2p", "github.com/hashicorp/go-plugin", "github.com/dgraph-io/badger"}},
 }
 
 // String reads a rule as in the issue: "plugins/* ↛ host, client, plugins/*".

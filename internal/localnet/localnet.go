@@ -85,13 +85,16 @@ const endorsementLifetime = 7 * 24 * time.Hour
 
 // Node is one node process.
 type Node struct {
-	Name    string
-	Role    string // "mix" or "provider"
-	Dir     string
-	Config  string // path of its node.yaml
-	ID      [32]byte
-	PeerID  peer.ID
-	Addr    string // libp2p multiaddr with /p2p/
+	Name   string
+	Role   string // "mix" or "provider"
+	Dir    string
+	Config string // path of its node.yaml
+	ID     [32]byte
+	PeerID peer.ID
+	Addr   string // libp2p multiaddr with /p2p/
+	// WSAddr is a provider's WebSocket multiaddr with /p2p/ (the client
+	// protocol for browsers); "" on mixes.
+	WSAddr  string
 	Metrics string // host:port of /metrics
 	log     string
 
@@ -246,6 +249,14 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	}
 	copy(n.ID[:], ks.Identity().Public().(ed25519.PublicKey))
 	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	if role == "provider" {
+		wport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		n.WSAddr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws/p2p/%s", wport, pid)
+		listen = append(listen, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", wport))
+	}
 	period := ln.Spec.EpochPeriod
 	adm, err := ln.admission(n)
 	if err != nil {
@@ -568,7 +579,16 @@ func (n *Node) rebind() error {
 	if err != nil {
 		return err
 	}
-	cfg["listen"] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	if n.WSAddr != "" {
+		wport, err := freePort()
+		if err != nil {
+			return err
+		}
+		n.WSAddr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws/p2p/%s", wport, n.PeerID)
+		listen = append(listen, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", wport))
+	}
+	cfg["listen"] = listen
 	if m, ok := cfg["metrics"].(map[string]any); ok {
 		m["listen"] = fmt.Sprintf("127.0.0.1:%d", mport)
 	}
