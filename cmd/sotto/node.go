@@ -260,6 +260,12 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Removed after the plugins below have stopped (defers run last first).
+	sockets, removeSockets, err := pluginSocketDir(log)
+	if err != nil {
+		return err
+	}
+	defer removeSockets()
 	var plugins []*plugin.Plugin
 	defer func() {
 		for _, p := range slices.Backward(plugins) {
@@ -280,7 +286,7 @@ func runNode(ctx context.Context, cfgFile string, cmd *cobra.Command) error {
 		if err != nil {
 			return nil, err
 		}
-		opts := plugin.Options{Logger: log, Registerer: reg}
+		opts := plugin.Options{Logger: log, Registerer: reg, Env: []string{"TMPDIR=" + sockets}}
 		if kind != "storage" {
 			opts.Host = host
 		}
