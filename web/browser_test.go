@@ -56,11 +56,14 @@ func chromium(t *testing.T) string {
 }
 
 // build runs build.mjs into a temporary folder and builds the sotto
-// binary the network runs.
+// binary the network runs. It needs web/node_modules (esbuild for the
+// build, playwright-core for the driver).
 func build(t *testing.T) (dist, sotto string) {
 	t.Helper()
-	if _, err := os.Stat("node_modules/esbuild"); err != nil {
-		need(t, "web/node_modules", "npm ci in web/")
+	for _, m := range []string{"esbuild", "playwright-core"} {
+		if _, err := os.Stat(filepath.Join("node_modules", m)); err != nil {
+			need(t, "web/node_modules/"+m, "npm ci in web/")
+		}
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		need(t, "node", "apt-get install -y nodejs")

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -43,14 +42,11 @@ type tab struct {
 	id int
 }
 
-// playwright starts the driver on chrome; the test's cleanup closes the
-// browser and waits for the driver to exit. It skips (fails with CI=true)
-// when playwright-core is not installed.
+// playwright starts the driver on chrome (build has checked that
+// playwright-core is installed); the test's cleanup closes the browser and
+// waits for the driver to exit.
 func playwright(t *testing.T, chrome string) *driver {
 	t.Helper()
-	if _, err := os.Stat("node_modules/playwright-core"); err != nil {
-		need(t, "web/node_modules/playwright-core", "npm ci in web/")
-	}
 	cmd := exec.Command("node", "test/pw-driver.mjs", chrome)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
