@@ -3,8 +3,8 @@ package web_test
 // The browser client end to end: a local network of real node processes
 // (internal/localnet) whose providers listen on WebSockets, the page
 // (built by build.mjs: esbuild and the Go client compiled to Wasm) served
-// on 127.0.0.1, headless Chromium driven over the DevTools protocol
-// (chromedp), and a native client (client/p2p). Two pages on two origins
+// on 127.0.0.1, headless Chromium driven by playwright-core
+// (test/pw-driver.mjs, pwdriver_test.go), and a native client (client/p2p). Two pages on two origins
 // (so two IndexedDBs, two identities) and the native client exchange
 // messages every way with cover traffic flowing; one page is closed,
 // written to, and reopened from its saved state; a provider is stopped
@@ -12,7 +12,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -23,8 +22,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/client/p2p"
@@ -59,11 +56,14 @@ func chromium(t *testing.T) string {
 }
 
 // build runs build.mjs into a temporary folder and builds the sotto
-// binary the network runs.
+// binary the network runs. It needs web/node_modules (esbuild for the
+// build, playwright-core for the driver).
 func build(t *testing.T) (dist, sotto string) {
 	t.Helper()
-	if _, err := os.Stat("node_modules/esbuild"); err != nil {
-		need(t, "web/node_modules", "npm ci in web/")
+	for _, m := range []string{"esbuild", "playwright-core"} {
+		if _, err := os.Stat(filepath.Join("node_modules", m)); err != nil {
+			need(t, "web/node_modules/"+m, "npm ci in web/")
+		}
 	}
 	if _, err := exec.LookPath("node"); err != nil {
 		need(t, "node", "apt-get install -y nodejs")
@@ -93,28 +93,19 @@ func serve(t *testing.T, dir string) string {
 	return "http://" + ln.Addr().String() + "/"
 }
 
-// eval evaluates expr in the page, awaiting a promise, into out (may be nil).
-func eval(ctx context.Context, expr string, out any) error {
-	raw, err := chromedp.Run(ctx, chromedp.Evaluate[json.RawMessage](expr, chromedp.EvalAwaitPromise))
-	if err != nil || out == nil {
-		return err
-	}
-	return json.Unmarshal(raw, out)
-}
-
 // waitFor polls cond (a JavaScript boolean expression) until it holds.
-func waitFor(t *testing.T, ctx context.Context, what, cond string, timeout time.Duration) {
+func waitFor(t *testing.T, ctx context.Context, tb *tab, what, cond string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		var ok bool
-		err := eval(ctx, "Boolean("+cond+")", &ok)
+		err := tb.eval(ctx, "Boolean("+cond+")", &ok)
 		if err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
 			var st any
-			_ = eval(ctx, "JSON.stringify({conn: sotto.state.conn, stats: sotto.state.stats, errors: sotto.state.errors, messages: sotto.state.messages.map(m => m.text), statuses: sotto.state.statuses})", &st)
+			_ = tb.eval(ctx, "JSON.stringify({conn: sotto.state.conn, stats: sotto.state.stats, errors: sotto.state.errors, messages: sotto.state.messages.map(m => m.text), statuses: sotto.state.statuses})", &st)
 			t.Fatalf("waiting %v for %s: (%s) err %v; page state: %v", timeout, what, cond, err, st)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -123,44 +114,46 @@ func waitFor(t *testing.T, ctx context.Context, what, cond string, timeout time.
 
 type page struct {
 	ctx     context.Context
-	cancel  context.CancelFunc
+	tab     *tab
 	contact string
 }
 
 // openPage opens url in a new tab of the browser and waits for its client.
-func openPage(t *testing.T, browser context.Context, url, provider string) *page {
+func openPage(t *testing.T, ctx context.Context, browser *driver, url, provider string) *page {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser)
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+	tb, err := browser.newTab(ctx, url)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var how string
-	if err := eval(ctx, "sotto.ready", &how); err != nil {
+	if err := tb.eval(ctx, "sotto.ready", &how); err != nil {
 		t.Fatal(err)
 	}
 	if how == "fresh" {
-		if err := eval(ctx, fmt.Sprintf("sotto.open(%q, 'none').then(() => true)", provider), nil); err != nil {
+		if err := tb.eval(ctx, fmt.Sprintf("sotto.open(%q, 'none').then(() => true)", provider), nil); err != nil {
 			t.Fatalf("opening the client on %s: %v", provider, err)
 		}
 	}
-	waitFor(t, ctx, "the contact", "sotto.state.contact", 60*time.Second)
-	p := &page{ctx: ctx, cancel: cancel}
-	if err := eval(ctx, "sotto.state.contact", &p.contact); err != nil {
+	waitFor(t, ctx, tb, "the contact", "sotto.state.contact", 60*time.Second)
+	p := &page{ctx: ctx, tab: tb}
+	if err := tb.eval(ctx, "sotto.state.contact", &p.contact); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+func (p *page) eval(expr string, out any) error { return p.tab.eval(p.ctx, expr, out) }
+
 func (p *page) send(t *testing.T, to, text string) {
 	t.Helper()
-	if err := eval(p.ctx, fmt.Sprintf("sotto.send(%q, %q)", to, text), nil); err != nil {
+	if err := p.eval(fmt.Sprintf("sotto.send(%q, %q)", to, text), nil); err != nil {
 		t.Fatalf("sending %q: %v", text, err)
 	}
 }
 
 func (p *page) waitMessage(t *testing.T, text string) {
 	t.Helper()
-	waitFor(t, p.ctx, "message "+text, fmt.Sprintf("sotto.state.messages.some(m => m.text === %q)", text), 90*time.Second)
+	waitFor(t, p.ctx, p.tab, "message "+text, fmt.Sprintf("sotto.state.messages.some(m => m.text === %q)", text), 90*time.Second)
 }
 
 // native is a client of the Go native stack on a provider's TCP address.
@@ -259,20 +252,17 @@ func TestBrowserClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Flag("headless", "new"),
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v", chrome, err)
+	browser := playwright(t, chrome)
+	if v, err := browser.version(ctx); err != nil {
+		t.Fatalf("starting %s through Playwright: %v", chrome, err)
+	} else {
+		t.Logf("Chromium %s, driven by playwright-core", v)
 	}
 
 	// Two origins: two IndexedDBs, two identities.
 	urlA, urlB := serve(t, dist), serve(t, dist)
-	alice := openPage(t, browser, urlA, p0.WSAddr)
-	bob := openPage(t, browser, urlB, p1.WSAddr)
+	alice := openPage(t, ctx, browser, urlA, p0.WSAddr)
+	bob := openPage(t, ctx, browser, urlB, p1.WSAddr)
 	if alice.contact == bob.contact {
 		t.Fatal("two origins share one identity")
 	}
@@ -280,7 +270,7 @@ func TestBrowserClient(t *testing.T) {
 
 	// Every way: page to page, page to native, native to page.
 	var beats0, beats1 int
-	_ = eval(alice.ctx, "sotto.beats()", &beats0)
+	_ = alice.eval("sotto.beats()", &beats0)
 	alice.send(t, bob.contact, "alice to bob")
 	alice.send(t, carol.contact, "alice to carol")
 	bob.send(t, alice.contact, "bob to alice")
@@ -291,44 +281,46 @@ func TestBrowserClient(t *testing.T) {
 	alice.waitMessage(t, "carol to alice")
 	bob.waitMessage(t, "carol to bob")
 	carol.waitMessage(t, "alice to carol", 90*time.Second)
-	_ = eval(alice.ctx, "sotto.beats()", &beats1)
+	_ = alice.eval("sotto.beats()", &beats1)
 	if beats1 <= beats0 {
 		t.Errorf("the page's heartbeat did not move while the client sent (%d then %d): the page is blocked", beats0, beats1)
 	}
 
 	// Cover traffic flows, loops come back, acknowledged messages have a latency.
-	waitFor(t, alice.ctx, "cover traffic and returned loops",
+	waitFor(t, ctx, alice.tab, "cover traffic and returned loops",
 		"sotto.state.stats.loop > 0 && sotto.state.stats.drop > 0 && sotto.state.stats.payload > 0 && sotto.state.stats.loopsReturned > 0", 60*time.Second)
-	waitFor(t, alice.ctx, "a message's latency", "Object.values(sotto.state.statuses).some(s => s.latencyMs > 0)", 60*time.Second)
+	waitFor(t, ctx, alice.tab, "a message's latency", "Object.values(sotto.state.statuses).some(s => s.latencyMs > 0)", 60*time.Second)
 
 	shot := artifact(t, "browser-client.png")
-	if png, err := chromedp.Run(alice.ctx, chromedp.FullScreenshot(100)); err != nil {
+	if err := alice.tab.screenshot(ctx, shot); err != nil {
 		t.Errorf("screenshot: %v", err)
-	} else if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Error(err)
+	} else if st, err := os.Stat(shot); err != nil || st.Size() == 0 {
+		t.Errorf("screenshot %s not written: %v", shot, err)
 	} else {
 		t.Logf("screenshot: %s", shot)
 	}
 
 	// A second tab on alice's origin finds her client running and refuses
 	// to open the same state.
-	twin, cancelTwin := chromedp.NewContext(browser)
-	if err := chromedp.Do(twin, chromedp.Navigate(urlA)); err != nil {
+	twin, err := browser.newTab(ctx, urlA)
+	if err != nil {
 		t.Fatal(err)
 	}
-	_ = eval(twin, "sotto.ready", nil)
-	waitFor(t, twin, "the second tab to refuse alice's open state", "sotto.state.errors.some(e => e.includes('another tab'))", 30*time.Second)
-	cancelTwin()
+	_ = twin.eval(ctx, "sotto.ready", nil)
+	waitFor(t, ctx, twin, "the second tab to refuse alice's open state", "sotto.state.errors.some(e => e.includes('another tab'))", 30*time.Second)
+	if err := twin.close(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	// Bob's tab closes; carol writes to him; a new tab on his origin
 	// reopens his identity from IndexedDB and fetches the message.
-	if err := chromedp.Cancel(bob.ctx); err != nil {
+	if err := bob.tab.close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	carol.send(t, ctx, bob.contact, "while bob was away")
-	bob = openPage(t, browser, urlB, "")
+	bob = openPage(t, ctx, browser, urlB, "")
 	var how string
-	if err := eval(bob.ctx, "sotto.ready", &how); err != nil || how != "reopened" {
+	if err := bob.eval("sotto.ready", &how); err != nil || how != "reopened" {
 		t.Fatalf("bob's page did not reopen from its saved state: %q %v", how, err)
 	}
 	bob.waitMessage(t, "while bob was away")
@@ -338,11 +330,11 @@ func TestBrowserClient(t *testing.T) {
 	if err := p1.Stop(20 * time.Second); err != nil && !errors.Is(err, context.Canceled) {
 		t.Logf("stopping %s: %v", p1.Name, err)
 	}
-	waitFor(t, bob.ctx, "the page to show its provider disconnected", "sotto.state.conn !== 'connected'", 60*time.Second)
+	waitFor(t, ctx, bob.tab, "the page to show its provider disconnected", "sotto.state.conn !== 'connected'", 60*time.Second)
 	if err := p1.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, bob.ctx, "the page to reconnect", "sotto.state.conn === 'connected'", 120*time.Second)
+	waitFor(t, ctx, bob.tab, "the page to reconnect", "sotto.state.conn === 'connected'", 120*time.Second)
 	alice.send(t, bob.contact, "after the provider came back")
 	bob.waitMessage(t, "after the provider came back")
 }
@@ -371,17 +363,12 @@ func TestBrowserBench(t *testing.T) {
 	dist, _ := build(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.Flag("headless", "new"),
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))...)
-	defer cancelAlloc()
-	tab, cancelTab := chromedp.NewContext(actx)
-	defer cancelTab()
-	if err := chromedp.Do(tab, chromedp.Navigate(serve(t, dist))); err != nil {
+	tb, err := playwright(t, chrome).newTab(ctx, serve(t, dist))
+	if err != nil {
 		t.Fatal(err)
 	}
 	var inBrowser []benchwork.Result
-	if err := eval(tab, "sotto.command('bench')", &inBrowser); err != nil {
+	if err := tb.eval(ctx, "sotto.command('bench')", &inBrowser); err != nil {
 		t.Fatal(err)
 	}
 	native, err := benchwork.Run(300*time.Millisecond, 5)
@@ -389,7 +376,7 @@ func TestBrowserBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	var version string
-	_ = eval(tab, "navigator.userAgent", &version)
+	_ = tb.eval(ctx, "navigator.userAgent", &version)
 	t.Logf("%s", version)
 	t.Logf("%-34s %14s %9s %14s %9s %9s", "operation", "native", "/X25519", "Chromium", "/X25519", "browser/native")
 	for i, n := range native {
