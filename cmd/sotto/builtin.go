@@ -4,6 +4,7 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 	msgratchet "github.com/sottonet/sotto/plugins/msg-ratchet"
 	blindsig "github.com/sottonet/sotto/plugins/pay-blindsig"
+	shopper "github.com/sottonet/sotto/plugins/pay-shopper"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
@@ -20,6 +21,7 @@ var builtins = map[string]func() interfaces.Plugin{
 	"pki-gossip":       pkigossip.Plugin,
 	"pki-static":       pkistatic.Plugin,
 	"pay-blindsig":     blindsig.Plugin,
+	"pay-shopper":      shopper.Plugin,
 	// The messaging layer runs in process in send, recv and demo; served
 	// out of process it keeps its state in the host KV it is offered.
 	"msg-ratchet": msgratchet.Plugin,
