@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -336,7 +337,7 @@ func parseNode(hx string) (interfaces.NodeID, error) {
 	if len(hx) != 64 {
 		return id, errors.New("bad node id")
 	}
-	_, err := fmt.Sscanf(hx, "%x", &id)
+	_, err := hex.Decode(id[:], []byte(hx))
 	return id, err
 }
 
