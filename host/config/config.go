@@ -69,8 +69,29 @@ type Config struct {
 	Limits   Limits   `koanf:"limits"`
 	Metrics  Metrics  `koanf:"metrics"`
 	Provider Provider `koanf:"provider"`
+	// Experiment makes the node misbehave on purpose, for experiments on
+	// a local network only (see Experiment). Never set by operators.
+	Experiment Experiment `koanf:"experiment"`
 
 	net *Network // the network file, when NetworkFile names one
+}
+
+// ExperimentEnv must be set to ExperimentConsent in a node's environment
+// for it to accept any Experiment setting; the demo and tests set it.
+const (
+	ExperimentEnv     = "SOTTO_EXPERIMENT"
+	ExperimentConsent = "cheat-on-a-test-network"
+)
+
+// Experiment holds deliberate misbehaviours for experiments (the secret
+// shopper's comparison). A node refuses any of them unless it listens on
+// loopback only and its environment has ExperimentEnv=ExperimentConsent,
+// so no operator's node cheats by a stray line in its config.
+type Experiment struct {
+	// CheatDropForwardedFraction, in [0, 1): a mix drops this fraction of
+	// the packets it should forward while counting them all as forwarded
+	// work, as a cheating mix would.
+	CheatDropForwardedFraction float64 `koanf:"cheat_drop_forwarded_fraction"`
 }
 
 // Mix is what only a mix uses.
