@@ -159,6 +159,9 @@ type NodeEarnings struct {
 	Delivered uint64
 	Probed    uint64
 	Amount    uint64
+	// ProbesSent is how many auditor probes were routed through the node
+	// (WorkProbeSent); Probed of them crossed it.
+	ProbesSent uint64
 }
 
 type EarningsResponse struct {

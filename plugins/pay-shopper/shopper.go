@@ -365,6 +365,7 @@ func (l *Ledger) Earnings(ctx context.Context, req *interfaces.EarningsRequest) 
 			n.Forwarded += c.Forwarded
 			n.Delivered += c.Delivered
 			n.Probed += c.Probed
+			n.ProbesSent += c.Sent
 		}
 	}
 	sc := scores(st, l.cfg.MinProbes)
