@@ -204,6 +204,7 @@ func New(opts Options) (*Node, error) {
 	n.host = h
 	n.links = newLinks(n)
 	n.work.on = opts.Accounting != nil
+	_ = n.reg.Register(newEarningsCollector(n)) // sotto_rewards, for `sotto rewards`
 	if _, err := io.ReadFull(n.rand, n.work.nonce[:]); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("node: randomness: %w", err)
