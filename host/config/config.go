@@ -79,7 +79,7 @@ type Config struct {
 // ExperimentEnv must be set to ExperimentConsent in a node's environment
 // for it to accept any Experiment setting; the demo and tests set it.
 const (
-	ExperimentEnv     = "SOTTO_EXPERIMENT"
+	ExperimentEnv     = "SOTTOLAB_CHEAT_CONSENT" // not SOTTO_: that prefix is config
 	ExperimentConsent = "cheat-on-a-test-network"
 )
 

@@ -15,7 +15,7 @@ func TestExperimentCheatIsRefusedOutsideExperiments(t *testing.T) {
 		spoil   func(*Config)
 		want    string // "" accepted
 	}{
-		{"without the consent variable it is refused", false, func(*Config) {}, "refused unless SOTTO_EXPERIMENT"},
+		{"without the consent variable it is refused", false, func(*Config) {}, "refused unless SOTTOLAB_CHEAT_CONSENT"},
 		{"off loopback it is refused", true, func(c *Config) { c.Listen = []string{"/ip4/0.0.0.0/tcp/4100"} }, "loopback only"},
 		{"on a provider it is refused", true, func(c *Config) { c.Role, c.Mix.Layer = RoleProvider, 0 }, "mixes only"},
 		{"a fraction of 1 or more is refused", true, func(c *Config) { c.Experiment.CheatDropForwardedFraction = 1 }, "must be in [0, 1)"},
