@@ -299,9 +299,13 @@ func TestDroppingMixScoresBelowEveryHonestMix(t *testing.T) {
 		if n.forward[dropper] == 0 {
 			t.Fatal("the dropper forwarded nothing")
 		}
-		if seed == 0 {
-			t.Logf("dropper %x: score %.3f, earns %d; self-reported forwarded %d; honest scores %v", dropper[:2], sc[dropper], earn[dropper], n.forward[dropper], sc)
+		lowest := 1.0
+		for id, s := range sc {
+			if id != dropper {
+				lowest = min(lowest, s)
+			}
 		}
+		t.Logf("seed %d: dropper %x scores %.3f, earns %d, self-reports %d forwarded; lowest honest score %.3f", seed, dropper[:2], sc[dropper], earn[dropper], n.forward[dropper], lowest)
 	}
 }
 
