@@ -15,6 +15,7 @@ import (
 	"github.com/sottonet/sotto/internal/localnet"
 	"github.com/sottonet/sotto/internal/rewards"
 	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
+	shwallet "github.com/sottonet/sotto/plugins/pay-shopper/wallet"
 )
 
 // Paying providers (Config.Accounting blindsig): every provider runs
@@ -87,6 +88,12 @@ func (s *Summary) writeRewards(w io.Writer) {
 // wallet is p's wallet (made once, kept across restarts), or nil when
 // providers charge nothing.
 func (r *run) wallet(p *peer) wallet.Wallet {
+	if r.cfg.Accounting == AccountingShopper {
+		if p.wallet == nil {
+			p.wallet = shwallet.New() // pays nothing: an empty credential
+		}
+		return p.wallet
+	}
 	if r.cfg.Accounting != AccountingBlindsig {
 		return nil
 	}
