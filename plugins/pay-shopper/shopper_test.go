@@ -174,7 +174,7 @@ type net struct {
 	res     sphinx.Result
 }
 
-func newNet(t *testing.T, layers, width int, seed uint64) *net {
+func newNet(t testing.TB, layers, width int, seed uint64) *net {
 	t.Helper()
 	n := &net{g: sphinx.DefaultGeometry(), keys: map[[32]byte]*sphinx.PrivateKey{}, drop: map[[32]byte]float64{},
 		r: mrand.New(mrand.NewPCG(seed, 3)), forward: map[[32]byte]uint64{}, unw: map[[32]byte]*sphinx.Unwrapper{}}
@@ -190,7 +190,7 @@ func newNet(t *testing.T, layers, width int, seed uint64) *net {
 	return n
 }
 
-func (n *net) addKey(t *testing.T, id [32]byte) {
+func (n *net) addKey(t testing.TB, id [32]byte) {
 	k, err := sphinx.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
