@@ -2,7 +2,6 @@ package shopper
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -10,163 +9,25 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sottonet/sotto/core/audit"
 	"github.com/sottonet/sotto/core/cover"
 	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/interfaces"
 )
 
 // Path is one probe route: one mix per layer, layer 0 first.
-type Path [][32]byte
-
-// Plan draws paths so that every mix is crossed by at least perMix paths,
-// each time beside other neighbours, so a mix's loss is separable from
-// theirs (it is the one factor common to paths that otherwise differ).
-//
-// When every layer has the same prime width w and there are at most w
-// layers, the plan is balanced: each layer's mixes are relabelled at
-// random, and in round k path j takes mix (j + k·i) mod w of layer i, so
-// over w rounds every mix meets every mix of every other layer exactly
-// once, and no honest mix shares more paths with a lossy neighbour than
-// its layer-mates do. Otherwise each round shuffles every layer afresh.
-// Rounds are perMix, rounded up to a multiple of w for a balanced plan.
-func Plan(layers [][][32]byte, perMix int, r *rand.Rand) ([]Path, error) {
-	width := 0
-	same := true
-	for i, l := range layers {
-		if len(l) == 0 {
-			return nil, fmt.Errorf("pay-shopper: layer %d has no mixes", i)
-		}
-		if i > 0 && len(l) != width {
-			same = false
-		}
-		width = max(width, len(l))
-	}
-	if perMix < 1 {
-		return nil, errors.New("pay-shopper: perMix must be at least 1")
-	}
-	shuffled := func() [][][32]byte {
-		perms := make([][][32]byte, len(layers))
-		for i, l := range layers {
-			perms[i] = slices.Clone(l)
-			r.Shuffle(len(perms[i]), func(a, b int) { perms[i][a], perms[i][b] = perms[i][b], perms[i][a] })
-		}
-		return perms
-	}
-	var out []Path
-	if same && prime(width) && len(layers) <= width {
-		rounds := (perMix + width - 1) / width * width
-		perms := shuffled()
-		for k := range rounds {
-			if k%width == 0 && k > 0 {
-				perms = shuffled()
-			}
-			for j := range width {
-				p := make(Path, len(layers))
-				for i := range layers {
-					p[i] = perms[i][(j+(k%width)*i)%width]
-				}
-				out = append(out, p)
-			}
-		}
-		return out, nil
-	}
-	for range perMix {
-		perms := shuffled()
-		for j := range width {
-			p := make(Path, len(layers))
-			for i := range layers {
-				p[i] = perms[i][j%len(perms[i])]
-			}
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-func prime(n int) bool {
-	if n < 2 {
-		return false
-	}
-	for d := 2; d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
-}
+type Path = audit.Path
 
 // Outcome is how probes on one path fared.
-type Outcome struct {
-	Path     Path
-	Sent     uint64
-	Returned uint64
+type Outcome = audit.Outcome
+
+// Plan draws a probe plan (core/audit.Plan).
+func Plan(layers [][][32]byte, perMix int, r *rand.Rand) ([]Path, error) {
+	return audit.Plan(layers, perMix, r)
 }
 
-// Infer estimates each mix's delivery ratio from path outcomes, under the
-// model that a probe survives a path with the product of its mixes'
-// ratios. That model only fixes ratios up to a factor per layer (1/c in
-// one layer, c in another fit as well), so the estimate takes the best mix
-// of each layer as the yardstick: it is the loss of a mix relative to the
-// best of its layer. Starting from 1, each mix's ratio becomes the probes
-// returned on its paths divided by what its paths would return if it
-// alone lost nothing (its neighbours' current estimates), then each layer
-// is scaled so its best mix is 1; repeated until it settles. A mix that
-// shares many paths with a lossy neighbour is not blamed for it.
-func Infer(outs []Outcome) map[[32]byte]float64 {
-	p := map[[32]byte]float64{}
-	layerOf := map[[32]byte]int{}
-	for _, o := range outs {
-		for i, m := range o.Path {
-			p[m] = 1
-			layerOf[m] = i
-		}
-	}
-	mixes := make([][32]byte, 0, len(p))
-	for m := range p {
-		mixes = append(mixes, m)
-	}
-	slices.SortFunc(mixes, func(a, b [32]byte) int { return compare(a[:], b[:]) })
-	for range 500 {
-		delta := 0.0
-		// One mix at a time, each against its neighbours' latest
-		// estimates (updating all at once oscillates).
-		for _, m := range mixes {
-			var num, den float64
-			for _, o := range outs {
-				if !slices.Contains(o.Path, m) {
-					continue
-				}
-				others := 1.0
-				for _, x := range o.Path {
-					if x != m {
-						others *= p[x]
-					}
-				}
-				num += float64(o.Returned)
-				den += float64(o.Sent) * others
-			}
-			v := 0.0
-			if den > 0 {
-				v = num / den
-			}
-			delta = max(delta, math.Abs(v-p[m]))
-			p[m] = v
-		}
-		best := map[int]float64{}
-		for m, v := range p {
-			best[layerOf[m]] = max(best[layerOf[m]], v)
-		}
-		for m, v := range p {
-			if b := best[layerOf[m]]; b > 0 {
-				p[m] = v / b
-			}
-		}
-		if delta < 1e-9 {
-			break
-		}
-	}
-	return p
-}
+// Infer estimates each mix's delivery ratio (core/audit.Infer).
+func Infer(outs []Outcome) map[[32]byte]float64 { return audit.Infer(outs) }
 
 // Report turns an epoch's outcomes into the auditor's work records: per
 // mix, probes routed through it (WorkProbeSent) and the inferred number
@@ -183,7 +44,7 @@ func Report(outs []Outcome) []interfaces.WorkRecord {
 	for id := range sent {
 		ids = append(ids, id)
 	}
-	slices.SortFunc(ids, func(a, b [32]byte) int { return compare(a[:], b[:]) })
+	slices.SortFunc(ids, func(a, b [32]byte) int { return audit.Compare(a[:], b[:]) })
 	var recs []interfaces.WorkRecord
 	for _, id := range ids {
 		s := sent[id]
@@ -192,15 +53,6 @@ func Report(outs []Outcome) []interfaces.WorkRecord {
 			interfaces.WorkRecord{Node: id, Kind: interfaces.WorkProbed, Packets: uint64(math.Round(float64(s) * est[id]))})
 	}
 	return recs
-}
-
-func compare(a, b []byte) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return len(a) - len(b)
 }
 
 // BatchID names an auditor's report for an epoch: its node ID first (the
