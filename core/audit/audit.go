@@ -20,7 +20,10 @@ type Path [][32]byte
 // each time beside other neighbours, so a mix's loss is separable from
 // theirs (it is the one factor common to paths that otherwise differ).
 //
-// When every layer has the same prime width w and there are at most w
+// When the layers' widths multiply to at most 64, the plan is every
+// combination (one mix per layer), repeated until each mix is crossed
+// perMix times, in random order. Otherwise, when every layer has the same
+// prime width w and there are at most w
 // layers, the plan is balanced: each layer's mixes are relabelled at
 // random, and in round k path j takes mix (j + k·i) mod w of layer i, so
 // over w rounds every mix meets every mix of every other layer exactly
@@ -51,6 +54,31 @@ func Plan(layers [][][32]byte, perMix int, r *rand.Rand) ([]Path, error) {
 		return perms
 	}
 	var out []Path
+	// Few enough combinations: take them all (a full factorial plan), so
+	// every mix meets every combination of the other layers' mixes alike.
+	combos := 1
+	for _, l := range layers {
+		combos *= len(l)
+		if combos > maxFactorial {
+			break
+		}
+	}
+	if combos <= maxFactorial {
+		per := combos / width // the fewest paths of one set through a mix
+		for range (perMix + per - 1) / per {
+			for c := range combos {
+				p := make(Path, len(layers))
+				rest := c
+				for i, l := range layers {
+					p[i] = l[rest%len(l)]
+					rest /= len(l)
+				}
+				out = append(out, p)
+			}
+		}
+		r.Shuffle(len(out), func(a, b int) { out[a], out[b] = out[b], out[a] })
+		return out, nil
+	}
 	if same && prime(width) && len(layers) <= width {
 		rounds := (perMix + width - 1) / width * width
 		perms := shuffled()
@@ -80,6 +108,9 @@ func Plan(layers [][][32]byte, perMix int, r *rand.Rand) ([]Path, error) {
 	}
 	return out, nil
 }
+
+// maxFactorial bounds the paths of a full factorial plan.
+const maxFactorial = 64
 
 func prime(n int) bool {
 	if n < 2 {
