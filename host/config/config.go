@@ -162,6 +162,12 @@ type Provider struct {
 	// mailbox_messages or mailbox_bytes). Zero: 4096 messages, 16 MiB.
 	MailboxMaxMessages int `koanf:"mailbox_max_messages"`
 	MailboxMaxMB       int `koanf:"mailbox_max_mb"`
+	// AuditRate, if positive, makes the provider a secret-shopper auditor
+	// (docs/SPEC.md, "Accounting: the secret shopper"): it sends probes
+	// through chosen mixes back to itself at this Poisson rate (per
+	// second; a client's λL keeps them as common as one client's loops)
+	// and reports what came back to its accounting plugin each epoch.
+	AuditRate float64 `koanf:"audit_rate"`
 }
 
 // ClientLimits are the provider's client-service limits. Zero means the

@@ -41,3 +41,29 @@ func TestExperimentCheatIsRefusedOutsideExperiments(t *testing.T) {
 		})
 	}
 }
+
+func TestAuditRateIsForProviders(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		role     string
+		rate     float64
+		accepted bool
+	}{
+		{"a provider auditing at 5/s is accepted", RoleProvider, 5, true},
+		{"a mix cannot audit", RoleMix, 5, false},
+		{"a negative rate is refused", RoleProvider, -1, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid(t)
+			c.Role, c.Mix.Layer = tt.role, 0
+			c.Provider.AuditRate = tt.rate
+			err := c.Validate()
+			if (err == nil) != tt.accepted {
+				t.Errorf("Validate = %v", err)
+			}
+			if err != nil && !strings.Contains(err.Error(), "provider.audit_rate") {
+				t.Errorf("Validate = %v, want it to name provider.audit_rate", err)
+			}
+		})
+	}
+}

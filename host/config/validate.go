@@ -117,6 +117,9 @@ func (c *Config) Validate() error {
 		add(validHostPort("metrics.listen", c.Metrics.Listen))
 	}
 	add(c.Experiment.validate(c))
+	if r := c.Provider.AuditRate; r != 0 && (!(r > 0) || math.IsInf(r, 0) || c.Role != RoleProvider) {
+		add(problem("provider.audit_rate", "must be a finite rate > 0 on a provider, got %v", r))
+	}
 
 	if c.Role == RoleProvider {
 		if c.Provider.MailboxLifetime <= 0 {

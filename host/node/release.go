@@ -84,6 +84,10 @@ func (n *Node) final(p *packet) {
 		n.drop(p, dropNotLastLayer)
 		return
 	}
+	if p.recipient && !p.surbReply && n.audit != nil && n.audit.returned(p.rcpt) {
+		n.putPacket(p) // one of this auditor's probes came back
+		return
+	}
 	if p.recipient && p.rcpt == clientproto.DropRecipient && !p.surbReply {
 		n.drop(p, dropDecoy)
 		return

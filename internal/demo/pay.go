@@ -38,6 +38,16 @@ func providerAccounting(design string) map[string]any {
 	return nil
 }
 
+// auditRate is the providers' probe rate: with the shopper every provider
+// audits, at five times a client's λL, so that an epoch of the demo's
+// short ones carries enough probes through each mix to score it.
+func auditRate(cfg Config) float64 {
+	if cfg.Accounting != AccountingShopper {
+		return 0
+	}
+	return 5 * max(cfg.LambdaL, 1)
+}
+
 // cheatingMix is the mix Config.CheatDrop makes cheat.
 func cheatingMix(cfg Config) string {
 	if cfg.CheatDrop <= 0 {

@@ -84,6 +84,10 @@ type Spec struct {
 	// the consent it needs): the secret shopper's experiments.
 	CheatingMix       string
 	CheatDropFraction float64
+	// AuditRate, if positive, makes every provider a secret-shopper
+	// auditor sending probes at this rate (host/config's
+	// provider.audit_rate).
+	AuditRate float64
 }
 
 // endorsementLifetime is how long the operator's endorsements of a local
@@ -297,6 +301,9 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 		if name == ln.Spec.CheatingMix {
 			cfg["experiment"] = map[string]any{"cheat_drop_forwarded_fraction": ln.Spec.CheatDropFraction}
 		}
+	}
+	if role == "provider" && ln.Spec.AuditRate > 0 {
+		cfg["provider"] = map[string]any{"audit_rate": ln.Spec.AuditRate}
 	}
 	if role == "provider" && ln.Spec.ProviderAccounting != nil {
 		cfg["plugins"].(map[string]any)["accounting"] = ln.Spec.ProviderAccounting
