@@ -17,7 +17,7 @@ func rewardsCmd() *cobra.Command {
 		Short: "Print the rewards report (one table per epoch) gathered from nodes' metrics",
 		Long: "Scrape the /metrics of the given nodes (give them all: a node names itself there, and\n" +
 			"providers running an accounting plugin say what it counts: sotto_rewards) and print one\n" +
-			"table per epoch (previous and current): node, role, work counted, auditor probes sent\n" +
+			"table per epoch (the last four): node, role, work counted, auditor probes sent\n" +
 			"through the node and returned, and the amount earned. Works for every design.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -22,9 +22,13 @@ type earningsCollector struct {
 	self *prometheus.Desc
 }
 
+// earningsEpochs is how many epochs, the current one included, the
+// metrics show: an auditor reports an epoch some seconds after its end.
+const earningsEpochs = 4
+
 func newEarningsCollector(n *Node) *earningsCollector {
 	return &earningsCollector{n: n, desc: prometheus.NewDesc("sotto_rewards",
-		"What this node's accounting plugin counts per node and epoch: work counted (forwarded, delivered), auditor probes sent through the node and returned (probes_sent, probed), and the amount earned (in the design's unit). Previous and current epoch.",
+		"What this node's accounting plugin counts per node and epoch: work counted (forwarded, delivered), auditor probes sent through the node and returned (probes_sent, probed), and the amount earned (in the design's unit). The last four epochs.",
 		[]string{"epoch", "node", "field", "unit"}, nil),
 		self: prometheus.NewDesc("sotto_node_identity", "1, labelled with this node's ID (hex) and role, to name the nodes of sotto_rewards.",
 			[]string{"node", "role"}, nil)}
@@ -39,9 +43,9 @@ func (c *earningsCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	cur := c.n.clk.At(time.Now())
-	epochs := []epoch.Epoch{cur}
-	if cur > 0 {
-		epochs = []epoch.Epoch{cur - 1, cur}
+	var epochs []epoch.Epoch
+	for e := cur - min(cur, earningsEpochs-1); e <= cur; e++ {
+		epochs = append(epochs, e)
 	}
 	for _, e := range epochs {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
