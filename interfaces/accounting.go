@@ -129,6 +129,9 @@ const (
 	WorkForwarded WorkKind = 1 // packets a mix forwarded
 	WorkDelivered WorkKind = 2 // packets a provider stored or handed to a client
 	WorkProbed    WorkKind = 3 // auditor probes seen to cross the node
+	// WorkProbeSent counts auditor probes routed through the node, whether
+	// or not they came back (the secret shopper's denominator).
+	WorkProbeSent WorkKind = 4
 )
 
 // WorkRecord counts packets of one kind handled by one node in one epoch.
@@ -156,6 +159,9 @@ type NodeEarnings struct {
 	Delivered uint64
 	Probed    uint64
 	Amount    uint64
+	// ProbesSent is how many auditor probes were routed through the node
+	// (WorkProbeSent); Probed of them crossed it.
+	ProbesSent uint64
 }
 
 type EarningsResponse struct {

@@ -107,7 +107,7 @@ func (c *accountingGRPCClient) Earnings(ctx context.Context, req *EarningsReques
 		if err != nil {
 			return nil, fmt.Errorf("%w: earnings entry %d: %w", ErrMalformedReply, i, err)
 		}
-		resp.Nodes[i] = NodeEarnings{Node: id, Forwarded: n.GetForwarded(), Delivered: n.GetDelivered(), Probed: n.GetProbed(), Amount: n.GetAmount()}
+		resp.Nodes[i] = NodeEarnings{Node: id, Forwarded: n.GetForwarded(), Delivered: n.GetDelivered(), Probed: n.GetProbed(), Amount: n.GetAmount(), ProbesSent: n.GetProbesSent()}
 	}
 	return resp, nil
 }
@@ -241,7 +241,7 @@ func (s *accountingGRPCServer) Earnings(ctx context.Context, in *accountingv1.Ea
 	}
 	resp := &accountingv1.EarningsResponse{Unit: out.Unit, Nodes: make([]*accountingv1.NodeEarnings, len(out.Nodes))}
 	for i, n := range out.Nodes {
-		resp.Nodes[i] = &accountingv1.NodeEarnings{Node: n.Node[:], Forwarded: n.Forwarded, Delivered: n.Delivered, Probed: n.Probed, Amount: n.Amount}
+		resp.Nodes[i] = &accountingv1.NodeEarnings{Node: n.Node[:], Forwarded: n.Forwarded, Delivered: n.Delivered, Probed: n.Probed, Amount: n.Amount, ProbesSent: n.ProbesSent}
 	}
 	return resp, nil
 }

@@ -5,6 +5,7 @@ import (
 	msgratchet "github.com/sottonet/sotto/plugins/msg-ratchet"
 	blindsig "github.com/sottonet/sotto/plugins/pay-blindsig"
 	channels "github.com/sottonet/sotto/plugins/pay-channels"
+	shopper "github.com/sottonet/sotto/plugins/pay-shopper"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
 	pkistatic "github.com/sottonet/sotto/plugins/pki-static"
 	storagebadger "github.com/sottonet/sotto/plugins/storage-badger"
@@ -22,6 +23,7 @@ var builtins = map[string]func() interfaces.Plugin{
 	"pki-static":       pkistatic.Plugin,
 	"pay-blindsig":     blindsig.Plugin,
 	"pay-channels":     channels.Plugin,
+	"pay-shopper":      shopper.Plugin,
 	// The messaging layer runs in process in send, recv and demo; served
 	// out of process it keeps its state in the host KV it is offered.
 	"msg-ratchet": msgratchet.Plugin,

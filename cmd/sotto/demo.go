@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -88,7 +89,13 @@ DIR/demo.log).`,
 	f.IntVar(&cfg.Messages, "messages", demo.DefaultMessages, fmt.Sprintf("messages to send (at least %d)", demo.MinMessages))
 	f.DurationVar(&cfg.Duration, "duration", 0, "send messages for this long instead of a fixed --messages count")
 	f.DurationVar(&cfg.KillMixAfter, "kill-mix", 0, "kill one mix (SIGKILL) this long after the first message (needs 2 mixes per layer)")
-	f.StringVar(&cfg.Accounting, "accounting", demo.AccountingFree, "how providers charge: free (nothing) blindsig (blind-signature tokens: alice and bob pay, carol without a wallet is refused) or channels (payment channels: alice and bob pay with vouchers, carol is refused)")
+	f.StringVar(&cfg.Accounting, "accounting", demo.AccountingFree, "how providers charge: free (nothing), blindsig (blind-signature tokens: alice and bob pay, carol without a wallet is refused), channels (payment channels: alice and bob pay with vouchers, carol is refused) or shopper (nobody pays; providers keep the secret shopper's ledger)")
+	f.BoolFunc("list-accounting", "print the accounting designs the demo knows, one a line, and exit (contrib/compare-accounting.sh runs them all)", func(string) error {
+		fmt.Fprintln(cmd.OutOrStdout(), strings.Join(demo.Designs, "\n"))
+		os.Exit(0)
+		return nil
+	})
+	f.Float64Var(&cfg.CheatDrop, "cheat-drop", 0, "make mix-2-1 a cheating mix that drops this fraction of what it should forward while counting it as work (experiments only)")
 	f.BoolVar(&cfg.Keep, "keep", false, "keep the temporary directory (keys, node logs, Badger data, client state)")
 	f.StringVar(&cfg.Storage, "storage", "badger", "the nodes' storage plugin: badger (a directory each) or postgres (a schema each, see --postgres-dsn)")
 	f.StringVar(&cfg.PostgresDSN, "postgres-dsn", "", "with --storage postgres: the database's DSN (empty: the PG* environment variables)")

@@ -40,6 +40,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(recvCmd())
 	root.AddCommand(networkCmd())
 	root.AddCommand(pkiCmd())
+	root.AddCommand(rewardsCmd())
 	return root
 }
 

@@ -69,8 +69,29 @@ type Config struct {
 	Limits   Limits   `koanf:"limits"`
 	Metrics  Metrics  `koanf:"metrics"`
 	Provider Provider `koanf:"provider"`
+	// Experiment makes the node misbehave on purpose, for experiments on
+	// a local network only (see Experiment). Never set by operators.
+	Experiment Experiment `koanf:"experiment"`
 
 	net *Network // the network file, when NetworkFile names one
+}
+
+// ExperimentEnv must be set to ExperimentConsent in a node's environment
+// for it to accept any Experiment setting; the demo and tests set it.
+const (
+	ExperimentEnv     = "SOTTOLAB_CHEAT_CONSENT" // not SOTTO_: that prefix is config
+	ExperimentConsent = "cheat-on-a-test-network"
+)
+
+// Experiment holds deliberate misbehaviours for experiments (the secret
+// shopper's comparison). A node refuses any of them unless it listens on
+// loopback only and its environment has ExperimentEnv=ExperimentConsent,
+// so no operator's node cheats by a stray line in its config.
+type Experiment struct {
+	// CheatDropForwardedFraction, in [0, 1): a mix drops this fraction of
+	// the packets it should forward while counting them all as forwarded
+	// work, as a cheating mix would.
+	CheatDropForwardedFraction float64 `koanf:"cheat_drop_forwarded_fraction"`
 }
 
 // Mix is what only a mix uses.
@@ -141,6 +162,12 @@ type Provider struct {
 	// mailbox_messages or mailbox_bytes). Zero: 4096 messages, 16 MiB.
 	MailboxMaxMessages int `koanf:"mailbox_max_messages"`
 	MailboxMaxMB       int `koanf:"mailbox_max_mb"`
+	// AuditRate, if positive, makes the provider a secret-shopper auditor
+	// (docs/SPEC.md, "Accounting: the secret shopper"): it sends probes
+	// through chosen mixes back to itself at this Poisson rate (per
+	// second; a client's λL keeps them as common as one client's loops)
+	// and reports what came back to its accounting plugin each epoch.
+	AuditRate float64 `koanf:"audit_rate"`
 }
 
 // ClientLimits are the provider's client-service limits. Zero means the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -115,6 +116,10 @@ func (c *Config) Validate() error {
 	if c.Metrics.Listen != "" {
 		add(validHostPort("metrics.listen", c.Metrics.Listen))
 	}
+	add(c.Experiment.validate(c))
+	if r := c.Provider.AuditRate; r != 0 && (!(r > 0) || math.IsInf(r, 0) || c.Role != RoleProvider) {
+		add(problem("provider.audit_rate", "must be a finite rate > 0 on a provider, got %v", r))
+	}
 
 	if c.Role == RoleProvider {
 		if c.Provider.MailboxLifetime <= 0 {
@@ -202,6 +207,31 @@ func validHostPort(path, s string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return problem(path, "port must be 0..65535, got %q", port)
+	}
+	return nil
+}
+
+// validate refuses a misbehaviour outside an experiment: off loopback, or
+// without ExperimentEnv=ExperimentConsent in the environment.
+func (x Experiment) validate(c *Config) error {
+	f := x.CheatDropForwardedFraction
+	if f == 0 {
+		return nil
+	}
+	const key = "experiment.cheat_drop_forwarded_fraction"
+	if !(f > 0 && f < 1) {
+		return problem(key, "must be in [0, 1), got %v", f)
+	}
+	if c.Role != RoleMix {
+		return problem(key, "is for mixes only")
+	}
+	if os.Getenv(ExperimentEnv) != ExperimentConsent {
+		return problem(key, "makes this node cheat; it is for experiments only and refused unless %s=%s is set", ExperimentEnv, ExperimentConsent)
+	}
+	for _, a := range c.Listen {
+		if !strings.HasPrefix(a, "/ip4/127.") && !strings.HasPrefix(a, "/ip6/::1/") {
+			return problem(key, "makes this node cheat; it is refused on a node listening on %s (loopback only)", a)
+		}
 	}
 	return nil
 }

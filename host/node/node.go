@@ -117,6 +117,7 @@ type Node struct {
 	deliver  chan *packet
 	links    *links
 	loops    *loops
+	audit    *auditor // a provider's secret-shopper role, if configured
 	clients  *provider.Service
 	work     workCounter
 	bgWork   sync.WaitGroup // work reports under way
@@ -204,6 +205,7 @@ func New(opts Options) (*Node, error) {
 	n.host = h
 	n.links = newLinks(n)
 	n.work.on = opts.Accounting != nil
+	_ = n.reg.Register(newEarningsCollector(n)) // sotto_rewards, for `sotto rewards`
 	if _, err := io.ReadFull(n.rand, n.work.nonce[:]); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("node: randomness: %w", err)
@@ -276,6 +278,9 @@ func (n *Node) Run(ctx context.Context) error {
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	if n.role == interfaces.RoleMix {
 		bg.Go(func() { n.loops.run(loopCtx) })
+	}
+	if n.audit != nil {
+		bg.Go(func() { n.audit.run(loopCtx) })
 	}
 	n.serve()
 	n.log.Info("node routing", "role", n.role, "peer", n.host.ID(), "addrs", n.host.Addrs(), "epoch", n.clk.Now(),

@@ -35,6 +35,9 @@ func (n *Node) startPipeline(rt *routeTable) error {
 		n.deliver = make(chan *packet, min(qc, 4096))
 	}
 	n.loops = newLoops(n)
+	if r := n.cfg.Provider.AuditRate; r > 0 && n.role == interfaces.RoleProvider {
+		n.audit = newAuditor(n, r)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 
 	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/core/epoch"
@@ -53,6 +54,10 @@ func (n *Node) forward(p *packet, id *[32]byte, e epoch.Epoch) {
 		return
 	}
 	n.work.add(p.epoch, interfaces.WorkForwarded)
+	if f := n.cfg.Experiment.CheatDropForwardedFraction; f > 0 && rand.Float64() < f {
+		n.putPacket(p) // an experiment's cheating mix: counted as work, never sent
+		return
+	}
 	if !n.links.send(h, p) {
 		n.logLimited("link-full", "outbound queue full", "peer", h.peer)
 	}
@@ -77,6 +82,10 @@ func (n *Node) final(p *packet) {
 	if !p.client && !n.routes.Load().fromLastLayer(p.from, p.epoch) {
 		n.logLimited("not-last-layer", "a final hop from a node that is not a last-layer mix; dropped")
 		n.drop(p, dropNotLastLayer)
+		return
+	}
+	if p.recipient && !p.surbReply && n.audit != nil && n.audit.returned(p.rcpt) {
+		n.putPacket(p) // one of this auditor's probes came back
 		return
 	}
 	if p.recipient && p.rcpt == clientproto.DropRecipient && !p.surbReply {

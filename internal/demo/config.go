@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -35,7 +37,13 @@ const (
 	AccountingFree     = "free"
 	AccountingBlindsig = "blindsig"
 	AccountingChannels = "channels"
+	AccountingShopper  = "shopper"
 )
+
+// Designs are the accounting designs the demo knows, in the order the
+// comparison (contrib/compare-accounting.sh) runs them. A new design is
+// one entry here and one case in providerAccounting (internal/demo/pay.go).
+var Designs = []string{AccountingFree, AccountingBlindsig, AccountingChannels, AccountingShopper}
 
 // Config is a demo run. Binary is required; the rest has defaults.
 type Config struct {
@@ -68,6 +76,11 @@ type Config struct {
 	// provider under its free-quota policy; alice and bob pay with its
 	// wallet, and a third client, carol, has none and is refused).
 	Accounting string
+	// CheatDrop, in [0, 1), makes mix-2-1 (or mix-1-1 with one layer) a
+	// cheating mix that drops that fraction of the packets it should
+	// forward while counting them as forwarded work (host/config's
+	// Experiment): what each design pays it shows in the rewards table.
+	CheatDrop float64
 
 	// Dir is the directory for the nodes, the clients' state and the demo's
 	// log; empty: a fresh temporary directory. Keep keeps it afterwards
@@ -146,8 +159,11 @@ func (c *Config) Validate() error {
 	if c.Duration == 0 && c.Messages < MinMessages {
 		errs = append(errs, fmt.Errorf("%d messages: the plan needs at least %d", c.Messages, MinMessages))
 	}
-	if c.Accounting != AccountingFree && !paying(c.Accounting) {
-		errs = append(errs, fmt.Errorf("accounting %q: want %s, %s or %s", c.Accounting, AccountingFree, AccountingBlindsig, AccountingChannels))
+	if !slices.Contains(Designs, c.Accounting) {
+		errs = append(errs, fmt.Errorf("accounting %q: want one of %s", c.Accounting, strings.Join(Designs, ", ")))
+	}
+	if c.CheatDrop < 0 || c.CheatDrop >= 1 {
+		errs = append(errs, fmt.Errorf("cheat drop %v: want a fraction in [0, 1)", c.CheatDrop))
 	}
 	if c.KillMixAfter > 0 && c.MixesPerLayer < 2 {
 		errs = append(errs, errors.New("killing a mix needs two mixes per layer, or nothing routes"))

@@ -88,7 +88,8 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 			LambdaD: cfg.LambdaD, LambdaM: cfg.LambdaM},
 		EpochPeriod: cfg.Epoch, Dir: dir, Binary: cfg.Binary, Env: cfg.Env,
 		Network: "sotto-demo", Logger: log, ProviderAccounting: providerAccounting(cfg.Accounting),
-		Storage: r.storage(),
+		Storage: r.storage(), CheatingMix: cheatingMix(cfg), CheatDropFraction: cfg.CheatDrop,
+		AuditRate: auditRate(cfg),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)

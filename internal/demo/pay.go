@@ -2,17 +2,21 @@ package demo
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/localnet"
+	"github.com/sottonet/sotto/internal/rewards"
 	bswallet "github.com/sottonet/sotto/plugins/pay-blindsig/wallet"
 	chwallet "github.com/sottonet/sotto/plugins/pay-channels/wallet"
+	shwallet "github.com/sottonet/sotto/plugins/pay-shopper/wallet"
 )
 
 // Paying providers (Config.Accounting blindsig): every provider runs
@@ -32,22 +36,89 @@ func paying(design string) bool {
 
 // providerAccounting is the providers' accounting slot for a design.
 func providerAccounting(design string) map[string]any {
-	if design == AccountingChannels {
+	switch design {
+	case AccountingBlindsig:
+		return map[string]any{"builtin": "pay-blindsig", "config": map[string]any{
+			"policy": "free", "free_tokens_per_epoch": 64, "packets_per_token": 100,
+		}}
+	case AccountingChannels:
 		return map[string]any{"builtin": "pay-channels", "config": map[string]any{
 			"price_per_packet": 10, "packets_per_voucher": 100, "max_deposit": 1_000_000,
 		}}
+	case AccountingShopper:
+		// The ledger of the secret shopper: users pay nothing; it pays
+		// nodes by what auditors measured (plugins/pay-shopper).
+		return map[string]any{"builtin": "pay-shopper", "config": map[string]any{"budget": 1000000, "threshold": 0.9}}
 	}
-	if design != AccountingBlindsig {
-		return nil
+	return nil
+}
+
+// auditRate is the providers' probe rate: with the shopper every provider
+// audits, at five times a client's λL, so that an epoch of the demo's
+// short ones carries enough probes through each mix to score it.
+func auditRate(cfg Config) float64 {
+	if cfg.Accounting != AccountingShopper {
+		return 0
 	}
-	return map[string]any{"builtin": "pay-blindsig", "config": map[string]any{
-		"policy": "free", "free_tokens_per_epoch": 64, "packets_per_token": 100,
-	}}
+	return 5 * max(cfg.LambdaL, 1)
+}
+
+// cheatingMix is the mix Config.CheatDrop makes cheat.
+func cheatingMix(cfg Config) string {
+	if cfg.CheatDrop <= 0 {
+		return ""
+	}
+	if cfg.Layers >= 2 {
+		return "mix-2-1"
+	}
+	return "mix-1-1"
+}
+
+// rewardsReport gathers the rewards table from every node's metrics
+// (internal/rewards), nodes named as the demo names them.
+func (r *run) rewardsReport(ctx context.Context, s *Summary) {
+	names := map[string]string{}
+	for _, n := range r.ln.Nodes {
+		names[hex.EncodeToString(n.ID[:])] = n.Name
+	}
+	rep := rewards.New(names)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, n := range r.ln.Nodes {
+		if err := rep.Scrape(ctx, n.Metrics); err != nil {
+			r.log.Warn("rewards: scraping a node", "node", n.Name, "err", err)
+		}
+	}
+	s.Rewards = rep.Tables()
+	s.CheatingMix, s.CheatDrop = cheatingMix(r.cfg), r.cfg.CheatDrop
+}
+
+// writeRewards prints the rewards tables.
+func (s *Summary) writeRewards(w io.Writer) {
+	if len(s.Rewards) == 0 {
+		return
+	}
+	if s.CheatingMix != "" {
+		fmt.Fprintf(w, "  rewards      (%s cheats: drops %.0f%% of what it should forward, counts it all as work)\n", s.CheatingMix, 100*s.CheatDrop)
+	} else {
+		fmt.Fprintf(w, "  rewards\n")
+	}
+	var b strings.Builder
+	rewards.Write(&b, s.Rewards)
+	for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		fmt.Fprintf(w, "    %s\n", l)
+	}
 }
 
 // wallet is p's wallet (made once, kept across restarts), or nil when
 // providers charge nothing.
 func (r *run) wallet(p *peer) wallet.Wallet {
+	if r.cfg.Accounting == AccountingShopper {
+		if p.wallet == nil {
+			p.wallet = shwallet.New() // pays nothing: an empty credential
+		}
+		return p.wallet
+	}
 	if r.cfg.Accounting == AccountingChannels && p.wallet == nil {
 		p.wallet = chwallet.New(chwallet.Options{})
 	}
@@ -107,6 +178,9 @@ func (r *run) freeloader(ctx context.Context, prov *localnet.Node, newCfg func(*
 // paySummary fills s's payment fields.
 func (r *run) paySummary(s *Summary) {
 	s.Accounting = r.cfg.Accounting
+	if r.ln != nil {
+		r.rewardsReport(context.Background(), s)
+	}
 	for _, p := range []*peer{r.alice, r.bob} {
 		st := p.stats()
 		s.CredentialsObtained += st.Wallet.Obtained
@@ -122,6 +196,7 @@ func (r *run) paySummary(s *Summary) {
 
 // writePayment prints the payment line of the summary.
 func (s *Summary) writePayment(w io.Writer) {
+	s.writeRewards(w)
 	switch s.Accounting {
 	case AccountingBlindsig:
 		fmt.Fprintf(w, "  payment      blindsig: alice and bob obtained %d tokens, spent %d; %d of their packets refused for payment\n",

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/client"
+	"github.com/sottonet/sotto/internal/rewards"
 )
 
 // ErrLost is what Summary.Err wraps when a message was not delivered
@@ -238,6 +239,11 @@ type Summary struct {
 	PaymentRefused                       uint64
 	FreeloaderChecked, FreeloaderRefused bool
 	FreeloaderRefusedPackets             uint64
+	// Rewards is the rewards report gathered from the nodes' metrics at
+	// the end (internal/rewards); CheatingMix cheated by CheatDrop.
+	Rewards     []rewards.Table
+	CheatingMix string
+	CheatDrop   float64
 }
 
 // Sent is the number of messages sent; Delivered those that arrived intact

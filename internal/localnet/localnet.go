@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/host/config"
 	"github.com/sottonet/sotto/host/keystore"
 	"github.com/sottonet/sotto/interfaces"
 	pkigossip "github.com/sottonet/sotto/plugins/pki-gossip"
@@ -77,6 +78,16 @@ type Spec struct {
 	// builtin plugin and its config (storage-postgres with a schema per
 	// node, say). Nil: each node's own storage-badger directory.
 	Storage func(name string) (builtin string, config map[string]any)
+	// CheatingMix, if set, names a mix (e.g. "mix-2-1") that drops
+	// CheatDropFraction of the packets it should forward while counting
+	// them as forwarded (host/config's Experiment; Start gives the nodes
+	// the consent it needs): the secret shopper's experiments.
+	CheatingMix       string
+	CheatDropFraction float64
+	// AuditRate, if positive, makes every provider a secret-shopper
+	// auditor sending probes at this rate (host/config's
+	// provider.audit_rate).
+	AuditRate float64
 }
 
 // endorsementLifetime is how long the operator's endorsements of a local
@@ -298,6 +309,12 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	}
 	if role == "mix" {
 		cfg["mix"] = map[string]any{"layer": layer}
+		if name == ln.Spec.CheatingMix {
+			cfg["experiment"] = map[string]any{"cheat_drop_forwarded_fraction": ln.Spec.CheatDropFraction}
+		}
+	}
+	if role == "provider" && ln.Spec.AuditRate > 0 {
+		cfg["provider"] = map[string]any{"audit_rate": ln.Spec.AuditRate}
 	}
 	if role == "provider" && ln.Spec.ProviderAccounting != nil {
 		cfg["plugins"].(map[string]any)["accounting"] = ln.Spec.ProviderAccounting
@@ -352,6 +369,9 @@ func (n *Node) Start() error {
 	cmd := exec.Command(n.net.Spec.Binary, "node", "--config", n.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), n.net.Spec.Env...)
+	if n.net.Spec.CheatingMix == n.Name {
+		cmd.Env = append(cmd.Env, config.ExperimentEnv+"="+config.ExperimentConsent)
+	}
 	// Its own process group, so that a Ctrl-C on the terminal reaches the
 	// demo, which stops the nodes in order, and Kill takes the plugins too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -559,6 +559,7 @@ type NodeEarnings struct {
 	Delivered     uint64                 `protobuf:"varint,3,opt,name=delivered,proto3" json:"delivered,omitempty"`
 	Probed        uint64                 `protobuf:"varint,4,opt,name=probed,proto3" json:"probed,omitempty"`
 	Amount        uint64                 `protobuf:"varint,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	ProbesSent    uint64                 `protobuf:"varint,6,opt,name=probes_sent,json=probesSent,proto3" json:"probes_sent,omitempty"` // auditor probes routed through the node
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -624,6 +625,13 @@ func (x *NodeEarnings) GetProbed() uint64 {
 func (x *NodeEarnings) GetAmount() uint64 {
 	if x != nil {
 		return x.Amount
+	}
+	return 0
+}
+
+func (x *NodeEarnings) GetProbesSent() uint64 {
+	if x != nil {
+		return x.ProbesSent
 	}
 	return 0
 }
@@ -718,13 +726,15 @@ const file_accounting_v1_accounting_proto_rawDesc = "" +
 	"\arecords\x18\x03 \x03(\v2\x1f.sotto.accounting.v1.WorkRecordR\arecords\"\x14\n" +
 	"\x12RecordWorkResponse\"'\n" +
 	"\x0fEarningsRequest\x12\x14\n" +
-	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\x8e\x01\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\xaf\x01\n" +
 	"\fNodeEarnings\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\fR\x04node\x12\x1c\n" +
 	"\tforwarded\x18\x02 \x01(\x04R\tforwarded\x12\x1c\n" +
 	"\tdelivered\x18\x03 \x01(\x04R\tdelivered\x12\x16\n" +
 	"\x06probed\x18\x04 \x01(\x04R\x06probed\x12\x16\n" +
-	"\x06amount\x18\x05 \x01(\x04R\x06amount\"_\n" +
+	"\x06amount\x18\x05 \x01(\x04R\x06amount\x12\x1f\n" +
+	"\vprobes_sent\x18\x06 \x01(\x04R\n" +
+	"probesSent\"_\n" +
 	"\x10EarningsResponse\x12\x12\n" +
 	"\x04unit\x18\x01 \x01(\tR\x04unit\x127\n" +
 	"\x05nodes\x18\x02 \x03(\v2!.sotto.accounting.v1.NodeEarningsR\x05nodes2\xb4\x03\n" +
