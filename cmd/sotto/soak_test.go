@@ -87,16 +87,17 @@ const (
 
 // TestSoak runs a network of node processes (2 layers of 2 mixes, 2
 // providers) with cover traffic at every node and a client sending a
-// message every 10 s to another for SOTTO_SOAK (a duration; unset: the
-// test is skipped, so `go test ./...` stays short; CI runs 150s). Every
+// message every 10 s to another for SOTTOTEST_SOAK (a duration; unset: the
+// test is skipped, so `go test ./...` stays short; CI runs 150s; not
+// SOTTO_*: the nodes would read it as config). Every
 // 10 s it samples each node's goroutines (/metrics), resident memory and
 // open descriptors (/proc), for the node and its plugin processes. What
 // must hold: every message sent is acknowledged and delivered once, and no
 // node's goroutines, descriptors or memory grow beyond the bounds above.
 func TestSoak(t *testing.T) {
-	d, err := time.ParseDuration(os.Getenv("SOTTO_SOAK"))
+	d, err := time.ParseDuration(os.Getenv("SOTTOTEST_SOAK"))
 	if err != nil || d <= 0 {
-		t.Skip("set SOTTO_SOAK=DURATION (e.g. 150s, 1h) to run the soak")
+		t.Skip("set SOTTOTEST_SOAK=DURATION (e.g. 150s, 1h) to run the soak")
 	}
 	ln := startNet(t, localnetSoakSpec())
 	provs := ln.Providers()
