@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every Fuzz target of the module for a small time budget each
 # (FUZZTIME, default 2s) within an overall budget (FUZZ_BUDGET seconds,
-# default 150, so that with the last target the whole stays under 3 minutes on 2 cores). Building a package's
-# instrumented test binary costs more than the fuzzing on a cold cache, so
-# once the budget is spent the remaining targets are skipped: their seed
-# corpora (testdata/fuzz and f.Add) already ran as tests in `go test ./...`. A failing input is written by Go under the package's
-# testdata/fuzz/FuzzX and fails the run: commit it with the fix, so it
-# stays in the seed corpus. Prints one line per target with its executions
-# (docs/RELIABILITY.md).
+# default 150, so that with the last target the whole stays under 3
+# minutes on 2 cores). Building a package's instrumented test binary costs
+# more than the fuzzing on a cold cache, so once the budget is spent the
+# remaining targets are skipped: their seed corpora (testdata/fuzz and
+# f.Add) already ran as tests in `go test ./...`. A failing input is
+# written by Go under the package's testdata/fuzz/FuzzX and fails the run:
+# commit it with the fix, so it stays in the seed corpus. Prints one line
+# per target with its executions (docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-2s}
