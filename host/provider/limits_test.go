@@ -82,15 +82,26 @@ func TestUnreadRepliesStayWithinTheReplyBudget(t *testing.T) {
 	// coming, and the replies waiting behind them fill the budget.
 	last := -1.0
 	// Tens of thousands of busy replies fill the windows first: give a
-	// loaded machine (or the race detector) time.
+	// loaded machine (or the race detector) time. "Stopped reading" is
+	// not inferred from one quiet 200 ms (a descheduled provider is quiet
+	// too): the reply budget must be full, and the count of fetches read
+	// unchanged over five samples spanning at least 2 s.
+	var quietSince time.Time
 	waitWithin(t, time.Minute, "the provider stops reading the hostile streams", func() bool {
 		n := fetches()
-		stable := n == last
-		last = n
-		if !stable {
+		if n != last || held() <= budget-(fetchBytes+replyOverhead) {
+			last, quietSince = n, time.Time{}
 			time.Sleep(200 * time.Millisecond)
+			return false
 		}
-		return stable
+		if quietSince.IsZero() {
+			quietSince = time.Now()
+		}
+		if time.Since(quietSince) < 2*time.Second {
+			time.Sleep(500 * time.Millisecond)
+			return false
+		}
+		return true
 	})
 	if h := held(); h <= budget-(fetchBytes+replyOverhead) {
 		t.Fatalf("%v reply bytes held, want the budget (%d) full", h, budget)

@@ -660,3 +660,14 @@ func freePort() (int, error) {
 
 // FreePort is freePort for other tests that start listeners by number.
 func FreePort() (int, error) { return freePort() }
+
+// PID is the node process's ID (0 before Start): fault tests find its
+// plugin processes by it, and the soak samples /proc/PID.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}

@@ -69,7 +69,7 @@ func decodeConfig(raw []byte) (Config, error) {
 	var c Config
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return c, fmt.Errorf("pki-gossip: config: %w", err)
+			return c, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
 	if c.Admission.Policy == "" {

@@ -144,9 +144,13 @@ func rolesFor(n int) []node {
 
 func TestTwentyMembersConvergeAndAgainAfterRotation(t *testing.T) {
 	const n = 20
-	period := 4 * time.Second
-	// Genesis just behind now, so the test starts early in an epoch.
-	cfg := testConfig(time.Now().Add(-100*time.Millisecond), period)
+	// Epochs long enough that no epoch this test waits on leaves the
+	// window while a loaded machine is slow to converge (with 4 s epochs a
+	// 20 s wait could outlast them), and genesis placed so that epoch e1
+	// starts 6 s in: the rotation below still crosses an epoch boundary
+	// without the test waiting out a whole period.
+	period := 30 * time.Second
+	cfg := testConfig(time.Now().Add(-(period - 6*time.Second)), period)
 	members := startMembers(t, n, cfg, 1)
 	nodes := rolesFor(n)
 	clock := members[0].Clock()

@@ -45,6 +45,15 @@ type Config struct {
 	MemTableBytes int64 `json:"memtable_bytes"`
 	// CacheBytes is Badger's block cache size.
 	CacheBytes int64 `json:"cache_bytes"`
+	// MinFreeBytes is the free space the filesystem under Dir must keep:
+	// below it, writes (appends, KV puts and swaps, replay tags) are
+	// refused with an error wrapping ErrUnavailable ("disk nearly full")
+	// instead of reaching Badger, whose memory-mapped write-ahead log dies
+	// with SIGBUS when the filesystem is full. Deletes and acks still run,
+	// so space can be given back. 0: DefaultMinFreeBytes for the memtable
+	// (4 memtables and 16 MiB: the mapped log, its successor, a flush and
+	// a compaction's output); -1: no check.
+	MinFreeBytes int64 `json:"min_free_bytes"`
 	// GCInterval is how often the value log is garbage-collected (values
 	// of at least 1 MiB live there, not in the LSM tree), the counters of
 	// mailboxes whose messages all expired are reclaimed, and the
@@ -54,6 +63,10 @@ type Config struct {
 	// Logger receives Badger's logs. Default slog.Default(). Not in JSON.
 	Logger *slog.Logger `json:"-"`
 }
+
+// DefaultMinFreeBytes is the free space kept under Dir for a memtable of
+// memtableBytes: 4 memtables and 16 MiB.
+func DefaultMinFreeBytes(memtableBytes int64) int64 { return 4*memtableBytes + 16<<20 }
 
 // DefaultConfig returns the defaults for a database in dir.
 func DefaultConfig(dir string) Config {
@@ -75,6 +88,7 @@ type rawConfig struct {
 	MaxValueBytes *int    `json:"max_value_bytes"`
 	MemTableBytes *int64  `json:"memtable_bytes"`
 	CacheBytes    *int64  `json:"cache_bytes"`
+	MinFreeBytes  *int64  `json:"min_free_bytes"`
 	GCInterval    *string `json:"gc_interval"`
 }
 
@@ -107,6 +121,9 @@ func ParseConfig(raw []byte) (Config, error) {
 	if r.CacheBytes != nil {
 		cfg.CacheBytes = *r.CacheBytes
 	}
+	if r.MinFreeBytes != nil {
+		cfg.MinFreeBytes = *r.MinFreeBytes
+	}
 	if r.GCInterval != nil {
 		d, err := time.ParseDuration(*r.GCInterval)
 		if err != nil {
@@ -133,6 +150,8 @@ func (c Config) Validate() error {
 	case int64(c.MaxValueBytes) > c.MemTableBytes*15/100-1024:
 		return fmt.Errorf("%w: max_value_bytes %d does not fit one Badger transaction (15%% of memtable_bytes %d)",
 			ErrConfig, c.MaxValueBytes, c.MemTableBytes)
+	case c.MinFreeBytes < -1:
+		return fmt.Errorf("%w: min_free_bytes is %d, want >= 0 (or -1: no check)", ErrConfig, c.MinFreeBytes)
 	case c.CacheBytes < 0:
 		return fmt.Errorf("%w: cache_bytes is %d, want >= 0", ErrConfig, c.CacheBytes)
 	case c.GCInterval < 0:
@@ -148,6 +167,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MemTableBytes == 0 {
 		c.MemTableBytes = DefaultMemTableBytes
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = DefaultMinFreeBytes(c.MemTableBytes)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -70,6 +70,9 @@ func (s *Store) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*inter
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
+	if err := s.checkSpace(); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
 	if err := validNamespace(req.Namespace); err != nil {
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
 	}
@@ -251,6 +254,9 @@ func (s *Store) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*int
 	defer s.mu.RUnlock()
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
+	}
+	if err := s.checkSpace(); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
 	}
 	if err := validNamespace(req.Namespace); err != nil {
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)

@@ -82,6 +82,9 @@ func (s *Store) AppendMailbox(ctx context.Context, req *interfaces.AppendMailbox
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
+	if err := s.checkSpace(); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
 	for i, m := range req.Messages {
 		if m.Lifetime <= 0 {
 			return nil, fmt.Errorf("storage-badger: %s: message %d: lifetime %v is not positive: %w", op, i, m.Lifetime, interfaces.ErrInvalidArgument)

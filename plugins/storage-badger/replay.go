@@ -23,6 +23,9 @@ func (s *Store) InsertReplayTags(ctx context.Context, req *interfaces.InsertRepl
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
+	if err := s.checkSpace(); err != nil {
+		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	}
 	seen := make([]bool, len(req.Tags))
 	if len(req.Tags) == 0 {
 		return &interfaces.InsertReplayTagsResponse{Seen: seen}, nil
