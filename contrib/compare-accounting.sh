@@ -1,7 +1,6 @@
 #!/bin/sh
 # Runs `sotto demo` once per accounting design the demo knows
-# (`sotto demo --list-accounting`: free, blindsig, shopper; channels once
-# it lands) on the same network parameters, with one cheating mix, and
+# (`sotto demo --list-accounting`: free, blindsig, channels, shopper) on the same network parameters, with one cheating mix, and
 # writes every summary to OUT (default ./accounting-run), for
 # docs/ACCOUNTING.md. Usage: contrib/compare-accounting.sh [SOTTO] [OUT]
 set -eu
