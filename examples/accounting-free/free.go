@@ -141,11 +141,7 @@ func (f *Free) RecordWork(ctx context.Context, req *interfaces.RecordWorkRequest
 
 // Earnings lists the epoch's counts in NodeID order; Amount is zero.
 func (f *Free) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	nodes, err := f.work().Epoch(ctx, req.Epoch)
-	if err != nil {
-		return nil, err
-	}
-	return &interfaces.EarningsResponse{Unit: "none", Nodes: nodes}, nil
+	return f.work().Earnings(ctx, req.Epoch, "none", nil)
 }
 
 // work is the plugin's work ledger: "w" and "b" keys in Namespace.

@@ -210,3 +210,24 @@ func Split(nodes []interfaces.NodeEarnings, pool *big.Int) {
 		}
 	}
 }
+
+// Earnings answers an Earnings call from the ledger: the epoch's counts
+// in NodeID order, in unit, split by Split over what pool returns. pool
+// is called only when some node has counts; a nil pool leaves every
+// Amount zero.
+func (l *Log) Earnings(ctx context.Context, epoch uint64, unit string, pool func(context.Context) (*big.Int, error)) (*interfaces.EarningsResponse, error) {
+	nodes, err := l.Epoch(ctx, epoch)
+	if err != nil {
+		return nil, err
+	}
+	resp := &interfaces.EarningsResponse{Unit: unit, Nodes: nodes}
+	if len(nodes) == 0 || pool == nil {
+		return resp, nil
+	}
+	p, err := pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	Split(resp.Nodes, p)
+	return resp, nil
+}

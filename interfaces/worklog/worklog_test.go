@@ -205,3 +205,47 @@ func TestSplit(t *testing.T) {
 		})
 	}
 }
+
+func TestEarnings(t *testing.T) {
+	errPool := errors.New("pool unreadable")
+	tests := []struct {
+		name    string
+		record  bool
+		pool    func(context.Context) (*big.Int, error)
+		want    []uint64
+		wantErr error
+	}{
+		{"no work, pool not read", false, func(context.Context) (*big.Int, error) { return nil, errPool }, nil, nil},
+		{"nil pool leaves zero", true, nil, []uint64{0, 0}, nil},
+		{"split", true, func(context.Context) (*big.Int, error) { return big.NewInt(40), nil }, []uint64{10, 30}, nil},
+		{"pool error", true, func(context.Context) (*big.Int, error) { return nil, errPool }, nil, errPool},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLog(nil)
+			ctx := context.Background()
+			if tt.record {
+				if err := l.Record(ctx, &interfaces.RecordWorkRequest{Epoch: 1, Records: []interfaces.WorkRecord{
+					rec(1, interfaces.WorkForwarded, 1), rec(2, interfaces.WorkDelivered, 3),
+				}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp, err := l.Earnings(ctx, 1, "u", tt.pool)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Earnings: %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if resp.Unit != "u" || len(resp.Nodes) != len(tt.want) {
+				t.Fatalf("Earnings = %+v, want unit u and %d nodes", resp, len(tt.want))
+			}
+			for j, n := range resp.Nodes {
+				if n.Amount != tt.want[j] {
+					t.Errorf("node %d: amount %d, want %d", j, n.Amount, tt.want[j])
+				}
+			}
+		})
+	}
+}

@@ -527,28 +527,20 @@ const Unit = "micro-token-value"
 // the nodes by the packets they reported forwarding and delivering; what
 // integer division leaves over is not paid. Probes count as no work.
 func (i *Issuer) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	resp := &interfaces.EarningsResponse{Unit: Unit}
-	nodes, err := i.work().Epoch(ctx, req.Epoch)
-	if err != nil {
-		return nil, err
-	}
-	resp.Nodes = nodes
-	if len(resp.Nodes) == 0 {
-		return resp, nil
-	}
-	got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
-	if err != nil {
-		return nil, fmt.Errorf("pay-blindsig: reading tokens redeemed: %w", err)
-	}
-	if len(got.Found) != 1 {
-		return nil, fmt.Errorf("pay-blindsig: %w", interfaces.ErrMalformedReply)
-	}
-	redeemed, err := decodeUint(got.Values[0], got.Found[0])
-	if err != nil {
-		return nil, err
-	}
-	worklog.Split(resp.Nodes, new(bigInt).Mul(new(bigInt).SetUint64(redeemed), new(bigInt).SetUint64(i.cfg.TokenValue)))
-	return resp, nil
+	return i.work().Earnings(ctx, req.Epoch, Unit, func(ctx context.Context) (*bigInt, error) {
+		got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
+		if err != nil {
+			return nil, fmt.Errorf("pay-blindsig: reading tokens redeemed: %w", err)
+		}
+		if len(got.Found) != 1 {
+			return nil, fmt.Errorf("pay-blindsig: %w", interfaces.ErrMalformedReply)
+		}
+		redeemed, err := decodeUint(got.Values[0], got.Found[0])
+		if err != nil {
+			return nil, err
+		}
+		return new(bigInt).Mul(new(bigInt).SetUint64(redeemed), new(bigInt).SetUint64(i.cfg.TokenValue)), nil
+	})
 }
 
 // work is the issuer's work ledger: "w" and "b" keys in Namespace.

@@ -519,28 +519,20 @@ const Unit = "micro-units"
 // across designs; what integer division leaves over is not paid. Probes
 // count as no work.
 func (p *Provider) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	resp := &interfaces.EarningsResponse{Unit: Unit}
-	nodes, err := p.work().Epoch(ctx, req.Epoch)
-	if err != nil {
-		return nil, err
-	}
-	resp.Nodes = nodes
-	if len(resp.Nodes) == 0 {
-		return resp, nil
-	}
-	got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
-	if err != nil {
-		return nil, fmt.Errorf("pay-channels: reading the epoch's amount: %w", err)
-	}
-	if len(got.Found) != 1 {
-		return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
-	}
-	paid, err := decodeUint(got.Values[0], got.Found[0])
-	if err != nil {
-		return nil, err
-	}
-	worklog.Split(resp.Nodes, new(big.Int).SetUint64(paid))
-	return resp, nil
+	return p.work().Earnings(ctx, req.Epoch, Unit, func(ctx context.Context) (*big.Int, error) {
+		got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
+		if err != nil {
+			return nil, fmt.Errorf("pay-channels: reading the epoch's amount: %w", err)
+		}
+		if len(got.Found) != 1 {
+			return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
+		}
+		paid, err := decodeUint(got.Values[0], got.Found[0])
+		if err != nil {
+			return nil, err
+		}
+		return new(big.Int).SetUint64(paid), nil
+	})
 }
 
 // work is the provider's work ledger: "w" and "b" keys in Namespace,
