@@ -17,16 +17,13 @@ package accountingfree
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/memkv"
+	"github.com/sottonet/sotto/interfaces/worklog"
 )
 
 // Config is the plugin's JSON config.
@@ -136,131 +133,18 @@ func (f *Free) Redeem(_ context.Context, req *interfaces.RedeemRequest) (*interf
 // batch's marker and every count it changes are swapped in one
 // all-or-nothing commit, retried with the values that beat it.
 func (f *Free) RecordWork(ctx context.Context, req *interfaces.RecordWorkRequest) (*interfaces.RecordWorkResponse, error) {
-	add := map[interfaces.NodeID]counts{}
-	for i, r := range req.Records {
-		if r.Kind < interfaces.WorkForwarded || r.Kind > interfaces.WorkProbed {
-			return nil, fmt.Errorf("%w: record %d has unknown work kind %d", interfaces.ErrInvalidArgument, i, r.Kind)
-		}
-		c := add[r.Node]
-		c[r.Kind-interfaces.WorkForwarded] += r.Packets
-		add[r.Node] = c
+	if err := f.work().Record(ctx, req); err != nil {
+		return nil, err
 	}
-	nodes := slices.SortedFunc(maps.Keys(add), func(a, b interfaces.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	var marker []byte
-	if len(req.BatchID) > 0 {
-		id := sha256.Sum256(req.BatchID)
-		marker = append(epochKey('b', req.Epoch), id[:]...)
-	}
-	keys := make([][]byte, len(nodes))
-	for i, n := range nodes {
-		keys[i] = append(epochKey('w', req.Epoch), n[:]...)
-	}
-	if marker == nil && len(keys) == 0 {
-		return &interfaces.RecordWorkResponse{}, nil
-	}
-	got, err := f.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: keys})
-	if err != nil {
-		return nil, fmt.Errorf("accounting-free: reading counts: %w", err)
-	}
-	cur, found := got.Values, got.Found
-	for {
-		var entries []interfaces.KVSwapEntry
-		if marker != nil {
-			entries = append(entries, interfaces.KVSwapEntry{Key: marker, ExpectAbsent: true})
-		}
-		for i, n := range nodes {
-			c, err := decodeCounts(cur[i], found[i])
-			if err != nil {
-				return nil, err
-			}
-			for k := range c {
-				c[k] += add[n][k]
-			}
-			entries = append(entries, interfaces.KVSwapEntry{Key: keys[i], Expected: cur[i], ExpectAbsent: !found[i], Value: c.encode()})
-		}
-		resp, err := f.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, Entries: entries, All: true})
-		if err != nil {
-			return nil, fmt.Errorf("accounting-free: recording work: %w", err)
-		}
-		if resp.Applied[0] {
-			return &interfaces.RecordWorkResponse{}, nil
-		}
-		off := 0
-		if marker != nil {
-			if resp.Found[0] {
-				return &interfaces.RecordWorkResponse{}, nil // counted before
-			}
-			off = 1
-		}
-		// Another call changed a count first: add to what it left.
-		for i := range nodes {
-			if e := off + i; !resp.Applied[e] {
-				cur[i], found[i] = resp.Current[e], resp.Found[e]
-			}
-		}
-	}
+	return &interfaces.RecordWorkResponse{}, nil
 }
 
 // Earnings lists the epoch's counts in NodeID order; Amount is zero.
 func (f *Free) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	resp := &interfaces.EarningsResponse{Unit: "none"}
-	prefix := epochKey('w', req.Epoch)
-	var after []byte
-	for {
-		l, err := f.kv.KVList(ctx, &interfaces.KVListRequest{Namespace: Namespace, Prefix: prefix, After: after})
-		if err != nil {
-			return nil, fmt.Errorf("accounting-free: listing counts: %w", err)
-		}
-		if len(l.Keys) == 0 {
-			return resp, nil // KVList answers in key order: NodeID order
-		}
-		got, err := f.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: l.Keys})
-		if err != nil {
-			return nil, fmt.Errorf("accounting-free: reading counts: %w", err)
-		}
-		for i, k := range l.Keys {
-			if !got.Found[i] || len(k) != len(prefix)+len(interfaces.NodeID{}) {
-				continue
-			}
-			c, err := decodeCounts(got.Values[i], true)
-			if err != nil {
-				return nil, err
-			}
-			n := interfaces.NodeEarnings{Forwarded: c[0], Delivered: c[1], Probed: c[2]}
-			copy(n.Node[:], k[len(prefix):])
-			resp.Nodes = append(resp.Nodes, n)
-		}
-		after = l.Keys[len(l.Keys)-1]
-	}
+	return f.work().Earnings(ctx, req.Epoch, "none", nil)
 }
 
-// counts are a node's forwarded, delivered and probed packets in an epoch.
-type counts [3]uint64
-
-func (c counts) encode() []byte {
-	b := make([]byte, 0, 24)
-	for _, v := range c {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return b
-}
-
-func decodeCounts(b []byte, found bool) (counts, error) {
-	var c counts
-	if !found {
-		return c, nil
-	}
-	if len(b) != 24 {
-		return c, fmt.Errorf("accounting-free: a count of %d bytes in the KV, want 24", len(b))
-	}
-	for i := range c {
-		c[i] = binary.BigEndian.Uint64(b[8*i:])
-	}
-	return c, nil
-}
-
-// epochKey is tag followed by the epoch, big-endian, so one epoch's keys
-// share a prefix.
-func epochKey(tag byte, epoch uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte{tag}, epoch)
+// work is the plugin's work ledger: "w" and "b" keys in Namespace.
+func (f *Free) work() *worklog.Log {
+	return &worklog.Log{KV: f.kv, Swapper: f.sw, Namespace: Namespace, Name: "accounting-free"}
 }

@@ -20,19 +20,17 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/memkv"
+	"github.com/sottonet/sotto/interfaces/worklog"
 	"github.com/sottonet/sotto/plugins/pay-blindsig/token"
 )
 
@@ -516,77 +514,10 @@ func (i *Issuer) Redeem(ctx context.Context, req *interfaces.RedeemRequest) (*in
 // RecordWork adds the records to the epoch's counts, once per BatchID, in
 // one all-or-nothing swap retried on conflict.
 func (i *Issuer) RecordWork(ctx context.Context, req *interfaces.RecordWorkRequest) (*interfaces.RecordWorkResponse, error) {
-	add := map[interfaces.NodeID]counts{}
-	for j, r := range req.Records {
-		if r.Kind < interfaces.WorkForwarded || r.Kind > interfaces.WorkProbed {
-			return nil, malformed(fmt.Errorf("record %d has unknown work kind %d", j, r.Kind))
-		}
-		c := add[r.Node]
-		c[r.Kind-interfaces.WorkForwarded] += r.Packets
-		add[r.Node] = c
+	if err := i.work().Record(ctx, req); err != nil {
+		return nil, err
 	}
-	nodes := slices.SortedFunc(maps.Keys(add), func(a, b interfaces.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	var marker []byte
-	if len(req.BatchID) > 0 {
-		id := sha256.Sum256(req.BatchID)
-		marker = append(epochKey('b', req.Epoch), id[:]...)
-	}
-	keys := make([][]byte, len(nodes))
-	for j, n := range nodes {
-		keys[j] = append(epochKey('w', req.Epoch), n[:]...)
-	}
-	if marker == nil && len(keys) == 0 {
-		return &interfaces.RecordWorkResponse{}, nil
-	}
-	cur, found := make([][]byte, len(keys)), make([]bool, len(keys))
-	if len(keys) > 0 {
-		got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: keys})
-		if err != nil {
-			return nil, fmt.Errorf("pay-blindsig: reading counts: %w", err)
-		}
-		if len(got.Found) != len(keys) || len(got.Values) != len(keys) {
-			return nil, fmt.Errorf("pay-blindsig: reading counts: %w", interfaces.ErrMalformedReply)
-		}
-		cur, found = got.Values, got.Found
-	}
-	for {
-		var entries []interfaces.KVSwapEntry
-		if marker != nil {
-			entries = append(entries, interfaces.KVSwapEntry{Key: marker, ExpectAbsent: true})
-		}
-		for j, n := range nodes {
-			c, err := decodeCounts(cur[j], found[j])
-			if err != nil {
-				return nil, err
-			}
-			for k := range c {
-				c[k] += add[n][k]
-			}
-			entries = append(entries, interfaces.KVSwapEntry{Key: keys[j], Expected: cur[j], ExpectAbsent: !found[j], Value: c.encode()})
-		}
-		resp, err := i.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, Entries: entries, All: true})
-		if err != nil {
-			return nil, fmt.Errorf("pay-blindsig: recording work: %w", err)
-		}
-		if len(resp.Applied) != len(entries) {
-			return nil, fmt.Errorf("pay-blindsig: recording work: %w", interfaces.ErrMalformedReply)
-		}
-		if resp.Applied[0] {
-			return &interfaces.RecordWorkResponse{}, nil
-		}
-		off := 0
-		if marker != nil {
-			if resp.Found[0] {
-				return &interfaces.RecordWorkResponse{}, nil // counted before
-			}
-			off = 1
-		}
-		for j := range nodes {
-			if e := off + j; !resp.Applied[e] {
-				cur[j], found[j] = resp.Current[e], resp.Found[e]
-			}
-		}
-	}
+	return &interfaces.RecordWorkResponse{}, nil
 }
 
 // Unit is the unit of Earnings' amounts.
@@ -596,98 +527,25 @@ const Unit = "micro-token-value"
 // the nodes by the packets they reported forwarding and delivering; what
 // integer division leaves over is not paid. Probes count as no work.
 func (i *Issuer) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	resp := &interfaces.EarningsResponse{Unit: Unit}
-	prefix := epochKey('w', req.Epoch)
-	var after []byte
-	for {
-		l, err := i.kv.KVList(ctx, &interfaces.KVListRequest{Namespace: Namespace, Prefix: prefix, After: after})
+	return i.work().Earnings(ctx, req.Epoch, Unit, func(ctx context.Context) (*bigInt, error) {
+		got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
 		if err != nil {
-			return nil, fmt.Errorf("pay-blindsig: listing counts: %w", err)
+			return nil, fmt.Errorf("pay-blindsig: reading tokens redeemed: %w", err)
 		}
-		if len(l.Keys) == 0 {
-			break
+		if len(got.Found) != 1 {
+			return nil, fmt.Errorf("pay-blindsig: %w", interfaces.ErrMalformedReply)
 		}
-		got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: l.Keys})
+		redeemed, err := decodeUint(got.Values[0], got.Found[0])
 		if err != nil {
-			return nil, fmt.Errorf("pay-blindsig: reading counts: %w", err)
+			return nil, err
 		}
-		if len(got.Found) != len(l.Keys) {
-			return nil, fmt.Errorf("pay-blindsig: reading counts: %w", interfaces.ErrMalformedReply)
-		}
-		for j, k := range l.Keys {
-			if !got.Found[j] || len(k) != len(prefix)+len(interfaces.NodeID{}) {
-				continue
-			}
-			c, err := decodeCounts(got.Values[j], true)
-			if err != nil {
-				return nil, err
-			}
-			n := interfaces.NodeEarnings{Forwarded: c[0], Delivered: c[1], Probed: c[2]}
-			copy(n.Node[:], k[len(prefix):])
-			resp.Nodes = append(resp.Nodes, n)
-		}
-		after = l.Keys[len(l.Keys)-1]
-	}
-	if len(resp.Nodes) == 0 {
-		return resp, nil
-	}
-	got, err := i.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
-	if err != nil {
-		return nil, fmt.Errorf("pay-blindsig: reading tokens redeemed: %w", err)
-	}
-	if len(got.Found) != 1 {
-		return nil, fmt.Errorf("pay-blindsig: %w", interfaces.ErrMalformedReply)
-	}
-	redeemed, err := decodeUint(got.Values[0], got.Found[0])
-	if err != nil {
-		return nil, err
-	}
-	pool := new(bigInt).Mul(new(bigInt).SetUint64(redeemed), new(bigInt).SetUint64(i.cfg.TokenValue))
-	total := new(bigInt)
-	for _, n := range resp.Nodes {
-		total.Add(total, new(bigInt).SetUint64(n.Forwarded))
-		total.Add(total, new(bigInt).SetUint64(n.Delivered))
-	}
-	if total.Sign() == 0 {
-		return resp, nil
-	}
-	for j := range resp.Nodes {
-		n := &resp.Nodes[j]
-		w := new(bigInt).Add(new(bigInt).SetUint64(n.Forwarded), new(bigInt).SetUint64(n.Delivered))
-		a := new(bigInt).Mul(pool, w)
-		a.Quo(a, total)
-		if a.IsUint64() {
-			n.Amount = a.Uint64()
-		} else {
-			n.Amount = ^uint64(0)
-		}
-	}
-	return resp, nil
+		return new(bigInt).Mul(new(bigInt).SetUint64(redeemed), new(bigInt).SetUint64(i.cfg.TokenValue)), nil
+	})
 }
 
-// counts are a node's forwarded, delivered and probed packets in an epoch.
-type counts [3]uint64
-
-func (c counts) encode() []byte {
-	b := make([]byte, 0, 24)
-	for _, v := range c {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return b
-}
-
-func decodeCounts(b []byte, found bool) (counts, error) {
-	var c counts
-	if !found {
-		return c, nil
-	}
-	if len(b) != 24 {
-		return c, fmt.Errorf("pay-blindsig: a count of %d bytes in the KV, want 24", len(b))
-	}
-	for j := range c {
-		c[j] = binary.BigEndian.Uint64(b[8*j:])
-	}
-	return c, nil
+// work is the issuer's work ledger: "w" and "b" keys in Namespace.
+func (i *Issuer) work() *worklog.Log {
+	return &worklog.Log{KV: i.kv, Swapper: i.sw, Namespace: Namespace, Name: "pay-blindsig"}
 }
 
 func epochKey(tag byte, epoch uint64) []byte {

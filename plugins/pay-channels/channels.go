@@ -20,18 +20,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/big"
 	"slices"
 
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/interfaces/memkv"
+	"github.com/sottonet/sotto/interfaces/worklog"
 	"github.com/sottonet/sotto/plugins/pay-channels/voucher"
 )
 
@@ -505,77 +504,10 @@ func (p *Provider) RecordWork(ctx context.Context, req *interfaces.RecordWorkReq
 }
 
 func (p *Provider) recordWork(ctx context.Context, req *interfaces.RecordWorkRequest) (*interfaces.RecordWorkResponse, error) {
-	add := map[interfaces.NodeID]counts{}
-	for j, r := range req.Records {
-		if r.Kind < interfaces.WorkForwarded || r.Kind > interfaces.WorkProbed {
-			return nil, malformed(fmt.Errorf("record %d has unknown work kind %d", j, r.Kind))
-		}
-		c := add[r.Node]
-		c[r.Kind-interfaces.WorkForwarded] += r.Packets
-		add[r.Node] = c
+	if err := p.work().Record(ctx, req); err != nil {
+		return nil, err
 	}
-	nodes := slices.SortedFunc(maps.Keys(add), func(a, b interfaces.NodeID) int { return bytes.Compare(a[:], b[:]) })
-	var marker []byte
-	if len(req.BatchID) > 0 {
-		id := sha256.Sum256(req.BatchID)
-		marker = append(epochKey('b', req.Epoch), id[:]...)
-	}
-	keys := make([][]byte, len(nodes))
-	for j, n := range nodes {
-		keys[j] = append(epochKey('w', req.Epoch), n[:]...)
-	}
-	if marker == nil && len(keys) == 0 {
-		return &interfaces.RecordWorkResponse{}, nil
-	}
-	cur, found := make([][]byte, len(keys)), make([]bool, len(keys))
-	if len(keys) > 0 {
-		got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: keys})
-		if err != nil {
-			return nil, fmt.Errorf("pay-channels: reading counts: %w", err)
-		}
-		if len(got.Found) != len(keys) || len(got.Values) != len(keys) {
-			return nil, fmt.Errorf("pay-channels: reading counts: %w", interfaces.ErrMalformedReply)
-		}
-		cur, found = got.Values, got.Found
-	}
-	for {
-		var entries []interfaces.KVSwapEntry
-		if marker != nil {
-			entries = append(entries, interfaces.KVSwapEntry{Key: marker, ExpectAbsent: true})
-		}
-		for j, n := range nodes {
-			c, err := decodeCounts(cur[j], found[j])
-			if err != nil {
-				return nil, err
-			}
-			for k := range c {
-				c[k] += add[n][k]
-			}
-			entries = append(entries, interfaces.KVSwapEntry{Key: keys[j], Expected: cur[j], ExpectAbsent: !found[j], Value: c.encode()})
-		}
-		resp, err := p.sw.KVSwap(ctx, &interfaces.KVSwapRequest{Namespace: Namespace, Entries: entries, All: true})
-		if err != nil {
-			return nil, fmt.Errorf("pay-channels: recording work: %w", err)
-		}
-		if len(resp.Applied) != len(entries) {
-			return nil, fmt.Errorf("pay-channels: recording work: %w", interfaces.ErrMalformedReply)
-		}
-		if resp.Applied[0] {
-			return &interfaces.RecordWorkResponse{}, nil
-		}
-		off := 0
-		if marker != nil {
-			if resp.Found[0] {
-				return &interfaces.RecordWorkResponse{}, nil // counted before
-			}
-			off = 1
-		}
-		for j := range nodes {
-			if e := off + j; !resp.Applied[e] {
-				cur[j], found[j] = resp.Current[e], resp.Found[e]
-			}
-		}
-	}
+	return &interfaces.RecordWorkResponse{}, nil
 }
 
 // Unit is the unit of Earnings' amounts.
@@ -587,98 +519,26 @@ const Unit = "micro-units"
 // across designs; what integer division leaves over is not paid. Probes
 // count as no work.
 func (p *Provider) Earnings(ctx context.Context, req *interfaces.EarningsRequest) (*interfaces.EarningsResponse, error) {
-	resp := &interfaces.EarningsResponse{Unit: Unit}
-	prefix := epochKey('w', req.Epoch)
-	var after []byte
-	for {
-		l, err := p.kv.KVList(ctx, &interfaces.KVListRequest{Namespace: Namespace, Prefix: prefix, After: after})
+	return p.work().Earnings(ctx, req.Epoch, Unit, func(ctx context.Context) (*big.Int, error) {
+		got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
 		if err != nil {
-			return nil, fmt.Errorf("pay-channels: listing counts: %w", err)
+			return nil, fmt.Errorf("pay-channels: reading the epoch's amount: %w", err)
 		}
-		if len(l.Keys) == 0 {
-			break
+		if len(got.Found) != 1 {
+			return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
 		}
-		got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: l.Keys})
+		paid, err := decodeUint(got.Values[0], got.Found[0])
 		if err != nil {
-			return nil, fmt.Errorf("pay-channels: reading counts: %w", err)
+			return nil, err
 		}
-		if len(got.Found) != len(l.Keys) {
-			return nil, fmt.Errorf("pay-channels: reading counts: %w", interfaces.ErrMalformedReply)
-		}
-		for j, k := range l.Keys {
-			if !got.Found[j] || len(k) != len(prefix)+len(interfaces.NodeID{}) {
-				continue
-			}
-			c, err := decodeCounts(got.Values[j], true)
-			if err != nil {
-				return nil, err
-			}
-			n := interfaces.NodeEarnings{Forwarded: c[0], Delivered: c[1], Probed: c[2]}
-			copy(n.Node[:], k[len(prefix):])
-			resp.Nodes = append(resp.Nodes, n)
-		}
-		after = l.Keys[len(l.Keys)-1]
-	}
-	if len(resp.Nodes) == 0 {
-		return resp, nil
-	}
-	got, err := p.kv.KVGet(ctx, &interfaces.KVGetRequest{Namespace: Namespace, Keys: [][]byte{epochKey('r', req.Epoch)}})
-	if err != nil {
-		return nil, fmt.Errorf("pay-channels: reading the epoch's amount: %w", err)
-	}
-	if len(got.Found) != 1 {
-		return nil, fmt.Errorf("pay-channels: %w", interfaces.ErrMalformedReply)
-	}
-	paid, err := decodeUint(got.Values[0], got.Found[0])
-	if err != nil {
-		return nil, err
-	}
-	pool := new(big.Int).SetUint64(paid)
-	total := new(big.Int)
-	for _, n := range resp.Nodes {
-		total.Add(total, new(big.Int).SetUint64(n.Forwarded))
-		total.Add(total, new(big.Int).SetUint64(n.Delivered))
-	}
-	if total.Sign() == 0 {
-		return resp, nil
-	}
-	for j := range resp.Nodes {
-		n := &resp.Nodes[j]
-		w := new(big.Int).Add(new(big.Int).SetUint64(n.Forwarded), new(big.Int).SetUint64(n.Delivered))
-		a := new(big.Int).Mul(pool, w)
-		a.Quo(a, total)
-		if a.IsUint64() {
-			n.Amount = a.Uint64()
-		} else {
-			n.Amount = ^uint64(0)
-		}
-	}
-	return resp, nil
+		return new(big.Int).SetUint64(paid), nil
+	})
 }
 
-// counts are a node's forwarded, delivered and probed packets in an epoch.
-type counts [3]uint64
-
-func (c counts) encode() []byte {
-	b := make([]byte, 0, 24)
-	for _, v := range c {
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	return b
-}
-
-func decodeCounts(b []byte, found bool) (counts, error) {
-	var c counts
-	if !found {
-		return c, nil
-	}
-	if len(b) != 24 {
-		return c, fmt.Errorf("pay-channels: a count of %d bytes in the KV, want 24", len(b))
-	}
-	for j := range c {
-		c[j] = binary.BigEndian.Uint64(b[8*j:])
-	}
-	return c, nil
+// work is the provider's work ledger: "w" and "b" keys in Namespace,
+// beside the vouchers and the epochs' amounts.
+func (p *Provider) work() *worklog.Log {
+	return &worklog.Log{KV: p.kv, Swapper: p.sw, Namespace: Namespace, Name: "pay-channels"}
 }
 
 func decodeUint(b []byte, found bool) (uint64, error) {
