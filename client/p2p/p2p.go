@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -28,6 +27,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sottonet/sotto/client"
+	"github.com/sottonet/sotto/client/link"
 	"github.com/sottonet/sotto/core/clientproto"
 )
 
@@ -55,19 +55,15 @@ type Options struct {
 	WrapStream func(network.Stream) network.Stream
 }
 
-// Conn is a client's connection to its provider. It is safe for
-// concurrent use.
+// Conn is a client's connection to its provider: its calls (Document,
+// Send, Fetch, Ack, Redeem, Issue) are the embedded link.Caller's, over
+// libp2p streams. It is safe for concurrent use.
 type Conn struct {
-	host   host.Host
-	prov   peer.ID
-	log    *slog.Logger
-	nextID atomic.Uint32
-	wrap   func(network.Stream) network.Stream
-
-	mu      sync.Mutex
-	closed  bool
-	sess    *session
-	opening chan struct{} // closed when the session being opened is ready
+	*link.Caller
+	host host.Host
+	prov peer.ID
+	log  *slog.Logger
+	wrap func(network.Stream) network.Stream
 }
 
 var (
@@ -184,12 +180,28 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("p2p: starting libp2p host: %w", err)
 	}
 	c := &Conn{host: h, prov: o.Provider.ID, log: o.Logger.With("component", "p2p", "provider", o.Provider.ID), wrap: o.WrapStream}
+	c.Caller = link.New(link.Config{
+		Open: func(ctx context.Context) (link.Stream, error) {
+			st, err := c.newStream(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return st, nil
+		},
+		Name:          "p2p",
+		Closed:        ErrClosed,
+		Broken:        errBroken,
+		WriteDeadline: true,
+		OnRetry: func(err error) {
+			c.log.Debug("stream to provider broken; opening another", "err", err)
+		},
+	})
 	h.Peerstore().AddAddrs(o.Provider.ID, o.Provider.Addrs, peerstore.PermanentAddrTTL)
 	if err := h.Connect(ctx, o.Provider); err != nil {
 		_ = h.Close()
 		return nil, fmt.Errorf("p2p: connecting to provider %s: %w", o.Provider.ID, err)
 	}
-	if _, err := c.session(ctx); err != nil {
+	if err := c.Connect(ctx); err != nil {
 		_ = h.Close()
 		return nil, err
 	}
@@ -202,333 +214,10 @@ func (c *Conn) Host() host.Host { return c.host }
 // Close ends the stream and stops the host. Calls in progress fail with
 // ErrClosed.
 func (c *Conn) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !c.Shutdown() {
 		return nil
 	}
-	c.closed = true
-	s := c.sess
-	c.sess = nil
-	c.mu.Unlock()
-	if s != nil {
-		s.close()
-	}
 	return c.host.Close()
-}
-
-// Document returns the canonical encoding of the PKI document of an epoch.
-func (c *Conn) Document(ctx context.Context, epoch uint64) ([]byte, error) {
-	resp, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpDocument, Epoch: epoch})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Document, nil
-}
-
-// Send hands one Sphinx packet to the provider, for firstHop.
-func (c *Conn) Send(ctx context.Context, firstHop [32]byte, packet []byte) error {
-	_, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpSend, FirstHop: firstHop, Packet: packet})
-	return err
-}
-
-// Fetch returns up to limit messages of a mailbox with IDs above after.
-func (c *Conn) Fetch(ctx context.Context, mb clientproto.MailboxRef, after uint64, limit int) ([]clientproto.Message, error) {
-	resp, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpFetch, Mailbox: mb, After: after, Limit: limit})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Messages, nil
-}
-
-// Ack deletes messages of a mailbox; more than clientproto.MaxAckIDs IDs
-// go in several requests.
-func (c *Conn) Ack(ctx context.Context, mb clientproto.MailboxRef, ids []uint64) error {
-	for len(ids) > 0 {
-		n := min(len(ids), clientproto.MaxAckIDs)
-		if _, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpAck, Mailbox: mb, IDs: ids[:n]}); err != nil {
-			return err
-		}
-		ids = ids[n:]
-	}
-	return nil
-}
-
-// Redeem presents a credential of the provider's accounting design for
-// epoch, asking for packets packets of service; the provider adds what it
-// grants to the client's allowance (kept by the provider in memory). A
-// provider that charges nothing grants what is asked.
-func (c *Conn) Redeem(ctx context.Context, epoch, packets uint64, credential []byte) (granted uint64, receipt []byte, err error) {
-	resp, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpRedeem, Epoch: epoch, Packets: packets, Credential: credential})
-	if err != nil {
-		return 0, nil, err
-	}
-	return resp.Granted, resp.Receipt, nil
-}
-
-// Issue runs one issuance step of the provider's accounting design for
-// epoch (blind-signing blinded tokens, say); request and reply are the
-// design's bytes. A refusal wraps clientproto.ErrPaymentRequired. Like a
-// Redeem, an Issue already written is not repeated on a new stream: the
-// provider may have counted it against the client's quota.
-func (c *Conn) Issue(ctx context.Context, epoch uint64, request []byte) ([]byte, error) {
-	resp, err := c.call(ctx, &clientproto.Request{Op: clientproto.OpIssue, Epoch: epoch, Issuance: request})
-	if err != nil {
-		return nil, err
-	}
-	return resp.Issued, nil
-}
-
-// call sends a request and waits for its reply, replacing a broken stream
-// once. Error replies come back as *clientproto.Error.
-func (c *Conn) call(ctx context.Context, req *clientproto.Request) (*clientproto.Response, error) {
-	for attempt := 0; ; attempt++ {
-		s, err := c.session(ctx)
-		if err != nil {
-			return nil, err
-		}
-		resp, written, err := s.roundTrip(ctx, c.nextID.Add(1), req)
-		if err == nil {
-			return resp, resp.Err()
-		}
-		if !errors.Is(err, errBroken) {
-			return nil, err
-		}
-		c.drop(s)
-		if c.isClosed() {
-			return nil, ErrClosed
-		}
-		if attempt > 0 || (written && (req.Op == clientproto.OpRedeem || req.Op == clientproto.OpIssue)) {
-			return nil, err
-		}
-		c.log.Debug("stream to provider broken; opening another", "err", err)
-	}
-}
-
-func (c *Conn) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
-// drop forgets s if it is still the current session.
-func (c *Conn) drop(s *session) {
-	c.mu.Lock()
-	if c.sess == s {
-		c.sess = nil
-	}
-	c.mu.Unlock()
-	s.close()
-}
-
-// session returns the current session, opening one if there is none.
-// Concurrent callers wait for the same opening.
-func (c *Conn) session(ctx context.Context) (*session, error) {
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, ErrClosed
-		}
-		if s := c.sess; s != nil && !s.isBroken() {
-			c.mu.Unlock()
-			return s, nil
-		}
-		if ch := c.opening; ch != nil {
-			c.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		ch := make(chan struct{})
-		c.opening = ch
-		c.mu.Unlock()
-
-		st, err := c.newStream(ctx)
-		var s *session
-		if err == nil {
-			s = newSession(st)
-		}
-		c.mu.Lock()
-		c.opening = nil
-		close(ch)
-		if err == nil && c.closed {
-			err = ErrClosed
-		}
-		if err == nil {
-			c.sess = s
-		}
-		c.mu.Unlock()
-		if err != nil {
-			if s != nil {
-				s.close()
-			}
-			return nil, fmt.Errorf("p2p: opening %s stream: %w", clientproto.Protocol, err)
-		}
-		return s, nil
-	}
-}
-
-// session is one protocol stream and the requests waiting on it.
-type session struct {
-	st     network.Stream
-	wsem   chan struct{} // one writer at a time, cancellable
-	done   chan struct{} // closed when the stream is broken
-	reader sync.WaitGroup
-
-	mu      sync.Mutex
-	pending map[uint32]chan *clientproto.Response
-	err     error
-}
-
-func newSession(st network.Stream) *session {
-	s := &session{
-		st:      st,
-		wsem:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		pending: map[uint32]chan *clientproto.Response{},
-	}
-	s.reader.Add(1)
-	go s.read()
-	return s
-}
-
-func (s *session) isBroken() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// fail marks the session broken (once) and resets the stream.
-func (s *session) fail(err error) {
-	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-		close(s.done)
-	}
-	s.mu.Unlock()
-	_ = s.st.Reset()
-}
-
-func (s *session) close() {
-	s.fail(ErrClosed)
-	s.reader.Wait()
-}
-
-// read delivers replies to the requests waiting for them.
-func (s *session) read() {
-	defer s.reader.Done()
-	for {
-		body, err := clientproto.ReadFrame(s.st, nil, clientproto.MaxResponseLength)
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		resp := new(clientproto.Response)
-		if err := resp.Decode(body); err != nil {
-			s.fail(err)
-			return
-		}
-		s.mu.Lock()
-		ch := s.pending[resp.ID]
-		delete(s.pending, resp.ID)
-		s.mu.Unlock()
-		if ch != nil {
-			ch <- resp // buffered; a reply to a cancelled request is dropped
-		}
-	}
-}
-
-// roundTrip writes req with ID id and waits for its reply. written reports
-// whether the whole request reached the stream.
-func (s *session) roundTrip(ctx context.Context, id uint32, req *clientproto.Request) (resp *clientproto.Response, written bool, err error) {
-	r := *req
-	r.ID = id
-	frame, err := r.AppendFrame(nil)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
-	}
-	ch := make(chan *clientproto.Response, 1)
-	s.mu.Lock()
-	if s.err != nil {
-		err := s.err
-		s.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %w", errBroken, err)
-	}
-	s.pending[id] = ch
-	s.mu.Unlock()
-	forget := func() {
-		s.mu.Lock()
-		delete(s.pending, id)
-		s.mu.Unlock()
-	}
-
-	select {
-	case s.wsem <- struct{}{}:
-	case <-ctx.Done():
-		forget()
-		return nil, false, ctx.Err()
-	case <-s.done:
-		forget()
-		return nil, false, s.brokenErr()
-	}
-	// A cancelled context interrupts a blocked write; the frame may then be
-	// cut, which breaks the stream's framing: the session is failed.
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		_ = s.st.SetWriteDeadline(time.Now())
-		close(fired)
-	})
-	_, werr := s.st.Write(frame)
-	if !stop() {
-		<-fired
-		_ = s.st.SetWriteDeadline(time.Time{})
-	}
-	<-s.wsem
-	if werr != nil {
-		forget()
-		s.fail(werr)
-		if ctx.Err() != nil {
-			return nil, false, ctx.Err()
-		}
-		return nil, false, fmt.Errorf("%w: %w", errBroken, werr)
-	}
-
-	select {
-	case resp := <-ch:
-		if resp.Op != req.Op {
-			// A reply of another shape would be read as, say, an empty
-			// mailbox: the provider is broken or lying.
-			err := fmt.Errorf("%w: %v reply to a %v request", clientproto.ErrMalformed, resp.Op, req.Op)
-			s.fail(err)
-			return nil, true, err
-		}
-		return resp, true, nil
-	case <-ctx.Done():
-		forget()
-		return nil, true, ctx.Err()
-	case <-s.done:
-		// The reader may have delivered just before failing.
-		select {
-		case resp := <-ch:
-			return resp, true, nil
-		default:
-		}
-		forget()
-		return nil, true, s.brokenErr()
-	}
-}
-
-func (s *session) brokenErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fmt.Errorf("%w: %w", errBroken, s.err)
 }
 
 // newStream opens a protocol stream to the provider, wrapped by
@@ -557,10 +246,10 @@ func (c *Conn) newStream(ctx context.Context) (network.Stream, error) {
 // downstream") on a stream of its own, and returns once the first push
 // frame (or the provider's refusal) has arrived.
 func (c *Conn) Subscribe(ctx context.Context, cursors []clientproto.Cursor) (client.Downstream, error) {
-	if c.isClosed() {
+	if c.IsClosed() {
 		return nil, ErrClosed
 	}
-	frame, err := (&clientproto.Request{ID: c.nextID.Add(1), Op: clientproto.OpSubscribe, Cursors: cursors}).AppendFrame(nil)
+	frame, err := (&clientproto.Request{ID: c.NextID(), Op: clientproto.OpSubscribe, Cursors: cursors}).AppendFrame(nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
 	}
