@@ -157,4 +157,3 @@ func benchBackendFetch(b *testing.B, s interfaces.Storage) {
 	}
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "msgs/s")
 }
-
