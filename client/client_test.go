@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/sottonet/sotto/core/epoch"
+	"github.com/sottonet/sotto/core/pkidoc"
 )
 
 // receive collects n messages from c within d of virtual time.
@@ -576,6 +578,8 @@ func TestALateProviderIsFoundInAFreshDocument(t *testing.T) {
 		}
 		if _, err := a.Send(t.Context(), toB, []byte("too early")); !errors.Is(err, ErrUnknownProvider) {
 			t.Fatalf("Send while the provider is still missing: err = %v, want ErrUnknownProvider", err)
+		} else if want := fmt.Sprintf("document of epoch %d", e); !strings.Contains(err.Error(), want) {
+			t.Fatalf("Send while the provider is still missing: %q does not name the %s", err, want)
 		}
 		restore()
 		id, err := a.Send(t.Context(), toB, []byte("found"))
@@ -639,4 +643,30 @@ func restarted(t *testing.T, net *simNet, b *Client, pb *simProvider, state []by
 		t.Fatal(err)
 	}
 	return b2
+}
+
+// An operator's client named epoch N−1 in an error while the provider
+// held N: the client was routing on the previous epoch's document. The
+// error now names the document's epoch and, when it is not the current
+// one, the current epoch and that its document is not fetched yet.
+func TestNotInDocumentNamesBothEpochs(t *testing.T) {
+	for _, tc := range []struct {
+		doc, cur uint64
+		want     []string
+	}{
+		{7, 7, []string{"document of epoch 7"}},
+		{6, 7, []string{"document of epoch 6, the newest this client holds", "network is in epoch 7", "not fetched yet"}},
+		{8, 7, []string{"next epoch 8", "network is in epoch 7"}},
+	} {
+		v := &view{doc: &pkidoc.Document{Epoch: tc.doc}}
+		err := notInDocument(v, tc.cur, "the contact's provider 0102")
+		if !errors.Is(err, ErrUnknownProvider) {
+			t.Fatalf("doc %d, now %d: %v does not wrap ErrUnknownProvider", tc.doc, tc.cur, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("doc %d, now %d: %q lacks %q", tc.doc, tc.cur, err, w)
+			}
+		}
+	}
 }

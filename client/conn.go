@@ -295,6 +295,13 @@ func (c *Client) connect(ctx context.Context) error {
 	_, err := c.fetchDocument(ctx, e)
 	if err != nil && e > 0 && !errors.Is(err, ErrWrongClock) {
 		if _, perr := c.fetchDocument(ctx, e-1); perr == nil || errors.Is(perr, ErrWrongClock) {
+			if perr == nil {
+				// Routing on the previous epoch's document (its
+				// descriptors carry this epoch's keys) until the
+				// document loop fetches the current one: say why, or
+				// later errors name epoch e-1 with nothing about e.
+				c.log.Info("using the previous epoch's PKI document for now", "epoch", e-1, "current", e, "reason", err)
+			}
 			err = perr
 		}
 	}

@@ -249,7 +249,7 @@ func (c *Client) send(to *Contact, body []byte, sealed bool) (MessageID, error) 
 		// The contact's provider must be in the document the client
 		// routes with now, if it has one.
 		if rv, _, err := c.routeView(now); err != nil || rv == v {
-			return id, fmt.Errorf("%w: %x", ErrUnknownProvider, to.Provider[:8])
+			return id, notInDocument(v, c.clk0().At(now), fmt.Sprintf("the contact's provider %x", to.Provider[:8]))
 		}
 	}
 	if _, err := io.ReadFull(c.entropy, id[:]); err != nil {

@@ -127,7 +127,7 @@ func (c *Client) requeueFront(f *outFragment) {
 
 func (c *Client) pathHop(v *view, e uint64, n *topology.Node, cmds ...sphinx.Command) (sphinx.PathHop, error) {
 	if n == nil {
-		return sphinx.PathHop{}, fmt.Errorf("%w: a hop is not in the document of epoch %d", ErrUnknownProvider, v.doc.Epoch)
+		return sphinx.PathHop{}, notInDocument(v, e, "a hop")
 	}
 	k, err := v.key(n, e)
 	if err != nil {
@@ -277,7 +277,7 @@ func (c *Client) buildFragment(v *view, e uint64, f *outFragment, now time.Time)
 	}
 	dest, ok := v.provider(m.to.Provider)
 	if !ok {
-		return slotPacket{}, fmt.Errorf("%w: %x", ErrUnknownProvider, m.to.Provider[:8])
+		return slotPacket{}, notInDocument(v, e, fmt.Sprintf("the contact's provider %x", m.to.Provider[:8]))
 	}
 	id, err := c.newSURBID()
 	if err != nil {

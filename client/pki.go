@@ -237,6 +237,23 @@ func (c *Client) docLoop(ctx context.Context, stop context.CancelCauseFunc) {
 	}
 }
 
+// notInDocument is the error for a node (what) missing from v when the
+// network is in epoch cur. It names the document's epoch, and when that
+// is not the current one it says so: a client routing on the previous
+// epoch's document while the provider already holds the current one must
+// not leave the reader thinking the provider is behind.
+func notInDocument(v *view, cur uint64, what string) error {
+	switch e := v.doc.Epoch; {
+	case e == cur:
+		return fmt.Errorf("%w: %s is not in the document of epoch %d", ErrUnknownProvider, what, e)
+	case e < cur:
+		return fmt.Errorf("%w: %s is not in the document of epoch %d, the newest this client holds; the network is in epoch %d, whose document the client has not fetched yet",
+			ErrUnknownProvider, what, e, cur)
+	default:
+		return fmt.Errorf("%w: %s is not in the document of the next epoch %d (the network is in epoch %d)", ErrUnknownProvider, what, e, cur)
+	}
+}
+
 // routeView returns the view and key epoch to build packets with now: the
 // current epoch's document, or the previous one, whose descriptors carry
 // the current epoch's keys too.
