@@ -21,8 +21,8 @@ import (
 // Limits, the same as storage-badger's so that code tested on a memkv
 // behaves the same against a real store.
 const (
-	MaxNamespaceBytes = 64
-	MaxKeyBytes       = 1024
+	MaxNamespaceBytes = interfaces.MaxKVNamespaceBytes
+	MaxKeyBytes       = interfaces.MaxKVKeyBytes
 	MaxValueBytes     = 1 << 20
 	defaultListLimit  = 1000
 	maxListLimit      = 10000
@@ -50,25 +50,17 @@ var (
 )
 
 func check(op, ns string, keys [][]byte) error {
-	if ns == "" || len(ns) > MaxNamespaceBytes {
-		return fmt.Errorf("memkv: %s: namespace of %d bytes, want 1..%d: %w", op, len(ns), MaxNamespaceBytes, interfaces.ErrInvalidArgument)
-	}
-	for i, k := range keys {
-		if len(k) == 0 || len(k) > MaxKeyBytes {
-			return fmt.Errorf("memkv: %s: key %d has %d bytes, want 1..%d: %w", op, i, len(k), MaxKeyBytes, interfaces.ErrInvalidArgument)
-		}
+	if err := interfaces.CheckKVKeys(ns, keys); err != nil {
+		return fmt.Errorf("memkv: %s: %w", op, err)
 	}
 	return nil
 }
 
-// checkEntry refuses entry i of a write whose value or lifetime is out of
-// bounds.
-func checkEntry(op string, i int, value []byte, lifetime time.Duration) error {
-	switch {
-	case lifetime < 0:
-		return fmt.Errorf("memkv: %s: entry %d: lifetime %v is negative: %w", op, i, lifetime, interfaces.ErrInvalidArgument)
-	case len(value) > MaxValueBytes:
-		return fmt.Errorf("memkv: %s: entry %d: value of %d bytes exceeds %d: %w", op, i, len(value), MaxValueBytes, interfaces.ErrInvalidArgument)
+// checkEntry refuses entry i of a write whose key, value or lifetime is
+// out of bounds.
+func checkEntry(op string, i int, key, value []byte, lifetime time.Duration) error {
+	if err := interfaces.CheckKVEntry(i, key, value, lifetime, MaxValueBytes); err != nil {
+		return fmt.Errorf("memkv: %s: %w", op, err)
 	}
 	return nil
 }
@@ -92,7 +84,7 @@ func (k *KV) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*interfac
 	keys := make([][]byte, len(req.Entries))
 	for i, e := range req.Entries {
 		keys[i] = e.Key
-		if err := checkEntry("kv put", i, e.Value, e.Lifetime); err != nil {
+		if err := checkEntry("kv put", i, e.Key, e.Value, e.Lifetime); err != nil {
 			return nil, err
 		}
 	}
@@ -139,7 +131,7 @@ func (k *KV) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*interf
 	keys := make([][]byte, len(req.Entries))
 	for i, e := range req.Entries {
 		keys[i] = e.Key
-		if err := checkEntry("kv swap", i, e.Value, e.Lifetime); err != nil {
+		if err := checkEntry("kv swap", i, e.Key, e.Value, e.Lifetime); err != nil {
 			return nil, err
 		}
 		if e.Delete && len(e.Value) > 0 {
@@ -268,11 +260,8 @@ func (k *KV) KVList(ctx context.Context, req *interfaces.KVListRequest) (*interf
 	if req == nil {
 		return nil, fmt.Errorf("memkv: kv list: nil request: %w", interfaces.ErrInvalidArgument)
 	}
-	if err := check("kv list", req.Namespace, nil); err != nil {
-		return nil, err
-	}
-	if len(req.Prefix) > MaxKeyBytes || len(req.After) > MaxKeyBytes || req.Limit < 0 {
-		return nil, fmt.Errorf("memkv: kv list: prefix %d, after %d bytes, limit %d: %w", len(req.Prefix), len(req.After), req.Limit, interfaces.ErrInvalidArgument)
+	if err := interfaces.CheckKVList(req); err != nil {
+		return nil, fmt.Errorf("memkv: kv list: %w", err)
 	}
 	limit := req.Limit
 	if limit == 0 {

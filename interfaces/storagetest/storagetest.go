@@ -90,7 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) interfaces.Storage, opts ...Optio
 }
 
 // MaxNamespace is the longest namespace a Storage's KV accepts.
-const MaxNamespace = 64
+const MaxNamespace = interfaces.MaxKVNamespaceBytes
 
 // RunKV runs the key-value cases alone, for an implementation of
 // interfaces.KV that is not a whole Storage (an in-memory KV, the host KV a

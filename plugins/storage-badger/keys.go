@@ -26,12 +26,9 @@ const (
 	spaceKV      byte = 'k'
 )
 
-// maxNamespaceBytes is the contract's bound on a KV namespace.
-const maxNamespaceBytes = 64
-
-// maxKeyBytes bounds a KV key; Badger allows 65000 per key, and keys live
-// in the LSM tree, so they are kept small.
-const maxKeyBytes = 1024
+// maxKeyBytes bounds a KV key (Badger allows 65000 per key; keys live in
+// the LSM tree, so the contract keeps them small).
+const maxKeyBytes = interfaces.MaxKVKeyBytes
 
 func counterKey(mb interfaces.MailboxID) []byte {
 	k := make([]byte, 0, 1+32)

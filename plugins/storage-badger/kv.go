@@ -15,44 +15,18 @@ const (
 	maxKVListLimit     = 10000
 )
 
-func validNamespace(ns string) error {
-	if ns == "" || len(ns) > maxNamespaceBytes {
-		return fmt.Errorf("namespace of %d bytes, want 1..%d: %w", len(ns), maxNamespaceBytes, interfaces.ErrInvalidArgument)
-	}
-	return nil
-}
-
-func validKey(i int, key []byte) error {
-	if len(key) == 0 || len(key) > maxKeyBytes {
-		return fmt.Errorf("key %d has %d bytes, want 1..%d: %w", i, len(key), maxKeyBytes, interfaces.ErrInvalidArgument)
-	}
-	return nil
-}
-
 func (s *Store) validKeys(op, ns string, keys [][]byte) error {
-	if err := validNamespace(ns); err != nil {
+	if err := interfaces.CheckKVKeys(ns, keys); err != nil {
 		return fmt.Errorf("storage-badger: %s: %w", op, err)
-	}
-	for i, k := range keys {
-		if err := validKey(i, k); err != nil {
-			return fmt.Errorf("storage-badger: %s: %w", op, err)
-		}
 	}
 	return nil
 }
 
 // validEntry refuses entry i of a write whose key, value or lifetime is
-// out of bounds.
+// out of bounds (interfaces.CheckKVEntry, with max_value_bytes).
 func (s *Store) validEntry(op string, i int, key, value []byte, lifetime time.Duration) error {
-	if err := validKey(i, key); err != nil {
-		return fmt.Errorf("storage-badger: %s: %w", op, err)
-	}
-	if lifetime < 0 {
-		return fmt.Errorf("storage-badger: %s: entry %d: lifetime %v is negative: %w", op, i, lifetime, interfaces.ErrInvalidArgument)
-	}
-	if len(value) > s.cfg.MaxValueBytes {
-		return fmt.Errorf("storage-badger: %s: entry %d: value of %d bytes exceeds max_value_bytes %d: %w",
-			op, i, len(value), s.cfg.MaxValueBytes, interfaces.ErrInvalidArgument)
+	if err := interfaces.CheckKVEntry(i, key, value, lifetime, s.cfg.MaxValueBytes); err != nil {
+		return fmt.Errorf("storage-badger: %s: %w (max_value_bytes)", op, err)
 	}
 	return nil
 }
@@ -73,8 +47,8 @@ func (s *Store) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*inter
 	if err := s.checkSpace(); err != nil {
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
-		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	if err := s.validKeys(op, req.Namespace, nil); err != nil {
+		return nil, err
 	}
 	for i, e := range req.Entries {
 		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {
@@ -198,11 +172,8 @@ func (s *Store) KVList(ctx context.Context, req *interfaces.KVListRequest) (*int
 	if req == nil {
 		return nil, fmt.Errorf("storage-badger: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
+	if err := interfaces.CheckKVList(req); err != nil {
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
-	}
-	if len(req.Prefix) > maxKeyBytes || len(req.After) > maxKeyBytes {
-		return nil, fmt.Errorf("storage-badger: %s: prefix or after longer than %d bytes: %w", op, maxKeyBytes, interfaces.ErrInvalidArgument)
 	}
 	limit, err := clampLimit(req.Limit, defaultKVListLimit, maxKVListLimit)
 	if err != nil {
@@ -258,8 +229,8 @@ func (s *Store) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*int
 	if err := s.checkSpace(); err != nil {
 		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
-		return nil, fmt.Errorf("storage-badger: %s: %w", op, err)
+	if err := s.validKeys(op, req.Namespace, nil); err != nil {
+		return nil, err
 	}
 	for i, e := range req.Entries {
 		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {

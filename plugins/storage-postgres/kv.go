@@ -12,10 +12,9 @@ import (
 	"github.com/sottonet/sotto/interfaces"
 )
 
-// Limits, the same as storage-badger's.
+// List limits, the same as storage-badger's; the contract's bounds on
+// namespaces and keys are interfaces.MaxKV*.
 const (
-	maxNamespaceBytes  = 64
-	maxKeyBytes        = 1024
 	defaultKVListLimit = 1000
 	maxKVListLimit     = 10000
 )
@@ -30,42 +29,18 @@ func kvExpires(now time.Time, lifetime time.Duration) int64 {
 	return expiresAt(now, lifetime)
 }
 
-func validNamespace(ns string) error {
-	if ns == "" || len(ns) > maxNamespaceBytes {
-		return fmt.Errorf("namespace of %d bytes, want 1..%d: %w", len(ns), maxNamespaceBytes, interfaces.ErrInvalidArgument)
-	}
-	return nil
-}
-
-func validKey(i int, key []byte) error {
-	if len(key) == 0 || len(key) > maxKeyBytes {
-		return fmt.Errorf("key %d has %d bytes, want 1..%d: %w", i, len(key), maxKeyBytes, interfaces.ErrInvalidArgument)
-	}
-	return nil
-}
-
 func (s *Store) validKeys(op, ns string, keys [][]byte) error {
-	if err := validNamespace(ns); err != nil {
+	if err := interfaces.CheckKVKeys(ns, keys); err != nil {
 		return fmt.Errorf("storage-postgres: %s: %w", op, err)
-	}
-	for i, k := range keys {
-		if err := validKey(i, k); err != nil {
-			return fmt.Errorf("storage-postgres: %s: %w", op, err)
-		}
 	}
 	return nil
 }
 
+// validEntry refuses entry i of a write whose key, value or lifetime is
+// out of bounds (interfaces.CheckKVEntry, with max_value_bytes).
 func (s *Store) validEntry(op string, i int, key, value []byte, lifetime time.Duration) error {
-	if err := validKey(i, key); err != nil {
-		return fmt.Errorf("storage-postgres: %s: %w", op, err)
-	}
-	if lifetime < 0 {
-		return fmt.Errorf("storage-postgres: %s: entry %d: lifetime %v is negative: %w", op, i, lifetime, interfaces.ErrInvalidArgument)
-	}
-	if len(value) > s.cfg.MaxValueBytes {
-		return fmt.Errorf("storage-postgres: %s: entry %d: value of %d bytes exceeds max_value_bytes %d: %w",
-			op, i, len(value), s.cfg.MaxValueBytes, interfaces.ErrInvalidArgument)
+	if err := interfaces.CheckKVEntry(i, key, value, lifetime, s.cfg.MaxValueBytes); err != nil {
+		return fmt.Errorf("storage-postgres: %s: %w (max_value_bytes)", op, err)
 	}
 	return nil
 }
@@ -86,8 +61,8 @@ func (s *Store) KVPut(ctx context.Context, req *interfaces.KVPutRequest) (*inter
 	if req == nil {
 		return nil, fmt.Errorf("storage-postgres: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
-		return nil, fmt.Errorf("storage-postgres: %s: %w", op, err)
+	if err := s.validKeys(op, req.Namespace, nil); err != nil {
+		return nil, err
 	}
 	for i, e := range req.Entries {
 		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {
@@ -229,11 +204,8 @@ func (s *Store) KVList(ctx context.Context, req *interfaces.KVListRequest) (*int
 	if req == nil {
 		return nil, fmt.Errorf("storage-postgres: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
+	if err := interfaces.CheckKVList(req); err != nil {
 		return nil, fmt.Errorf("storage-postgres: %s: %w", op, err)
-	}
-	if len(req.Prefix) > maxKeyBytes || len(req.After) > maxKeyBytes {
-		return nil, fmt.Errorf("storage-postgres: %s: prefix or after longer than %d bytes: %w", op, maxKeyBytes, interfaces.ErrInvalidArgument)
 	}
 	limit, err := clampLimit(req.Limit, defaultKVListLimit, maxKVListLimit)
 	if err != nil {
@@ -283,8 +255,8 @@ func (s *Store) KVSwap(ctx context.Context, req *interfaces.KVSwapRequest) (*int
 	if req == nil {
 		return nil, fmt.Errorf("storage-postgres: %s: nil request: %w", op, interfaces.ErrInvalidArgument)
 	}
-	if err := validNamespace(req.Namespace); err != nil {
-		return nil, fmt.Errorf("storage-postgres: %s: %w", op, err)
+	if err := s.validKeys(op, req.Namespace, nil); err != nil {
+		return nil, err
 	}
 	for i, e := range req.Entries {
 		if err := s.validEntry(op, i, e.Key, e.Value, e.Lifetime); err != nil {
