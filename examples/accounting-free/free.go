@@ -15,9 +15,7 @@
 package accountingfree
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -35,13 +33,8 @@ type Config struct {
 // ParseConfig decodes raw JSON (empty means defaults) and refuses unknown keys.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) == 0 {
-		return c, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return c, fmt.Errorf("%w: accounting-free config: %v", interfaces.ErrInvalidArgument, err)
+	if err := interfaces.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("accounting-free config: %w", err)
 	}
 	return c, nil
 }

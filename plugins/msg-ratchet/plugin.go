@@ -1,9 +1,7 @@
 package msgratchet
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sottonet/sotto/interfaces"
@@ -21,12 +19,8 @@ type Config struct {
 // ParseConfig decodes raw (empty: defaults), refusing unknown keys.
 func ParseConfig(raw []byte) (Config, error) {
 	c := Config{Namespace: "ratchet"}
-	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("%w: msg-ratchet config: %v", interfaces.ErrInvalidArgument, err)
-		}
+	if err := interfaces.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("msg-ratchet config: %w", err)
 	}
 	if c.Namespace == "" || len(c.Namespace) > interfaces.MaxHostNamespace {
 		return c, fmt.Errorf("%w: msg-ratchet config: namespace of %d bytes, want 1..%d", interfaces.ErrInvalidArgument, len(c.Namespace), interfaces.MaxHostNamespace)

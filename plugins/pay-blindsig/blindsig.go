@@ -15,7 +15,6 @@
 package blindsig
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -23,7 +22,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -72,12 +70,8 @@ const (
 // validates, refusing unknown keys.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("%w: pay-blindsig config: %v", interfaces.ErrInvalidArgument, err)
-		}
+	if err := interfaces.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("pay-blindsig config: %w", err)
 	}
 	if c.Policy == "" {
 		c.Policy = DefaultPolicy

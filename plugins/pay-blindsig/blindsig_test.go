@@ -393,7 +393,7 @@ func TestVoucherPolicy(t *testing.T) {
 }
 
 func TestConfigRefusals(t *testing.T) {
-	for _, raw := range []string{`{"policy":"gold"}`, `{"policy":"voucher"}`, `{"voucher_keys":["zz"]}`, `{"max_batch":200}`, `{"unknown":1}`} {
+	for _, raw := range []string{`{"policy":"gold"}`, `{"policy":"voucher"}`, `{"voucher_keys":["zz"]}`, `{"max_batch":200}`, `{"unknown":1}`, `{} {"policy":"gold"}`} {
 		if _, err := ParseConfig([]byte(raw)); !errors.Is(err, interfaces.ErrInvalidArgument) {
 			t.Errorf("config %s: err = %v, want ErrInvalidArgument", raw, err)
 		}

@@ -17,11 +17,9 @@
 package channels
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,12 +60,8 @@ const (
 // validates, refusing unknown keys.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			return c, fmt.Errorf("%w: pay-channels config: %v", interfaces.ErrInvalidArgument, err)
-		}
+	if err := interfaces.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("pay-channels config: %w", err)
 	}
 	if c.Price == 0 {
 		c.Price = DefaultPrice

@@ -2,7 +2,6 @@ package storagebadger
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -97,13 +96,11 @@ type rawConfig struct {
 // silently fall back to a default.
 func ParseConfig(raw []byte) (Config, error) {
 	var r rawConfig
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return Config{}, fmt.Errorf("%w: decoding JSON: %v", ErrConfig, err)
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return Config{}, fmt.Errorf("%w: empty (a JSON object with at least \"dir\")", ErrConfig)
 	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
+	if err := interfaces.DecodeConfig(raw, &r); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	cfg := DefaultConfig("")
 	if r.Dir != nil {

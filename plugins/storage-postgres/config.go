@@ -1,8 +1,6 @@
 package storagepostgres
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -91,13 +89,8 @@ type rawConfig struct {
 // DSN.
 func ParseConfig(raw []byte) (Config, error) {
 	var r rawConfig
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		return Config{}, fmt.Errorf("%w: decoding JSON: %v", ErrConfig, err)
-	}
-	if dec.More() {
-		return Config{}, fmt.Errorf("%w: trailing data after the JSON object", ErrConfig)
+	if err := interfaces.DecodeConfig(raw, &r); err != nil {
+		return Config{}, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	cfg := DefaultConfig("")
 	if r.DSN != nil {
