@@ -286,6 +286,16 @@ func TestBrowserClient(t *testing.T) {
 		t.Errorf("the page's heartbeat did not move while the client sent (%d then %d): the page is blocked", beats0, beats1)
 	}
 
+	// The pages received over the pushed downstream, as native clients
+	// do, not by polling: frames of one shape, mostly padding.
+	for _, pg := range []struct {
+		name string
+		tab  *tab
+	}{{"alice", alice.tab}, {"bob", bob.tab}} {
+		waitFor(t, ctx, pg.tab, pg.name+"'s pushed downstream",
+			"sotto.state.stats.subscriptions > 0 && sotto.state.stats.pushMessages > 0 && sotto.state.stats.pushSlots > sotto.state.stats.pushMessages", 30*time.Second)
+	}
+
 	// Cover traffic flows, loops come back, acknowledged messages have a latency.
 	waitFor(t, ctx, alice.tab, "cover traffic and returned loops",
 		"sotto.state.stats.loop > 0 && sotto.state.stats.drop > 0 && sotto.state.stats.payload > 0 && sotto.state.stats.loopsReturned > 0", 60*time.Second)

@@ -340,21 +340,27 @@ type deadliner interface {
 
 // write writes frame, interrupted when ctx ends (Config.WriteDeadline).
 func (s *session) write(ctx context.Context, frame []byte) error {
-	if d, ok := s.st.(deadliner); ok && s.cfg.WriteDeadline {
+	return writeFrame(ctx, s.st, s.cfg, frame, s.fail)
+}
+
+// writeFrame writes frame to st, interrupted when ctx ends: by a write
+// deadline (Config.WriteDeadline), else by fail, which resets the stream.
+func writeFrame(ctx context.Context, st Stream, cfg *Config, frame []byte, fail func(error)) error {
+	if d, ok := st.(deadliner); ok && cfg.WriteDeadline {
 		fired := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			_ = d.SetWriteDeadline(time.Now())
 			close(fired)
 		})
-		_, err := s.st.Write(frame)
+		_, err := st.Write(frame)
 		if !stop() {
 			<-fired
 			_ = d.SetWriteDeadline(time.Time{})
 		}
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { s.fail(ctx.Err()) })
-	_, err := s.st.Write(frame)
+	stop := context.AfterFunc(ctx, func() { fail(ctx.Err()) })
+	_, err := st.Write(frame)
 	stop()
 	return err
 }

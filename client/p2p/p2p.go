@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -244,100 +241,11 @@ func (c *Conn) newStream(ctx context.Context) (network.Stream, error) {
 
 // Subscribe opens the pushed downstream (docs/SPEC.md, "Pushed
 // downstream") on a stream of its own, and returns once the first push
-// frame (or the provider's refusal) has arrived.
+// frame (or the provider's refusal) has arrived (link.Caller.Subscribe).
 func (c *Conn) Subscribe(ctx context.Context, cursors []clientproto.Cursor) (client.Downstream, error) {
-	if c.IsClosed() {
-		return nil, ErrClosed
-	}
-	frame, err := (&clientproto.Request{ID: c.NextID(), Op: clientproto.OpSubscribe, Cursors: cursors}).AppendFrame(nil)
+	d, err := c.Caller.Subscribe(ctx, cursors)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
-	}
-	st, err := c.newStream(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("p2p: opening a downstream: %w", err)
-	}
-	d := &downstream{st: st}
-	if err := d.write(ctx, frame); err != nil {
-		_ = st.Reset()
-		return nil, err
-	}
-	if d.first, err = d.Next(ctx); err != nil {
-		_ = st.Reset()
 		return nil, err
 	}
 	return d, nil
 }
-
-// downstream is one pushed downstream stream.
-type downstream struct {
-	st    network.Stream
-	first *clientproto.Push
-	wmu   sync.Mutex
-	rmu   sync.Mutex
-	buf   []byte
-}
-
-// Next reads the next push frame. An error reply (to the Subscribe) comes
-// back as *clientproto.Error.
-func (d *downstream) Next(ctx context.Context) (*clientproto.Push, error) {
-	d.rmu.Lock()
-	defer d.rmu.Unlock()
-	if p := d.first; p != nil {
-		d.first = nil
-		return p, nil
-	}
-	stop := context.AfterFunc(ctx, func() { _ = d.st.SetReadDeadline(time.Now()) })
-	defer stop()
-	body, err := clientproto.ReadFrame(d.st, d.buf, clientproto.MaxResponseLength)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %w", errBroken, err)
-	}
-	d.buf = body[:0]
-	var resp clientproto.Response
-	if err := resp.Decode(body); err != nil {
-		return nil, err
-	}
-	if err := resp.Err(); err != nil {
-		return nil, err
-	}
-	if resp.Op != clientproto.OpSubscribe || resp.Push == nil {
-		return nil, fmt.Errorf("%w: %v reply on a downstream", clientproto.ErrMalformed, resp.Op)
-	}
-	// The slots alias the read buffer, which the next read reuses.
-	p := *resp.Push
-	p.Messages = slices.Clone(p.Messages)
-	for i := range p.Messages {
-		p.Messages[i].Payload = slices.Clone(p.Messages[i].Payload)
-	}
-	return &p, nil
-}
-
-// Pulse writes one pulse.
-func (d *downstream) Pulse(ctx context.Context, req *clientproto.Request) error {
-	frame, err := req.AppendFrame(nil)
-	if err != nil {
-		return fmt.Errorf("%w: %w", clientproto.ErrBadRequest, err)
-	}
-	return d.write(ctx, frame)
-}
-
-func (d *downstream) write(ctx context.Context, frame []byte) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(time.Minute)
-	}
-	_ = d.st.SetWriteDeadline(deadline)
-	if _, err := d.st.Write(frame); err != nil {
-		return fmt.Errorf("%w: %w", errBroken, err)
-	}
-	return nil
-}
-
-// Close ends the downstream.
-func (d *downstream) Close() error { return d.st.Reset() }

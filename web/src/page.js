@@ -31,7 +31,8 @@ const handlers = {
   link (d) { state.link = d.connected },
   stats (d) {
     state.stats = d
-    for (const k of ['payload', 'loop', 'drop', 'loopsReturned', 'loopsLost']) $(k).textContent = d[k]
+    for (const k of ['payload', 'loop', 'drop', 'loopsReturned', 'loopsLost', 'pushFrames', 'pushMessages']) $(k).textContent = d[k]
+    if (d.pushSlots > 0) $('padding').textContent = `${(100 * (1 - d.pushMessages / d.pushSlots)).toFixed(1)} %`
     if (d.epoch) $('epoch').textContent = d.epoch
     if (d.conn !== state.conn) handlers.conn({ state: d.conn, epoch: d.epoch })
   },

@@ -6,7 +6,8 @@
 //
 // A Link keeps one stream open and multiplexes requests on it by ID; a
 // broken stream is replaced on the next call (once per call), which is
-// how a provider that went away and came back is reconnected.
+// how a provider that went away and came back is reconnected. The pushed
+// downstream (Subscribe) runs on a second stream.
 package streamlink
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/client/link"
+	"github.com/sottonet/sotto/core/clientproto"
 	"github.com/sottonet/sotto/interfaces/wallet"
 )
 
@@ -41,8 +43,9 @@ type Link struct {
 }
 
 var (
-	_ client.Provider = (*Link)(nil)
-	_ wallet.Link     = (*Link)(nil)
+	_ client.Provider   = (*Link)(nil)
+	_ client.Subscriber = (*Link)(nil)
+	_ wallet.Link       = (*Link)(nil)
 )
 
 // New returns a Link that opens its streams with open; onClose (may be
@@ -64,6 +67,18 @@ func Dial(ctx context.Context, open Opener, onClose func() error) (*Link, error)
 		return nil, err
 	}
 	return l, nil
+}
+
+// Subscribe opens the pushed downstream (docs/SPEC.md, "Pushed
+// downstream") on a stream of its own, as the native client does
+// (link.Caller.Subscribe): a browser client receives in constant-shape
+// frames and does not poll.
+func (l *Link) Subscribe(ctx context.Context, cursors []clientproto.Cursor) (client.Downstream, error) {
+	d, err := l.Caller.Subscribe(ctx, cursors)
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // Close resets the stream and runs onClose. Calls in progress fail with

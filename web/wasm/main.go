@@ -290,6 +290,8 @@ func statsOf(c *client.Client) map[string]any {
 		"loopsSent": s.LoopsSent, "loopsReturned": s.LoopsReturned, "loopsLost": s.LoopsLost,
 		"sent": s.MessagesSent, "acked": s.MessagesAcked, "delivered": s.MessagesDelivered,
 		"sendErrors": s.SendErrors, "payments": s.Payments, "latenciesMs": lat,
+		"subscriptions": s.Subscriptions, "pushFrames": s.PushFrames, "pushSlots": s.PushSlots,
+		"pushMessages": s.PushMessages, "pulses": s.Pulses,
 		"conn": conn.State.String(), "epoch": epochNow(c, conn.Epoch),
 	}
 }
