@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -150,22 +149,24 @@ func (d *Downstream) Close() error {
 }
 
 // streamWriter is a stream written one frame at a time, with a write
-// interrupted by its context (session.write); a failed or cut write, or
-// the reader's end, breaks it and resets the stream.
+// interrupted by its context (writeFrame); a failed or cut write, or the
+// reader's end, breaks it (fail) and resets the stream. A session and a
+// Downstream each have one.
 type streamWriter struct {
 	st   Stream
 	cfg  *Config
-	wsem chan struct{}
-	done chan struct{}
+	wsem chan struct{} // one writer at a time, cancellable
+	done chan struct{} // closed when the stream is broken
 
 	mu  sync.Mutex
-	err error
+	err error // why it broke
 }
 
 func newStreamWriter(st Stream, cfg *Config) *streamWriter {
 	return &streamWriter{st: st, cfg: cfg, wsem: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// fail marks the stream broken and resets it (once).
 func (w *streamWriter) fail(err error) {
 	w.mu.Lock()
 	first := w.err == nil
@@ -182,12 +183,10 @@ func (w *streamWriter) fail(err error) {
 func (w *streamWriter) brokenErr() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if errors.Is(w.err, w.cfg.Closed) {
-		return w.cfg.Closed
-	}
 	return fmt.Errorf("%w: %w", w.cfg.Broken, w.err)
 }
 
+// send writes one frame; a write that fails or is cut breaks the stream.
 func (w *streamWriter) send(ctx context.Context, frame []byte) error {
 	select {
 	case w.wsem <- struct{}{}:

@@ -255,26 +255,18 @@ func (c *Caller) session(ctx context.Context) (*session, error) {
 	}
 }
 
-// session is one protocol stream and the requests waiting on it.
+// session is one protocol stream and the requests waiting on it (under
+// the streamWriter's mu).
 type session struct {
-	st     Stream
-	cfg    *Config
-	wsem   chan struct{} // one writer at a time, cancellable
-	done   chan struct{} // closed when the stream is broken
-	reader sync.WaitGroup
-
-	mu      sync.Mutex
+	*streamWriter
+	reader  sync.WaitGroup
 	pending map[uint32]chan *clientproto.Response
-	err     error
 }
 
 func newSession(st Stream, cfg *Config) *session {
 	s := &session{
-		st:      st,
-		cfg:     cfg,
-		wsem:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		pending: map[uint32]chan *clientproto.Response{},
+		streamWriter: newStreamWriter(st, cfg),
+		pending:      map[uint32]chan *clientproto.Response{},
 	}
 	s.reader.Add(1)
 	go s.read()
@@ -287,20 +279,6 @@ func (s *session) isBroken() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// fail marks the session broken and resets the stream (once).
-func (s *session) fail(err error) {
-	s.mu.Lock()
-	first := s.err == nil
-	if first {
-		s.err = err
-		close(s.done)
-	}
-	s.mu.Unlock()
-	if first {
-		_ = s.st.Reset()
 	}
 }
 
@@ -434,10 +412,4 @@ func (s *session) roundTrip(ctx context.Context, id uint32, req *clientproto.Req
 		forget()
 		return nil, true, s.brokenErr()
 	}
-}
-
-func (s *session) brokenErr() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return fmt.Errorf("%w: %w", s.cfg.Broken, s.err)
 }
