@@ -87,6 +87,9 @@ func (r *run) summary(ctx context.Context) *Summary {
 			s.NotScraped = append(s.NotScraped, n.Name)
 			continue
 		}
+		if n.Role == "provider" {
+			s.GatewayPackets += uint64(localnet.Value(mf, "sotto_packets_in_total", "source=client"))
+		}
 		s.MixLoopsSent += localnet.Value(mf, "sotto_mix_loops_sent_total")
 		s.MixLoopsReturned += localnet.Value(mf, "sotto_mix_loops_returned_total")
 		s.MixLoopsLost += localnet.Value(mf, "sotto_mix_loops_lost_total")
@@ -100,5 +103,45 @@ func (r *run) summary(ctx context.Context) *Summary {
 			}
 		}
 	}
+	r.costSummary(s)
 	return s
+}
+
+// costSummary fills s's cost fields: the wallets' meters, this process's
+// CPU since the clients started, and the providers' CPU from /proc.
+func (r *run) costSummary(s *Summary) {
+	for _, p := range []*peer{r.alice, r.bob} {
+		if p.wallet != nil {
+			m := p.wallet.measured()
+			s.PayCalls, s.PayBytesSent, s.PayBytesRecv = s.PayCalls+m.Pays, s.PayBytesSent+m.BytesSent, s.PayBytesRecv+m.BytesRecv
+			s.PayCPU += m.CPU
+		}
+	}
+	now, ok := processCPU()
+	s.ClientProcessCPU = now - r.cpu0
+	s.CPUMeasured = ok
+	node, acc, err := r.gatewayCPU()
+	if err != nil {
+		r.log.Warn("cost: reading the providers' CPU", "err", err)
+		s.CPUMeasured = false
+	}
+	s.GatewayNodeCPU, s.GatewayAccountingCPU = node-r.gwNode0, acc-r.gwAcc0
+}
+
+// gatewayCPU is the CPU the providers' node processes and their accounting
+// plugin processes have used so far.
+func (r *run) gatewayCPU() (node, acc time.Duration, err error) {
+	name, _ := providerAccounting(r.cfg.Accounting)["builtin"].(string)
+	for _, n := range r.ln.Providers() {
+		c, plugins, e := n.CPU()
+		if e != nil {
+			err = fmt.Errorf("%s: %w", n.Name, e)
+			continue
+		}
+		node += c
+		if name != "" {
+			acc += plugins[name]
+		}
+	}
+	return node, acc, err
 }

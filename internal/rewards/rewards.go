@@ -92,6 +92,9 @@ type Table struct {
 	Rows       []Row // ascending node ID
 }
 
+// shopperUnit is the unit of plugins/pay-shopper's amounts.
+const shopperUnit = "micro-reward"
+
 // ledger is what one scraped node's accounting plugin says.
 type ledger struct {
 	scheme string
@@ -292,8 +295,10 @@ func (r *Report) table(e uint64) Table {
 		if l.cfg != nil {
 			shop = append(shop, l.cfg)
 		}
-		if t.Unit == "" {
-			t.Unit = l.unit[e]
+		// A paying ledger names the unit; the work ledgers' "none" only
+		// when no ledger pays.
+		if u := l.unit[e]; t.Unit == "" || (t.Unit == "none" && u != "") {
+			t.Unit = u
 		}
 		for id, lr := range l.rows[e] {
 			x := row(id)
@@ -327,7 +332,7 @@ func (r *Report) table(e uint64) Table {
 		}
 	}
 	if len(shop) > 0 {
-		t.Settlement, t.Threshold = shopper.Scheme, shop[0].Threshold
+		t.Settlement, t.Threshold, t.Unit = shopper.Scheme, shop[0].Threshold, shopperUnit
 		for _, c := range shop {
 			t.Budget += c.Budget
 		}
