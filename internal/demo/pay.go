@@ -82,12 +82,12 @@ func (r *run) rewardsReport(ctx context.Context, s *Summary) {
 		names[hex.EncodeToString(n.ID[:])] = n.Name
 	}
 	rep := rewards.New(names)
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	for _, n := range r.ln.Nodes {
-		if err := rep.Scrape(ctx, n.Metrics); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := rep.Scrape(sctx, n.Metrics); err != nil {
 			r.log.Warn("rewards: scraping a node", "node", n.Name, "err", err)
 		}
+		cancel()
 	}
 	s.Rewards = rep.Tables()
 	s.CheatingMix, s.CheatDrop = cheatingMix(r.cfg), r.cfg.CheatDrop

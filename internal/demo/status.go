@@ -79,10 +79,12 @@ func (r *run) summary(ctx context.Context) *Summary {
 	if r.killed != nil {
 		s.Killed = r.killed.Name
 	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	for _, n := range r.ln.Nodes {
+		// Each node its own timeout: a provider answering slowly (its
+		// metrics ask the accounting plugin) must not eat the others' time.
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		mf, err := n.Scrape(sctx)
+		cancel()
 		if err != nil {
 			s.NotScraped = append(s.NotScraped, n.Name)
 			continue
