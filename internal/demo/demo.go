@@ -47,6 +47,7 @@ type run struct {
 	// gwNode0 and gwAcc0: the providers' node and accounting plugin
 	// CPU when the clients started.
 	gwNode0, gwAcc0 time.Duration
+	mixLedger0      time.Duration // the mixes' work-ledger plugins' CPU then
 	// clientsEpoch is the epoch the clients started in.
 	clientsEpoch uint64
 	schemas      []string // the nodes' storage-postgres schemas
@@ -160,6 +161,7 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 	}
 	r.cpu0, _ = processCPU()
 	r.gwNode0, r.gwAcc0, _ = r.gatewayCPU()
+	r.mixLedger0 = r.mixLedgerCPU()
 	r.clientsEpoch = uint64(r.ln.Clock.Now())
 	for _, p := range []*peer{r.alice, r.bob} {
 		if err := p.start(ctx); err != nil {

@@ -53,6 +53,9 @@ func (r *run) statusLine() string {
 // summary gathers the clients' counters and scrapes the nodes.
 func (r *run) summary(ctx context.Context) *Summary {
 	s := &Summary{Config: r.cfg, Dropped: map[string]float64{}}
+	// CPU first: the scrapes below make the accounting plugins answer
+	// Earnings, which is the report's cost, not the design's.
+	r.costSummary(s)
 	s.Messages, s.Unexpected = r.tr.snapshot()
 	st := addStats(r.alice.stats(), r.bob.stats())
 	s.PacketsPayload, s.PacketsLoop, s.PacketsDrop = st.PacketsPayload, st.PacketsLoop, st.PacketsDrop
@@ -105,7 +108,6 @@ func (r *run) summary(ctx context.Context) *Summary {
 			}
 		}
 	}
-	r.costSummary(s)
 	return s
 }
 
@@ -128,6 +130,7 @@ func (r *run) costSummary(s *Summary) {
 		s.CPUMeasured = false
 	}
 	s.GatewayNodeCPU, s.GatewayAccountingCPU = node-r.gwNode0, acc-r.gwAcc0
+	s.MixLedgerCPU = r.mixLedgerCPU() - r.mixLedger0
 }
 
 // gatewayCPU is the CPU the providers' node processes and their accounting
@@ -146,4 +149,17 @@ func (r *run) gatewayCPU() (node, acc time.Duration, err error) {
 		}
 	}
 	return node, acc, err
+}
+
+// mixLedgerCPU is the CPU the mixes' work-ledger plugins have used so far:
+// a plugin process that records one report per epoch, for scale.
+func (r *run) mixLedgerCPU() time.Duration {
+	var d time.Duration
+	name, _ := mixAccounting()["builtin"].(string)
+	for _, n := range r.ln.Mixes() {
+		if _, plugins, err := n.CPU(); err == nil {
+			d += plugins[name]
+		}
+	}
+	return d
 }

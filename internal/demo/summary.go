@@ -258,6 +258,10 @@ type Summary struct {
 	GatewayPackets                       uint64
 	GatewayNodeCPU, GatewayAccountingCPU time.Duration
 	CPUMeasured                          bool
+	// MixLedgerCPU is the mixes' work-ledger plugins' CPU over the same
+	// time, summed: what a plugin process costs when it does next to
+	// nothing (a report per epoch), for scale.
+	MixLedgerCPU time.Duration
 }
 
 // Sent is the number of messages sent; Delivered those that arrived intact
@@ -473,9 +477,9 @@ func (s *Summary) writeCost(w io.Writer) {
 	if cp > 0 {
 		bpp = float64(s.PayBytesSent+s.PayBytesRecv) / float64(cp)
 	}
-	fmt.Fprintf(w, "  cost         gateway: %d client packets in; providers' node processes %.0f µs CPU/packet, their accounting plugins %.2f µs/packet; payment %.2f B/packet (%d B up, %d B down)\n",
+	fmt.Fprintf(w, "  cost         gateway: %d client packets in; providers' node processes %.0f µs CPU/packet, their accounting plugins %.2f µs/packet (%v; the %d mixes' work ledgers %v); payment %.2f B/packet (%d B up, %d B down)\n",
 		s.GatewayPackets, perPacket(s.GatewayNodeCPU, s.GatewayPackets), perPacket(s.GatewayAccountingCPU, s.GatewayPackets),
-		bpp, s.PayBytesSent, s.PayBytesRecv)
+		s.GatewayAccountingCPU, s.Config.Layers*s.Config.MixesPerLayer, s.MixLedgerCPU, bpp, s.PayBytesSent, s.PayBytesRecv)
 	fmt.Fprintf(w, "  cost         client: %d packets out (alice, bob); the clients' process %.0f µs CPU/packet, their wallets %.3f µs/packet (%d Pay calls, %v)\n",
 		cp, perPacket(s.ClientProcessCPU, cp), perPacket(s.PayCPU, cp), s.PayCalls, s.PayCPU.Round(time.Microsecond))
 }
