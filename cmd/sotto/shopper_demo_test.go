@@ -26,13 +26,20 @@ func TestDemoShopperCatchesTheCheatingMix(t *testing.T) {
 		t.Fatalf("cheating mix %q, want mix-2-1", sum.CheatingMix)
 	}
 	for _, tab := range sum.Rewards {
+		// The first epoch every provider audited every mix (an auditor
+		// starts once its view of the network is stable, so the partial
+		// first epoch may lack one).
 		var cheat *rewards.Row
+		all := true
 		for i, r := range tab.Rows {
-			if r.Name == sum.CheatingMix && r.Auditors > 0 {
+			if r.Role == "mix" && len(r.Audits) != 3 {
+				all = false
+			}
+			if r.Name == sum.CheatingMix {
 				cheat = &tab.Rows[i]
 			}
 		}
-		if cheat == nil {
+		if !all || cheat == nil {
 			continue
 		}
 		if tab.Settlement != shopper.Scheme {
@@ -63,11 +70,10 @@ func TestDemoShopperCatchesTheCheatingMix(t *testing.T) {
 			tab.Epoch, cheat.Probed, cheat.ProbesSent, cheat.Score, cheat.Auditors, cheat.Amount)
 		return
 	}
-	t.Fatal("no epoch with probes through the cheating mix was reported")
+	t.Fatal("no epoch in which all three providers audited every mix was reported")
 }
 
-// checkMedian: a mix's score is the median of its live auditors' ratios,
-// and all three providers audited it.
+// checkMedian: a mix's score is the median of its live auditors' ratios.
 func checkMedian(t *testing.T, e uint64, r rewards.Row) {
 	t.Helper()
 	var v []float64
