@@ -16,5 +16,5 @@ for d in $("$SOTTO" demo --list-accounting); do
 done
 for d in $("$SOTTO" demo --list-accounting); do
 	echo "== $d ($(cat "$OUT/$d.time" 2>/dev/null))"
-	grep -E '^  (messages|latency|loops|payment|freeloader|rewards|verdict)|^    [^ #]|^      ' "$OUT/$d.txt" | grep -v '^    #' || true
+	grep -E '^  (messages|latency|loops|payment|freeloader|rewards|cost|verdict)|^    [^ #]|^      ' "$OUT/$d.txt" | grep -v '^    #' || true
 done

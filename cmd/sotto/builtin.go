@@ -1,6 +1,7 @@
 package main
 
 import (
+	accountingfree "github.com/sottonet/sotto/examples/accounting-free"
 	"github.com/sottonet/sotto/interfaces"
 	msgratchet "github.com/sottonet/sotto/plugins/msg-ratchet"
 	blindsig "github.com/sottonet/sotto/plugins/pay-blindsig"
@@ -24,6 +25,9 @@ var builtins = map[string]func() interfaces.Plugin{
 	"pay-blindsig":     blindsig.Plugin,
 	"pay-channels":     channels.Plugin,
 	"pay-shopper":      shopper.Plugin,
+	// The work ledger alone (no payment): what mixes run in the demo, so
+	// that their forwarded work reaches a ledger under every design.
+	"accounting-free": accountingfree.Plugin,
 	// The messaging layer runs in process in send, recv and demo; served
 	// out of process it keeps its state in the host KV it is offered.
 	"msg-ratchet": msgratchet.Plugin,

@@ -127,7 +127,7 @@ func TestDemoCommandRefusesABadConfig(t *testing.T) {
 // wallet, is refused at her provider as payment required.
 func TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader(t *testing.T) {
 	cfg := fastDemo()
-	cfg.Accounting = demo.AccountingBlindsig
+	cfg.Accounting, cfg.WaitRewards = demo.AccountingBlindsig, true
 	sum, out := runDemo(t, cfg)
 	if err := sum.Err(); err != nil {
 		t.Fatal(err)
@@ -140,6 +140,49 @@ func TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader(t *t
 	}
 	if !strings.Contains(out, "refused as payment required") {
 		t.Error("the summary does not say carol was refused")
+	}
+	checkMixesPaidForWork(t, sum)
+	checkCostMeasured(t, sum, "pay-blindsig")
+}
+
+// checkMixesPaidForWork: under a paying design every mix's forwarded work
+// reaches a ledger (each mix runs the work ledger, accounting-free), and
+// the rewards report pays it a share of what the gateways collected.
+func checkMixesPaidForWork(t *testing.T, sum *demo.Summary) {
+	t.Helper()
+	for _, tab := range sum.Rewards {
+		if tab.Settlement != "work" || tab.Pool == 0 {
+			continue
+		}
+		mixes := 0
+		for _, r := range tab.Rows {
+			if r.Role != "mix" {
+				continue
+			}
+			mixes++
+			if r.Forwarded == 0 || r.Amount == 0 {
+				t.Errorf("epoch %d: %s forwarded %d and earns %d of the pool %d", tab.Epoch, r.Name, r.Forwarded, r.Amount, tab.Pool)
+			}
+		}
+		if want := sum.Config.Layers * sum.Config.MixesPerLayer; mixes != want {
+			t.Errorf("epoch %d lists %d mixes, want %d", tab.Epoch, mixes, want)
+		}
+		return
+	}
+	t.Fatal("no epoch with a pool to split was reported")
+}
+
+// checkCostMeasured: the summary's cost line comes from this run: the
+// wallets' bytes and CPU, the providers' node and accounting plugin CPU.
+func checkCostMeasured(t *testing.T, sum *demo.Summary, plugin string) {
+	t.Helper()
+	if !sum.CPUMeasured || sum.GatewayPackets == 0 || sum.GatewayNodeCPU == 0 || sum.ClientProcessCPU == 0 {
+		t.Errorf("cost not measured: %v, %d gateway packets, node CPU %v, client CPU %v",
+			sum.CPUMeasured, sum.GatewayPackets, sum.GatewayNodeCPU, sum.ClientProcessCPU)
+	}
+	if sum.PayCalls == 0 || sum.PayBytesSent == 0 || sum.PayBytesRecv == 0 || sum.PayCPU == 0 || sum.GatewayAccountingCPU == 0 {
+		t.Errorf("payment cost not measured: %d Pay calls, %d B up, %d B down, wallet CPU %v, %s CPU %v",
+			sum.PayCalls, sum.PayBytesSent, sum.PayBytesRecv, sum.PayCPU, plugin, sum.GatewayAccountingCPU)
 	}
 }
 

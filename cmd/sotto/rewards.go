@@ -18,7 +18,12 @@ func rewardsCmd() *cobra.Command {
 		Long: "Scrape the /metrics of the given nodes (give them all: a node names itself there, and\n" +
 			"providers running an accounting plugin say what it counts: sotto_rewards) and print one\n" +
 			"table per epoch (the last four): node, role, work counted, auditor probes sent\n" +
-			"through the node and returned, and the amount earned. Works for every design.",
+			"through the node and returned, score, and the amount earned. Works for every design.\n" +
+			"Each epoch is settled across the ledgers read: under the secret shopper a mix's score\n" +
+			"is the median over the auditing providers' own measurements (sotto_audit_probes) and\n" +
+			"the shopper ledgers' budgets are split by score; under the other designs what every\n" +
+			"ledger pays is split by the work every node reported. Give every node: an auditor or\n" +
+			"a mix left out is a vote or a share left out.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(addrs) == 0 {

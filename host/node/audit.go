@@ -180,10 +180,12 @@ func (a *auditor) closeEpochs(now time.Time) {
 	a.mu.Unlock()
 	acc := a.n.opts.Accounting
 	for e, o := range outs {
+		recs := auditRecords(o)
+		a.n.audited.put(e, recs)
 		if acc == nil {
 			continue
 		}
-		req := &interfaces.RecordWorkRequest{Epoch: uint64(e), Records: auditRecords(o)}
+		req := &interfaces.RecordWorkRequest{Epoch: uint64(e), Records: recs}
 		req.BatchID = binary.BigEndian.AppendUint64(append([]byte(nil), a.n.id[:]...), uint64(e))
 		req.BatchID = append(req.BatchID, "audit"...)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -192,6 +194,39 @@ func (a *auditor) closeEpochs(now time.Time) {
 		if err != nil {
 			a.n.log.Warn("could not report an audit to the accounting plugin", "epoch", e, "err", err)
 		}
+	}
+}
+
+// auditLog keeps the records of the last earningsEpochs epochs this
+// node's auditor reported, for its metrics (sotto_audit_probes): a rewards
+// gatherer takes, per mix, the median over every auditor's measurement
+// (internal/rewards), where a ledger hears only its own provider's
+// auditor. The zero value is ready.
+type auditLog struct {
+	mu     sync.Mutex
+	epochs map[epoch.Epoch][]interfaces.WorkRecord
+}
+
+func (l *auditLog) put(e epoch.Epoch, recs []interfaces.WorkRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.epochs == nil {
+		l.epochs = map[epoch.Epoch][]interfaces.WorkRecord{}
+	}
+	l.epochs[e] = recs
+	for old := range l.epochs {
+		if old+earningsEpochs <= e {
+			delete(l.epochs, old)
+		}
+	}
+}
+
+// each calls f for every kept epoch's records.
+func (l *auditLog) each(f func(e epoch.Epoch, recs []interfaces.WorkRecord)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for e, recs := range l.epochs {
+		f(e, recs)
 	}
 }
 

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,9 +19,11 @@ import (
 // asked at scrape time), so a rewards report can be gathered from a
 // running network's metrics (`sotto rewards`), whatever the design.
 type earningsCollector struct {
-	n    *Node
-	desc *prometheus.Desc
-	self *prometheus.Desc
+	n     *Node
+	desc  *prometheus.Desc
+	self  *prometheus.Desc
+	audit *prometheus.Desc
+	info  *prometheus.Desc
 }
 
 // earningsEpochs is how many epochs, the current one included, the
@@ -31,18 +35,53 @@ func newEarningsCollector(n *Node) *earningsCollector {
 		"What this node's accounting plugin counts per node and epoch: work counted (forwarded, delivered), auditor probes sent through the node and returned (probes_sent, probed), and the amount earned (in the design's unit). The last four epochs.",
 		[]string{"epoch", "node", "field", "unit"}, nil),
 		self: prometheus.NewDesc("sotto_node_identity", "1, labelled with this node's ID (hex) and role, to name the nodes of sotto_rewards.",
-			[]string{"node", "role"}, nil)}
+			[]string{"node", "role"}, nil),
+		audit: prometheus.NewDesc("sotto_audit_probes",
+			"What this provider's secret-shopper auditor measured per mix and epoch: probes routed through the mix (probes_sent) and inferred to have crossed it (probed), as it reported them to its accounting plugin. A rewards gatherer takes the median over auditors. The last four epochs reported.",
+			[]string{"epoch", "node", "field"}, nil),
+		info: prometheus.NewDesc("sotto_accounting_info",
+			"1, labelled with the scheme of this node's accounting plugin and its public parameters when they are short JSON (the secret shopper's budget, threshold and min_probes), so a rewards gatherer can settle a design's epochs.",
+			[]string{"scheme", "params"}, nil)}
 }
 
-func (c *earningsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.self }
+func (c *earningsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.self
+	ch <- c.audit
+	ch <- c.info
+}
+
+// maxInfoLabel bounds the accounting parameters shown as a label: a
+// blind-signature issuer's key is not for a label.
+const maxInfoLabel = 256
 
 func (c *earningsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.self, prometheus.GaugeValue, 1, hex.EncodeToString(c.n.id[:]), c.n.cfg.Role)
+	c.n.audited.each(func(e epoch.Epoch, recs []interfaces.WorkRecord) {
+		es := strconv.FormatUint(uint64(e), 10)
+		for _, r := range recs {
+			f := "probed"
+			if r.Kind == interfaces.WorkProbeSent {
+				f = "probes_sent"
+			}
+			ch <- prometheus.MustNewConstMetric(c.audit, prometheus.GaugeValue, float64(r.Packets), es, hex.EncodeToString(r.Node[:]), f)
+		}
+	})
 	a := c.n.opts.Accounting
 	if a == nil {
 		return
 	}
 	cur := c.n.clk.At(time.Now())
+	ictx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	info, err := a.Info(ictx, &interfaces.AccountingInfoRequest{Epoch: uint64(cur)})
+	cancel()
+	if err == nil {
+		params := ""
+		if len(info.Params) <= maxInfoLabel && utf8.Valid(info.Params) && json.Valid(info.Params) {
+			params = string(info.Params)
+		}
+		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, info.Scheme, params)
+	}
 	var epochs []epoch.Epoch
 	for e := cur - min(cur, earningsEpochs-1); e <= cur; e++ {
 		epochs = append(epochs, e)

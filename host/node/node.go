@@ -118,6 +118,7 @@ type Node struct {
 	links    *links
 	loops    *loops
 	audit    *auditor // a provider's secret-shopper role, if configured
+	audited  auditLog // what the auditor reported, for the metrics
 	clients  *provider.Service
 	work     workCounter
 	bgWork   sync.WaitGroup // work reports under way

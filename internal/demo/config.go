@@ -81,6 +81,11 @@ type Config struct {
 	// forward while counting them as forwarded work (host/config's
 	// Experiment): what each design pays it shows in the rewards table.
 	CheatDrop float64
+	// WaitRewards makes the run, once its plan is done, wait until the
+	// epoch the clients started in is over and its work reported (a
+	// quarter epoch more), so that the rewards report has a whole epoch
+	// to show however short the plan was.
+	WaitRewards bool
 
 	// Dir is the directory for the nodes, the clients' state and the demo's
 	// log; empty: a fresh temporary directory. Keep keeps it afterwards

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/client"
+	"github.com/sottonet/sotto/core/epoch"
 	"github.com/sottonet/sotto/interfaces"
 	"github.com/sottonet/sotto/internal/e2e"
 	"github.com/sottonet/sotto/internal/localnet"
@@ -42,7 +43,14 @@ type run struct {
 	rnd        *mrand.Rand
 	started    time.Time
 	killed     *localnet.Node
-	schemas    []string // the nodes' storage-postgres schemas
+	cpu0       time.Duration // this process's CPU when the clients started
+	// gwNode0 and gwAcc0: the providers' node and accounting plugin
+	// CPU when the clients started.
+	gwNode0, gwAcc0 time.Duration
+	mixLedger0      time.Duration // the mixes' work-ledger plugins' CPU then
+	// clientsEpoch is the epoch the clients started in.
+	clientsEpoch uint64
+	schemas      []string // the nodes' storage-postgres schemas
 }
 
 // Run runs the demo until its plan is done or ctx ends (Ctrl-C), then stops
@@ -88,7 +96,8 @@ func Run(ctx context.Context, cfg Config) (_ *Summary, err error) {
 			LambdaD: cfg.LambdaD, LambdaM: cfg.LambdaM},
 		EpochPeriod: cfg.Epoch, Dir: dir, Binary: cfg.Binary, Env: cfg.Env,
 		Network: "sotto-demo", Logger: log, ProviderAccounting: providerAccounting(cfg.Accounting),
-		Storage: r.storage(), CheatingMix: cheatingMix(cfg), CheatDropFraction: cfg.CheatDrop,
+		MixAccounting: mixAccounting(),
+		Storage:       r.storage(), CheatingMix: cheatingMix(cfg), CheatDropFraction: cfg.CheatDrop,
 		AuditRate: auditRate(cfg),
 	})
 	if err != nil {
@@ -150,6 +159,10 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 	if r.bob, err = newPeer("bob", provs[1], filepath.Join(r.cfg.Dir, "bob.state"), r.log, r.tr, newCfg); err != nil {
 		return nil, err
 	}
+	r.cpu0, _ = processCPU()
+	r.gwNode0, r.gwAcc0, _ = r.gatewayCPU()
+	r.mixLedger0 = r.mixLedgerCPU()
+	r.clientsEpoch = uint64(r.ln.Clock.Now())
 	for _, p := range []*peer{r.alice, r.bob} {
 		if err := p.start(ctx); err != nil {
 			return nil, err
@@ -166,9 +179,27 @@ func (r *run) main(ctx context.Context) (*Summary, error) {
 	defer stopStatus()
 
 	err = r.plan(ctx)
+	if err == nil && r.cfg.WaitRewards {
+		r.waitRewards(ctx)
+	}
 	sum := r.summary(context.WithoutCancel(ctx))
 	if err != nil {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// waitRewards waits (Config.WaitRewards) until the epoch the clients
+// started in has ended and a quarter epoch more has passed: nodes report
+// an epoch's work when the next one starts, so the rewards report then
+// has an epoch with the clients' payments and the work they paid for.
+func (r *run) waitRewards(ctx context.Context) {
+	until := r.ln.Clock.End(epoch.Epoch(r.clientsEpoch)).Add(r.cfg.Epoch / 4)
+	if d := time.Until(until); d > 0 {
+		r.pr.phase("waiting %v for epoch %d's work to reach the ledgers", d.Round(time.Second), r.clientsEpoch)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 }

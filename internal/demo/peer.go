@@ -13,7 +13,6 @@ import (
 
 	"github.com/sottonet/sotto/client"
 	"github.com/sottonet/sotto/client/p2p"
-	"github.com/sottonet/sotto/interfaces/wallet"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -33,8 +32,8 @@ type peer struct {
 	conn   *p2p.Conn
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	past   client.Stats  // summed over earlier runs
-	wallet wallet.Wallet // kept across restarts (Accounting blindsig)
+	past   client.Stats   // summed over earlier runs
+	wallet *meteredWallet // kept across restarts (a paying design or the shopper)
 }
 
 func newPeer(name string, prov *localnet.Node, stateFile string, log *slog.Logger, tr *tracker, newCfg func(*peer) client.Config) (*peer, error) {

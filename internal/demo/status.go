@@ -53,6 +53,9 @@ func (r *run) statusLine() string {
 // summary gathers the clients' counters and scrapes the nodes.
 func (r *run) summary(ctx context.Context) *Summary {
 	s := &Summary{Config: r.cfg, Dropped: map[string]float64{}}
+	// CPU first: the scrapes below make the accounting plugins answer
+	// Earnings, which is the report's cost, not the design's.
+	r.costSummary(s)
 	s.Messages, s.Unexpected = r.tr.snapshot()
 	st := addStats(r.alice.stats(), r.bob.stats())
 	s.PacketsPayload, s.PacketsLoop, s.PacketsDrop = st.PacketsPayload, st.PacketsLoop, st.PacketsDrop
@@ -79,13 +82,18 @@ func (r *run) summary(ctx context.Context) *Summary {
 	if r.killed != nil {
 		s.Killed = r.killed.Name
 	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	for _, n := range r.ln.Nodes {
+		// Each node its own timeout: a provider answering slowly (its
+		// metrics ask the accounting plugin) must not eat the others' time.
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		mf, err := n.Scrape(sctx)
+		cancel()
 		if err != nil {
 			s.NotScraped = append(s.NotScraped, n.Name)
 			continue
+		}
+		if n.Role == "provider" {
+			s.GatewayPackets += uint64(localnet.Value(mf, "sotto_packets_in_total", "source=client"))
 		}
 		s.MixLoopsSent += localnet.Value(mf, "sotto_mix_loops_sent_total")
 		s.MixLoopsReturned += localnet.Value(mf, "sotto_mix_loops_returned_total")
@@ -101,4 +109,57 @@ func (r *run) summary(ctx context.Context) *Summary {
 		}
 	}
 	return s
+}
+
+// costSummary fills s's cost fields: the wallets' meters, this process's
+// CPU since the clients started, and the providers' CPU from /proc.
+func (r *run) costSummary(s *Summary) {
+	for _, p := range []*peer{r.alice, r.bob} {
+		if p.wallet != nil {
+			m := p.wallet.measured()
+			s.PayCalls, s.PayBytesSent, s.PayBytesRecv = s.PayCalls+m.Pays, s.PayBytesSent+m.BytesSent, s.PayBytesRecv+m.BytesRecv
+			s.PayCPU += m.CPU
+		}
+	}
+	now, ok := processCPU()
+	s.ClientProcessCPU = now - r.cpu0
+	s.CPUMeasured = ok
+	node, acc, err := r.gatewayCPU()
+	if err != nil {
+		r.log.Warn("cost: reading the providers' CPU", "err", err)
+		s.CPUMeasured = false
+	}
+	s.GatewayNodeCPU, s.GatewayAccountingCPU = node-r.gwNode0, acc-r.gwAcc0
+	s.MixLedgerCPU = r.mixLedgerCPU() - r.mixLedger0
+}
+
+// gatewayCPU is the CPU the providers' node processes and their accounting
+// plugin processes have used so far.
+func (r *run) gatewayCPU() (node, acc time.Duration, err error) {
+	name, _ := providerAccounting(r.cfg.Accounting)["builtin"].(string)
+	for _, n := range r.ln.Providers() {
+		c, plugins, e := n.CPU()
+		if e != nil {
+			err = fmt.Errorf("%s: %w", n.Name, e)
+			continue
+		}
+		node += c
+		if name != "" {
+			acc += plugins[name]
+		}
+	}
+	return node, acc, err
+}
+
+// mixLedgerCPU is the CPU the mixes' work-ledger plugins have used so far:
+// a plugin process that records one report per epoch, for scale.
+func (r *run) mixLedgerCPU() time.Duration {
+	var d time.Duration
+	name, _ := mixAccounting()["builtin"].(string)
+	for _, n := range r.ln.Mixes() {
+		if _, plugins, err := n.CPU(); err == nil {
+			d += plugins[name]
+		}
+	}
+	return d
 }

@@ -244,6 +244,24 @@ type Summary struct {
 	Rewards     []rewards.Table
 	CheatingMix string
 	CheatDrop   float64
+
+	// Cost, measured in the run itself (the cost line): what alice's
+	// and bob's wallets did (Pay calls, the design's bytes each way on
+	// the client protocol, the CPU of the goroutines running Pay), this
+	// process's CPU since the clients started (the clients' whole cost),
+	// the client packets the providers received, and the providers' CPU
+	// (node processes, and their accounting plugin processes) from /proc.
+	// CPUMeasured is false where /proc or the thread's usage was not
+	// there to read.
+	PayCalls, PayBytesSent, PayBytesRecv uint64
+	PayCPU, ClientProcessCPU             time.Duration
+	GatewayPackets                       uint64
+	GatewayNodeCPU, GatewayAccountingCPU time.Duration
+	CPUMeasured                          bool
+	// MixLedgerCPU is the mixes' work-ledger plugins' CPU over the same
+	// time, summed: what a plugin process costs when it does next to
+	// nothing (a report per epoch), for scale.
+	MixLedgerCPU time.Duration
 }
 
 // Sent is the number of messages sent; Delivered those that arrived intact
@@ -400,6 +418,7 @@ func (s *Summary) Write(w io.Writer) {
 		s.ClientLoopsSent, s.ClientLoopsReturned, s.ClientLoopsLost, s.ClientLoopsLate, s.MixLoopsSent, s.MixLoopsReturned, s.MixLoopsLost)
 	fmt.Fprintf(w, "  dropped      %s (all nodes, sotto_packets_dropped_total)\n", formatDropped(s.Dropped))
 	s.writePayment(w)
+	s.writeCost(w)
 	if len(s.NotScraped) > 0 {
 		fmt.Fprintf(w, "  not scraped  %s (down)\n", strings.Join(s.NotScraped, ", "))
 	}
@@ -436,4 +455,31 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// perPacket is d per packet in µs (0 for no packets).
+func perPacket(d time.Duration, packets uint64) float64 {
+	if packets == 0 {
+		return 0
+	}
+	return float64(d.Nanoseconds()) / 1e3 / float64(packets)
+}
+
+// writeCost prints the cost line: bytes and CPU per packet at the gateway
+// and at the client, measured in this run.
+func (s *Summary) writeCost(w io.Writer) {
+	if !s.CPUMeasured {
+		fmt.Fprintf(w, "  cost         not measured (CPU times come from /proc, on Linux)\n")
+		return
+	}
+	cp := s.ClientPackets()
+	var bpp float64
+	if cp > 0 {
+		bpp = float64(s.PayBytesSent+s.PayBytesRecv) / float64(cp)
+	}
+	fmt.Fprintf(w, "  cost         gateway: %d client packets in; providers' node processes %.0f µs CPU/packet, their accounting plugins %.2f µs/packet (%v; the %d mixes' work ledgers %v); payment %.2f B/packet (%d B up, %d B down)\n",
+		s.GatewayPackets, perPacket(s.GatewayNodeCPU, s.GatewayPackets), perPacket(s.GatewayAccountingCPU, s.GatewayPackets),
+		s.GatewayAccountingCPU, s.Config.Layers*s.Config.MixesPerLayer, s.MixLedgerCPU, bpp, s.PayBytesSent, s.PayBytesRecv)
+	fmt.Fprintf(w, "  cost         client: %d packets out (alice, bob); the clients' process %.0f µs CPU/packet, their wallets %.3f µs/packet (%d Pay calls, %v)\n",
+		cp, perPacket(s.ClientProcessCPU, cp), perPacket(s.PayCPU, cp), s.PayCalls, s.PayCPU.Round(time.Microsecond))
 }

@@ -74,6 +74,10 @@ type Spec struct {
 	// as the node config takes it (e.g. {"builtin": "pay-blindsig",
 	// "config": {...}}); nil: providers charge nothing.
 	ProviderAccounting map[string]any
+	// MixAccounting, if set, is the mixes' accounting plugin slot (e.g.
+	// {"builtin": "accounting-free"}): a mix charges nobody, but the
+	// plugin's ledger counts the work the mix reports each epoch.
+	MixAccounting map[string]any
 	// Storage, if set, gives the storage slot of the node named name: a
 	// builtin plugin and its config (storage-postgres with a schema per
 	// node, say). Nil: each node's own storage-badger directory.
@@ -315,6 +319,9 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	}
 	if role == "provider" && ln.Spec.AuditRate > 0 {
 		cfg["provider"] = map[string]any{"audit_rate": ln.Spec.AuditRate}
+	}
+	if role == "mix" && ln.Spec.MixAccounting != nil {
+		cfg["plugins"].(map[string]any)["accounting"] = ln.Spec.MixAccounting
 	}
 	if role == "provider" && ln.Spec.ProviderAccounting != nil {
 		cfg["plugins"].(map[string]any)["accounting"] = ln.Spec.ProviderAccounting
