@@ -67,12 +67,8 @@ var DefaultConfig = Config{Budget: 1_000_000, Threshold: 0.9, MinProbes: 10}
 // ParseConfig decodes, defaults and validates raw (empty means defaults).
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if len(bytes.TrimSpace(raw)) > 0 {
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&c); err != nil {
-			return c, fmt.Errorf("%w: pay-shopper config: %w", interfaces.ErrInvalidArgument, err)
-		}
+	if err := interfaces.DecodeConfig(raw, &c); err != nil {
+		return c, fmt.Errorf("pay-shopper config: %w", err)
 	}
 	if c.Budget == 0 {
 		c.Budget = DefaultConfig.Budget
