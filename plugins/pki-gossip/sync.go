@@ -253,21 +253,15 @@ func (m *Member) syncWith(ctx context.Context, p peer.ID) {
 }
 
 func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
-	s, err := request(ctx, m.host, p, opStateHash, e)
+	theirs, err := m.stateHashOf(ctx, p, e)
 	if err != nil {
 		return err
-	}
-	var theirs [32]byte
-	_, err = io.ReadFull(s, theirs[:])
-	s.Close()
-	if err != nil {
-		return fmt.Errorf("%w: hash: %w", ErrProtocol, err)
 	}
 	if theirs == ([32]byte{}) || theirs == m.store.stateHash(e) {
 		m.agree(p, e)
 		return nil
 	}
-	s, err = request(ctx, m.host, p, opMessages, e)
+	s, err := request(ctx, m.host, p, opMessages, e)
 	if err != nil {
 		return err
 	}
@@ -303,12 +297,29 @@ func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
 	// over does not hash to it (or it lied about its hash). A peer whose
 	// answer is complete but whose state differs from ours is behind or
 	// holds descriptors we refuse: it pulls from us, no disagreement.
-	if got := hashRaws(handed); got != theirs {
-		m.disagree(p, e, theirs, got)
-	} else {
+	// A state that grew between the two requests is no disagreement: ask
+	// for the hash again, and count only an answer that still falls short
+	// of an unchanged announcement.
+	if got := hashRaws(handed); got == theirs {
 		m.agree(p, e)
+	} else if again, err := m.stateHashOf(ctx, p, e); err == nil && again == theirs {
+		m.disagree(p, e, theirs, got)
 	}
 	return nil
+}
+
+// stateHashOf asks p for its state hash of epoch e.
+func (m *Member) stateHashOf(ctx context.Context, p peer.ID, e uint64) ([32]byte, error) {
+	var h [32]byte
+	s, err := request(ctx, m.host, p, opStateHash, e)
+	if err != nil {
+		return h, err
+	}
+	defer s.Close()
+	if _, err := io.ReadFull(s, h[:]); err != nil {
+		return h, fmt.Errorf("%w: hash: %w", ErrProtocol, err)
+	}
+	return h, nil
 }
 
 // disagree records that p's answer for epoch e did not hand over the state
