@@ -36,7 +36,7 @@ func freeOn(t *testing.T, dir string) int64 {
 //     full", counted in sotto_packets_dropped_total) and dave's sends are
 //     refused with a clear reply ("busy: storage unavailable"), which his
 //     client logs; neither message is acknowledged (the senders are still
-//     waiting after 15 s): nothing is acknowledged that was not stored;
+//     waiting after 10 s): nothing is acknowledged that was not stored;
 //   - the node and its storage plugin keep running, the same process (no
 //     crash on the full disk, and no restart: the host once took the
 //     plugin's own "unavailable" answer for a dead plugin and restarted
@@ -110,9 +110,9 @@ func TestFaultProviderDiskFullRefusesAndRecovers(t *testing.T) {
 	if !strings.Contains(string(logb), "disk nearly full") {
 		t.Errorf("%s's log does not say its disk is nearly full", full.Name)
 	}
-	// Nothing acknowledged that was not stored: after 15 s on the full
+	// Nothing acknowledged that was not stored: after 10 s on the full
 	// disk both senders still wait for their acknowledgement.
-	time.Sleep(time.Until(fullAt.Add(15 * time.Second)))
+	time.Sleep(time.Until(fullAt.Add(10 * time.Second)))
 	for _, s := range []*sottoProc{bob, dave} {
 		select {
 		case err := <-s.done:
