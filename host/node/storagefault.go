@@ -23,12 +23,12 @@ var errStorageRefused = &clientproto.Error{Code: clientproto.CodeBusy, Message: 
 func (n *Node) storageWrote(err error) {
 	if err != nil {
 		if n.storageFault.Swap(time.Now().UnixNano()) == 0 {
-			n.log.Warn("storage writes fail: refusing clients' packets until one succeeds", "err", err)
+			n.logLimited("storage-fault", "storage writes fail: refusing clients' packets until one succeeds", "err", err)
 		}
 		return
 	}
 	if n.storageFault.Load() != 0 && n.storageFault.Swap(0) != 0 {
-		n.log.Info("storage writes succeed again: taking clients' packets")
+		n.logLimited("storage-ok", "storage writes succeed again: taking clients' packets")
 	}
 }
 
