@@ -38,6 +38,7 @@ const (
 type Client struct {
 	cfg        Config
 	log        *slog.Logger
+	refusal    string // the provider's last refusal of a packet, "" once it takes one (noteRefusal)
 	pub        ed25519.PublicKey
 	ownMailbox clientproto.MailboxID
 	msgKey     hpke.PrivateKey

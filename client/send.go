@@ -126,7 +126,31 @@ func (c *Client) slot(ctx context.Context, kind cover.Kind) {
 	}
 	c.mu.Unlock()
 	c.report(finished)
-	if err != nil {
+	c.noteRefusal(kind, err)
+}
+
+// noteRefusal logs when the provider starts refusing packets with a
+// reply (busy because its storage is full, say) and when it takes them
+// again; the refusals in between go to Debug, so that a long outage is
+// two lines, not one per send slot.
+func (c *Client) noteRefusal(kind cover.Kind, err error) {
+	var reply *clientproto.Error
+	reason := ""
+	if errors.As(err, &reply) {
+		reason = reply.Error()
+	}
+	c.mu.Lock()
+	prev := c.refusal
+	if err == nil || reason != "" {
+		c.refusal = reason
+	}
+	c.mu.Unlock()
+	switch {
+	case reason != "" && reason != prev:
+		c.log.Warn("provider refuses packets; they wait and go again", "err", err)
+	case err == nil && prev != "":
+		c.log.Info("provider takes packets again")
+	case err != nil:
 		c.log.Debug("provider refused a packet", "kind", kind, "err", err)
 	}
 }

@@ -102,9 +102,22 @@ func toStatus(err error) error {
 // RemoteError is an error a plugin returned, as the host sees it: the
 // plugin's message, and every sentinel it wrapped (errors.Is works).
 type RemoteError struct {
-	Code      codes.Code
-	Message   string
+	Code    codes.Code
+	Message string
+	// Answered is true when the plugin returned the error itself (it
+	// named the sentinels it wraps): the plugin is alive, even when the
+	// error wraps ErrUnavailable ("retry later": a full disk, say). False
+	// for what the transport made of a failure (the process died, the
+	// connection broke).
+	Answered  bool
 	sentinels []error
+}
+
+// PluginAnswered reports whether err holds an error a plugin returned
+// itself (RemoteError.Answered), as opposed to a failure to reach it.
+func PluginAnswered(err error) bool {
+	var re *RemoteError
+	return errors.As(err, &re) && re.Answered
 }
 
 func (e *RemoteError) Error() string   { return e.Message }
@@ -133,6 +146,7 @@ func fromStatus(err error) error {
 		if !ok {
 			continue
 		}
+		re.Answered = true
 		sentinelsMu.RLock()
 		for _, name := range info.GetSentinels() {
 			for _, s := range sentinels {

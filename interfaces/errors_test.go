@@ -55,6 +55,21 @@ func TestTransportFailuresAreUnavailable(t *testing.T) {
 	} {
 		if got := fromStatus(err); !errors.Is(got, ErrUnavailable) {
 			t.Errorf("fromStatus(%v) = %v, want ErrUnavailable", err, got)
+		} else if PluginAnswered(got) {
+			t.Errorf("fromStatus(%v): a transport failure reads as the plugin's own answer", err)
 		}
+	}
+}
+
+// A plugin that answers "unavailable" itself (storage-badger on a full
+// disk) is alive: the host tells its answer from a transport failure, and
+// does not restart it (host/plugin's call).
+func TestAPluginsOwnUnavailableIsAnAnswer(t *testing.T) {
+	back := fromStatus(toStatus(fmt.Errorf("disk nearly full: %w", ErrUnavailable)))
+	if !errors.Is(back, ErrUnavailable) || !PluginAnswered(back) {
+		t.Fatalf("got %v (answered %v), want ErrUnavailable answered by the plugin", back, PluginAnswered(back))
+	}
+	if PluginAnswered(fmt.Errorf("wrapped: %w", ErrUnavailable)) {
+		t.Fatal("a local error reads as a plugin's answer")
 	}
 }

@@ -113,6 +113,7 @@ func (n *Node) deliverBatch(batch []*packet, q *quotas) {
 	if err == nil && (resp == nil || len(resp.IDs) != len(msgs)) {
 		err = interfaces.ErrMalformedReply
 	}
+	n.storageWrote(err)
 	if err != nil {
 		n.logLimited("deliver-store", "mailbox append failed; payloads dropped", "count", len(ds), "err", err)
 		for _, d := range ds {

@@ -129,6 +129,9 @@ type Node struct {
 	// docChanged is when the current epoch's document last changed
 	// (UnixNano); mix loops wait until views have had time to agree.
 	docChanged atomic.Int64
+	// storageFault is when a storage write last failed (UnixNano), 0 once
+	// one succeeds: clients' packets are refused meanwhile (storagefault.go).
+	storageFault atomic.Int64
 
 	metricsSrv *http.Server
 	metricsLn  net.Listener

@@ -97,6 +97,9 @@ func (n *Node) Inject(pkt []byte) error {
 	if len(pkt) != n.geo.PacketLength {
 		return fmt.Errorf("%w: packet of %d bytes, want %d", sphinx.ErrInvalidPacket, len(pkt), n.geo.PacketLength)
 	}
+	if n.storageRefuses(time.Now()) {
+		return errStorageRefused
+	}
 	n.m.inClient.Inc()
 	p := n.getPacket()
 	copy(p.buf, pkt)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -51,7 +52,9 @@ func TestDeliveryExactlyOnceOnPostgres(t *testing.T) {
 // TestPacketsAreDroppedWhileTheDatabaseIsDown: the nodes' database (a
 // cluster of the test's own) crashes. Packets arriving meanwhile cannot
 // have their replay tags recorded: the gateway counts each as dropped
-// (reason replay_store) and forwards none of them. Once the database is
+// (reason replay_store) and forwards none of them, and once a write has
+// failed it refuses further client packets as busy ("storage
+// unavailable") instead of taking them to drop. Once the database is
 // back the same stores serve again without a restart of the node: a fresh
 // packet is delivered, and a packet delivered before the crash, sent
 // again, is still dropped as a replay: its tag outlived the crash.
@@ -66,9 +69,12 @@ func TestPacketsAreDroppedWhileTheDatabaseIsDown(t *testing.T) {
 	gwNode, dstNode := tn.nodeByID(gw.id), tn.nodeByID(dst.id)
 	g := gwNode.n.geo
 	newMailbox := func() (mb [32]byte) { rand.Read(mb[:]); return mb }
+	refused := 0
 	send := func(mb [32]byte, body string) []byte {
 		pkt := packetTo(t, g, tn.forwardPath(gw, dst, 5*time.Millisecond, &sphinx.Recipient{ID: mb}), nil, []byte(body))
-		if err := gwNode.n.Inject(bytes.Clone(pkt)); err != nil {
+		if err := gwNode.n.Inject(bytes.Clone(pkt)); errors.Is(err, errStorageRefused) {
+			refused++
+		} else if err != nil {
 			t.Fatal(err)
 		}
 		return pkt
@@ -85,10 +91,14 @@ func TestPacketsAreDroppedWhileTheDatabaseIsDown(t *testing.T) {
 	const n = 5
 	for range n {
 		send(during, "while the database is down")
+		time.Sleep(100 * time.Millisecond)
 	}
-	waitFor(t, 20*time.Second, "the gateway to drop the unchecked packets", func() bool {
-		return dropped(t, gwNode, dropReplayErr) >= n
+	waitFor(t, 20*time.Second, "the gateway to drop or refuse the unchecked packets", func() bool {
+		return dropped(t, gwNode, dropReplayErr)+float64(refused) >= n
 	})
+	if dropped(t, gwNode, dropReplayErr) == 0 {
+		t.Error("no packet dropped for its replay tag during the outage")
+	}
 	if got := dropped(t, gwNode, dropReplay); got != 0 {
 		t.Errorf("%v packets dropped as replays during the outage, want 0", got)
 	}

@@ -153,6 +153,7 @@ func (n *Node) commitTags(e epoch.Epoch, tags []interfaces.ReplayTag, group []*p
 	if err == nil && (resp == nil || len(resp.Seen) != len(tags)) {
 		err = fmt.Errorf("%w: wrong number of answers for %d tags", interfaces.ErrMalformedReply, len(tags))
 	}
+	n.storageWrote(err)
 	if err != nil {
 		n.logLimited("replay-store", "replay tags not recorded; packets dropped", "count", len(group), "err", err)
 		for _, q := range group {

@@ -51,8 +51,11 @@ func call[S, R any](ctx context.Context, p *Plugin, method string, fn func(conte
 		err = fmt.Errorf("%s: %s: %w", p.what(), method, err)
 	}
 	// Only the transport's failures mark the plugin suspect: a call whose
-	// own context ended fails alone, whatever the transport made of it.
-	if outcome == "unavailable" && ctx.Err() == nil {
+	// own context ended fails alone, whatever the transport made of it,
+	// and a plugin that answered "unavailable" itself (storage-badger on a
+	// full disk) is alive: restarting it would only interrupt the calls
+	// it still serves (reads, deletes that give space back).
+	if outcome == "unavailable" && ctx.Err() == nil && !interfaces.PluginAnswered(err) {
 		p.suspect(v)
 	}
 	p.m.latency.WithLabelValues(p.cfg.Name, method, outcome).Observe(time.Since(start).Seconds())

@@ -167,7 +167,11 @@ func (s *Service) send(c *clientStream, req *clientproto.Request) error {
 	var err error
 	if req.FirstHop == s.nodeID {
 		if err = s.cfg.Backend.Inject(req.Packet); err != nil {
-			if clientproto.CodeOf(err) == clientproto.CodeBusy {
+			var reason *clientproto.Error
+			if errors.As(err, &reason) && reason.Code == clientproto.CodeBusy && reason.Message != "" {
+				// The node worded it for clients (storage unavailable).
+				err = refuse(clientproto.CodeBusy, reason.Message, err)
+			} else if clientproto.CodeOf(err) == clientproto.CodeBusy {
 				err = refuse(clientproto.CodeBusy, "busy", err)
 			}
 		}

@@ -92,6 +92,11 @@ type Spec struct {
 	// auditor sending probes at this rate (host/config's
 	// provider.audit_rate).
 	AuditRate float64
+	// Host, if set, puts the node named name on a host of its own: ip is
+	// the address its node, PKI member and metrics listen on (default
+	// 127.0.0.1), and wrap a command its process runs under, as in
+	// `ip netns exec NS`: the fault tests' network namespaces.
+	Host func(name string) (ip string, wrap []string)
 }
 
 // endorsementLifetime is how long the operator's endorsements of a local
@@ -112,6 +117,8 @@ type Node struct {
 	WSAddr  string
 	Metrics string // host:port of /metrics
 	log     string
+	ip      string   // the address it listens on (Spec.Host)
+	wrap    []string // the command its process runs under (Spec.Host)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -182,6 +189,7 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 
 	type plan struct {
 		name, role string
+		ip         string
 		layer      int
 		seed       []byte // gossip member identity seed
 		gossipPort int
@@ -197,6 +205,12 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 		plans = append(plans, &plan{name: fmt.Sprintf("provider-%d", i+1), role: "provider"})
 	}
 	for _, p := range plans {
+		p.ip = "127.0.0.1"
+		if spec.Host != nil {
+			if ip, _ := spec.Host(p.name); ip != "" {
+				p.ip = ip
+			}
+		}
 		p.seed = make([]byte, ed25519.SeedSize)
 		rand.Read(p.seed)
 		sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(p.seed))
@@ -214,10 +228,10 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 	// operator would configure).
 	var bootstrap []string
 	for _, p := range plans[:min(2, len(plans))] {
-		bootstrap = append(bootstrap, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", p.gossipPort, p.gossipID))
+		bootstrap = append(bootstrap, fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", p.ip, p.gossipPort, p.gossipID))
 	}
 	for _, p := range plans {
-		n, err := ln.prepare(p.name, p.role, p.layer, p.seed, p.gossipPort, bootstrap)
+		n, err := ln.prepare(p.name, p.role, p.ip, p.layer, p.seed, p.gossipPort, bootstrap)
 		if err != nil {
 			return nil, fmt.Errorf("localnet: %s: %w", p.name, err)
 		}
@@ -234,7 +248,7 @@ func Start(ctx context.Context, spec Spec) (*Net, error) {
 	return ln, nil
 }
 
-func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int, bootstrap []string) (*Node, error) {
+func (ln *Net) prepare(name, role, ip string, layer int, seed []byte, gossipPort int, bootstrap []string) (*Node, error) {
 	dir := filepath.Join(ln.Spec.Dir, name)
 	ks, _, err := keystore.Init(filepath.Join(dir, "data"), rand.Reader)
 	if err != nil {
@@ -256,21 +270,24 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{Name: name, Role: role, Dir: dir, PeerID: pid, net: ln,
-		Addr:    fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, pid),
-		Metrics: fmt.Sprintf("127.0.0.1:%d", mport),
+	n := &Node{Name: name, Role: role, Dir: dir, PeerID: pid, net: ln, ip: ip,
+		Addr:    fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", ip, port, pid),
+		Metrics: fmt.Sprintf("%s:%d", ip, mport),
 		Config:  filepath.Join(dir, "node.yaml"),
 		log:     filepath.Join(dir, "node.log"),
 	}
+	if ln.Spec.Host != nil {
+		_, n.wrap = ln.Spec.Host(name)
+	}
 	copy(n.ID[:], ks.Identity().Public().(ed25519.PublicKey))
-	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	listen := []string{fmt.Sprintf("/ip4/%s/tcp/%d", ip, port)}
 	if role == "provider" {
 		wport, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		n.WSAddr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws/p2p/%s", wport, pid)
-		listen = append(listen, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", wport))
+		n.WSAddr = fmt.Sprintf("/ip4/%s/tcp/%d/ws/p2p/%s", ip, wport, pid)
+		listen = append(listen, fmt.Sprintf("/ip4/%s/tcp/%d/ws", ip, wport))
 	}
 	period := ln.Spec.EpochPeriod
 	adm, err := ln.admission(n)
@@ -292,7 +309,7 @@ func (ln *Net) prepare(name, role string, layer int, seed []byte, gossipPort int
 		"plugins": map[string]any{
 			"pki": map[string]any{"builtin": "pki-gossip", "config": map[string]any{
 				"network":       ln.Spec.Network,
-				"listen":        []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", gossipPort)},
+				"listen":        []string{fmt.Sprintf("/ip4/%s/tcp/%d", ip, gossipPort)},
 				"bootstrap":     bootstrap,
 				"identity_seed": seed,
 				"genesis":       ln.Genesis,
@@ -373,7 +390,8 @@ func (n *Node) Start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(n.net.Spec.Binary, "node", "--config", n.Config)
+	args := append(append([]string{}, n.wrap...), n.net.Spec.Binary, "node", "--config", n.Config)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), n.net.Spec.Env...)
 	if n.net.Spec.CheatingMix == n.Name {
@@ -606,24 +624,24 @@ func (n *Node) rebind() error {
 	if err != nil {
 		return err
 	}
-	listen := []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+	listen := []string{fmt.Sprintf("/ip4/%s/tcp/%d", n.ip, port)}
 	if n.WSAddr != "" {
 		wport, err := freePort()
 		if err != nil {
 			return err
 		}
-		n.WSAddr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws/p2p/%s", wport, n.PeerID)
-		listen = append(listen, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/ws", wport))
+		n.WSAddr = fmt.Sprintf("/ip4/%s/tcp/%d/ws/p2p/%s", n.ip, wport, n.PeerID)
+		listen = append(listen, fmt.Sprintf("/ip4/%s/tcp/%d/ws", n.ip, wport))
 	}
 	cfg["listen"] = listen
 	if m, ok := cfg["metrics"].(map[string]any); ok {
-		m["listen"] = fmt.Sprintf("127.0.0.1:%d", mport)
+		m["listen"] = fmt.Sprintf("%s:%d", n.ip, mport)
 	}
 	if pl, ok := cfg["plugins"].(map[string]any); ok {
 		if pki, ok := pl["pki"].(map[string]any); ok {
 			if pc, ok := pki["config"].(map[string]any); ok {
 				if gp, err := freePort(); err == nil && !n.bootstrap {
-					pc["listen"] = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", gp)}
+					pc["listen"] = []string{fmt.Sprintf("/ip4/%s/tcp/%d", n.ip, gp)}
 				}
 			}
 		}
@@ -635,8 +653,8 @@ func (n *Node) rebind() error {
 	if err := os.WriteFile(n.Config, b, 0o600); err != nil {
 		return err
 	}
-	n.Addr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, n.PeerID)
-	n.Metrics = fmt.Sprintf("127.0.0.1:%d", mport)
+	n.Addr = fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", n.ip, port, n.PeerID)
+	n.Metrics = fmt.Sprintf("%s:%d", n.ip, mport)
 	return nil
 }
 

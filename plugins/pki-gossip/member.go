@@ -53,7 +53,28 @@ type Member struct {
 	closed sync.Once
 
 	accepted, rejected, ignored, equivocations atomic.Uint64
-	notAdmitted, throttled                     atomic.Uint64
+	notAdmitted, throttled, disagreements      atomic.Uint64
+
+	// differ remembers, per peer and epoch, the state hash a peer
+	// announced that anti-entropy could not reach, so that a lasting
+	// disagreement is logged once when it starts and once when it ends.
+	differMu sync.Mutex
+	differ   map[differKey][32]byte
+
+	// withhold is a fault injection for this package's tests only (it
+	// cannot be set from outside the package, by config or option): when
+	// it is set, descriptors this member publishes are not gossiped, and
+	// anti-entropy answers leave them out for every peer p with
+	// withhold(p) true, while the member's state hash still counts them.
+	// own holds the descriptors published through Publish.
+	withhold atomic.Pointer[func(peer.ID) bool]
+	ownMu    sync.Mutex
+	own      map[string]bool
+}
+
+type differKey struct {
+	p peer.ID
+	e uint64
 }
 
 var _ interfaces.PKI = (*Member)(nil)
@@ -402,7 +423,16 @@ func (m *Member) Publish(ctx context.Context, req *interfaces.PublishRequest) (*
 		return nil, fmt.Errorf("pki-gossip: publish: %w", interfaces.ErrEquivocation)
 	}
 	// New, or new evidence: either way every member should learn of it.
-	pubErr := m.topic.Publish(ctx, msg)
+	m.ownMu.Lock()
+	if m.own == nil {
+		m.own = map[string]bool{}
+	}
+	m.own[string(sd.Raw)] = true
+	m.ownMu.Unlock()
+	var pubErr error
+	if m.withhold.Load() == nil {
+		pubErr = m.topic.Publish(ctx, msg)
+	}
 	if v == verdictEquivocation {
 		return nil, fmt.Errorf("pki-gossip: publish: %w", interfaces.ErrEquivocation)
 	}
@@ -436,9 +466,17 @@ func (m *Member) Evidence(_ context.Context, req *interfaces.EvidenceRequest) (*
 // Stats are a member's counters since it started. NotAdmitted counts
 // messages rejected for their admission proof (also in Rejected), Throttled
 // those ignored because their source was over its rate (also in Ignored).
+//
+// Disagreements counts anti-entropy rounds in which a peer's answer did not
+// hash to the state hash it had just announced: it holds descriptors it
+// did not hand over (withheld). One round can also race a descriptor
+// arriving at the peer between the two requests, so a lasting
+// disagreement shows as a count that keeps growing; it is logged
+// when it starts ("PKI views differ") and when it ends ("PKI views agree
+// again").
 type Stats struct {
 	Accepted, Rejected, Ignored, Equivocations uint64
-	NotAdmitted, Throttled                     uint64
+	NotAdmitted, Throttled, Disagreements      uint64
 	BytesIn, BytesOut                          int64
 }
 
@@ -448,7 +486,7 @@ func (m *Member) Stats() Stats {
 	return Stats{
 		Accepted: m.accepted.Load(), Rejected: m.rejected.Load(),
 		Ignored: m.ignored.Load(), Equivocations: m.equivocations.Load(),
-		NotAdmitted: m.notAdmitted.Load(), Throttled: m.throttled.Load(),
+		NotAdmitted: m.notAdmitted.Load(), Throttled: m.throttled.Load(), Disagreements: m.disagreements.Load(),
 		BytesIn: bw.TotalIn, BytesOut: bw.TotalOut,
 	}
 }

@@ -164,7 +164,11 @@ func (s *store) document(network string, e uint64, params interfaces.NetworkPara
 // that two members whose documents agree but whose evidence differs still
 // notice and sync. An empty epoch hashes to all zeroes.
 func (s *store) stateHash(e uint64) [32]byte {
-	raws := s.raws(e)
+	return hashRaws(s.raws(e))
+}
+
+// hashRaws is the state hash of descriptors sorted by bytes (zero: none).
+func hashRaws(raws [][]byte) [32]byte {
 	if len(raws) == 0 {
 		return [32]byte{}
 	}

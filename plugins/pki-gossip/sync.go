@@ -2,12 +2,15 @@ package pkigossip
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -56,6 +59,7 @@ func (m *Member) serveStream(s network.Stream) {
 		if req[0] == opMessages {
 			items = m.store.messages(e)
 		}
+		items = m.withheld(s.Conn().RemotePeer(), e, items)
 		w.Write(binary.BigEndian.AppendUint32(nil, uint32(len(items))))
 		for _, r := range items {
 			w.Write(binary.BigEndian.AppendUint16(nil, uint16(len(r))))
@@ -175,6 +179,44 @@ func FetchDocument(ctx context.Context, h host.Host, member peer.ID, e uint64) (
 	return doc, hash, nil
 }
 
+// ErrViewsDiffer: members asked for one epoch's document answered with
+// documents that differ (by hash).
+var ErrViewsDiffer = errors.New("pki-gossip: members' documents differ")
+
+// FetchAgreed asks each of members for its document of epoch e (as
+// FetchDocument) and returns it only when every one answers with the same
+// hash. Otherwise the error wraps ErrViewsDiffer and names each member's
+// hash and node count, or wraps the first fetch error: a client that asks
+// more than one member notices members whose views differ (one withholding
+// a descriptor from some of the others, say) instead of trusting one view.
+func FetchAgreed(ctx context.Context, h host.Host, members []peer.ID, e uint64) (*interfaces.Document, [32]byte, error) {
+	if len(members) == 0 {
+		return nil, [32]byte{}, fmt.Errorf("pki-gossip: fetch: %w: no members to ask", interfaces.ErrInvalidArgument)
+	}
+	var (
+		first *interfaces.Document
+		hash  [32]byte
+		views []string
+		same  = true
+	)
+	for i, p := range members {
+		doc, hh, err := FetchDocument(ctx, h, p, e)
+		if err != nil {
+			return nil, [32]byte{}, err
+		}
+		views = append(views, fmt.Sprintf("%s: %x (%d nodes)", p, hh[:8], len(doc.Nodes)))
+		if i == 0 {
+			first, hash = doc, hh
+		} else if hh != hash {
+			same = false
+		}
+	}
+	if !same {
+		return nil, [32]byte{}, fmt.Errorf("%w for epoch %d: %s", ErrViewsDiffer, e, strings.Join(views, "; "))
+	}
+	return first, hash, nil
+}
+
 // syncLoop is anti-entropy: every SyncInterval (jittered) compare state
 // hashes with one random topic peer for each live epoch, pull on mismatch.
 func (m *Member) syncLoop(ctx context.Context) {
@@ -211,20 +253,15 @@ func (m *Member) syncWith(ctx context.Context, p peer.ID) {
 }
 
 func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
-	s, err := request(ctx, m.host, p, opStateHash, e)
+	theirs, err := m.stateHashOf(ctx, p, e)
 	if err != nil {
 		return err
 	}
-	var theirs [32]byte
-	_, err = io.ReadFull(s, theirs[:])
-	s.Close()
-	if err != nil {
-		return fmt.Errorf("%w: hash: %w", ErrProtocol, err)
-	}
 	if theirs == ([32]byte{}) || theirs == m.store.stateHash(e) {
+		m.agree(p, e)
 		return nil
 	}
-	s, err = request(ctx, m.host, p, opMessages, e)
+	s, err := request(ctx, m.host, p, opMessages, e)
 	if err != nil {
 		return err
 	}
@@ -234,6 +271,13 @@ func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
 		return err
 	}
 	src := m.sourceOf(p)
+	var handed [][]byte
+	for _, msg := range msgs {
+		if _, raw, _, err := parseMessage(msg); err == nil {
+			handed = append(handed, raw)
+		}
+	}
+	slices.SortFunc(handed, bytes.Compare)
 	for _, msg := range msgs {
 		v, err := m.ingest(ctx, msg, src)
 		if err != nil || v != verdictDuplicate {
@@ -249,7 +293,91 @@ func (m *Member) syncEpoch(ctx context.Context, p peer.ID, e uint64) error {
 			}
 		}
 	}
+	// The peer withheld part of the state it announced when what it handed
+	// over does not hash to it (or it lied about its hash). A peer whose
+	// answer is complete but whose state differs from ours is behind or
+	// holds descriptors we refuse: it pulls from us, no disagreement.
+	// A state that grew between the two requests is no disagreement: ask
+	// for the hash again, and count only an answer that still falls short
+	// of an unchanged announcement.
+	if got := hashRaws(handed); got == theirs {
+		m.agree(p, e)
+	} else if again, err := m.stateHashOf(ctx, p, e); err == nil && again == theirs {
+		m.disagree(p, e, theirs, got)
+	}
 	return nil
+}
+
+// stateHashOf asks p for its state hash of epoch e.
+func (m *Member) stateHashOf(ctx context.Context, p peer.ID, e uint64) ([32]byte, error) {
+	var h [32]byte
+	s, err := request(ctx, m.host, p, opStateHash, e)
+	if err != nil {
+		return h, err
+	}
+	defer s.Close()
+	if _, err := io.ReadFull(s, h[:]); err != nil {
+		return h, fmt.Errorf("%w: hash: %w", ErrProtocol, err)
+	}
+	return h, nil
+}
+
+// disagree records that p's answer for epoch e did not hand over the state
+// it announced (theirs; got is what it handed over), and logs it when it
+// starts.
+func (m *Member) disagree(p peer.ID, e uint64, theirs, got [32]byte) {
+	m.disagreements.Add(1)
+	m.differMu.Lock()
+	defer m.differMu.Unlock()
+	if m.differ == nil {
+		m.differ = map[differKey][32]byte{}
+	}
+	k := differKey{p, e}
+	if prev, ok := m.differ[k]; ok && prev == theirs {
+		return
+	}
+	for old := range m.differ {
+		if old.e+m.cfg.Keep < e {
+			delete(m.differ, old)
+		}
+	}
+	m.differ[k] = theirs
+	m.log.Warn("PKI views differ: a peer announces descriptors it does not hand over",
+		"peer", p, "epoch", e, "announced_state", fmt.Sprintf("%x", theirs[:8]), "handed_over", fmt.Sprintf("%x", got[:8]))
+}
+
+// agree ends a disagreement with p over epoch e, if one was logged.
+func (m *Member) agree(p peer.ID, e uint64) {
+	m.differMu.Lock()
+	defer m.differMu.Unlock()
+	k := differKey{p, e}
+	if _, ok := m.differ[k]; ok {
+		delete(m.differ, k)
+		m.log.Info("PKI views agree again", "peer", p, "epoch", e)
+	}
+}
+
+// withheld drops from an anti-entropy answer to p the member's own
+// descriptors while the tests' withholding fault is on for p. items are
+// raws or gossip messages of epoch e, in the order of raws.
+func (m *Member) withheld(p peer.ID, e uint64, items [][]byte) [][]byte {
+	w := m.withhold.Load()
+	if w == nil || !(*w)(p) {
+		return items
+	}
+	raws := m.store.raws(e)
+	if len(raws) != len(items) {
+		return nil // the state moved between the two reads: answer nothing this round
+	}
+	m.ownMu.Lock()
+	defer m.ownMu.Unlock()
+	out := items[:0:0]
+	for i, r := range raws {
+		if !m.own[string(r)] {
+			out = append(out, items[i])
+		}
+	}
+	return out
 }
 
 // pullOnConnect syncs with every peer as soon as a connection to it is
