@@ -369,3 +369,84 @@ func TestErrorRepliesCarryACodeAndAShortReasonOnly(t *testing.T) {
 		t.Fatalf("the node's log names the plugins' failures %d times, want every one of the 5:\n%s", n, logs.String())
 	}
 }
+
+// A stream admitted a moment ago whose client has not yet sent its first
+// request is not evicted for a newcomer: an attacker reopening streams at
+// the address must not cut an honest client before it is ever served.
+// Without the grace, the honest stream (the one idle longest) was the
+// victim here.
+func TestANewStreamIsNotEvictedBeforeItsFirstRequest(t *testing.T) {
+	p := startProvider(t, func(c *Config) { c.MaxStreamsPerIP = 2 })
+	streams := func() float64 { return p.metric(t, "sotto_provider_client_streams") }
+
+	// The honest client's stream: the protocol is negotiated and the
+	// stream admitted, but its first request has not fully arrived.
+	frame, err := (&clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}).AppendFrame(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	if _, err := honest.Write(frame[:2]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the honest stream is admitted", func() bool { return streams() == 1 })
+
+	// The address's second stream asks and is answered; the third needs
+	// a victim.
+	idle := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	if resp := roundTrip(t, idle, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+		t.Fatal(resp.Err())
+	}
+	newcomer := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	if resp := roundTrip(t, newcomer, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
+		t.Fatal(resp.Err())
+	}
+	if n := p.metric(t, "sotto_provider_client_streams_evicted_total", "reason", "max_streams_per_ip"); n != 1 {
+		t.Fatalf("%v streams evicted for the address, want 1", n)
+	}
+
+	// The honest client finishes its request and is served.
+	if _, err := honest.Write(frame[2:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = honest.SetReadDeadline(time.Now().Add(10 * time.Second))
+	body, err := clientproto.ReadFrame(honest, nil, clientproto.MaxResponseLength)
+	if err != nil {
+		t.Fatalf("the honest stream was cut before its first request: %v", err)
+	}
+	var resp clientproto.Response
+	if err := resp.Decode(body); err != nil || resp.Code != clientproto.CodeOK {
+		t.Fatalf("the honest client's reply: %+v, %v", resp, err)
+	}
+}
+
+// The grace ends: a stream that never asks is evictable once it is
+// newStreamGrace old, and until then a table of such streams refuses
+// newcomers rather than cut one.
+func TestVictimSparesOnlyYoungStreamsThatHaveNotAsked(t *testing.T) {
+	now := time.Now().UnixNano()
+	young := &clientStream{admitted: now}
+	old := &clientStream{admitted: now - int64(2*newStreamGrace)}
+	old.active.Store(old.admitted)
+	asked := &clientStream{admitted: now}
+	asked.asked.Store(true)
+	asked.active.Store(now)
+	all := func(*clientStream) (bool, int) { return true, 1 }
+	for _, tc := range []struct {
+		name    string
+		streams []*clientStream
+		want    *clientStream
+	}{
+		{"only a young stream that has not asked", []*clientStream{young}, nil},
+		{"one past the grace", []*clientStream{young, old}, old},
+		{"one that asked, however young", []*clientStream{young, asked}, asked},
+	} {
+		s := &Service{streams: map[*clientStream]struct{}{}}
+		for _, c := range tc.streams {
+			s.streams[c] = struct{}{}
+		}
+		if got := s.victim(all); got != tc.want {
+			t.Errorf("%s: victim %p, want %p", tc.name, got, tc.want)
+		}
+	}
+}

@@ -424,22 +424,30 @@ func (s *Service) admit(c *clientStream) (evicted []*clientStream, refused strin
 	return evicted, ""
 }
 
+// newStreamGrace is how long a newly admitted stream that has not yet
+// sent its first request is spared from eviction (clientStream.asked).
+const newStreamGrace = time.Second
+
 // victim picks the stream to evict from a full table: among the idle
-// streams (no request being read, served or answered) that scope takes,
-// one of the largest group (the weight scope gives it), and of those the
-// one idle longest. An attacker that holds many streams from few
-// addresses or identities is evicted before the clients next to it, and
+// streams (no request being read, served or answered, and not a newcomer
+// within newStreamGrace of admission that has yet to ask) that scope
+// takes, one of the largest group (the weight scope gives it), and of
+// those the one idle longest. An attacker that holds many streams from
+// few addresses or identities is evicted before the clients next to it,
 // one that keeps every stream busy holds its streams but cannot take
-// anyone else's. Nil if no stream in scope is idle. Called with s.mu held.
+// anyone else's, and its newcomers cannot cut a client's stream before
+// that client's first request. Nil if no stream in scope is idle. Called
+// with s.mu held.
 func (s *Service) victim(scope func(*clientStream) (in bool, weight int)) *clientStream {
 	var (
 		best       *clientStream
 		bestWeight int
 		bestActive int64
 	)
+	now := time.Now().UnixNano()
 	for o := range s.streams {
 		in, w := scope(o)
-		if !in || o.busy.Load() > 0 {
+		if !in || o.busy.Load() > 0 || (!o.asked.Load() && now-o.admitted < int64(newStreamGrace)) {
 			continue
 		}
 		a := o.active.Load()

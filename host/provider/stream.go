@@ -29,7 +29,8 @@ func (s *Service) Handle(st network.Stream) {
 	if c.authenticated {
 		c.own = clientproto.OwnMailbox(c.key[:])
 	}
-	c.active.Store(time.Now().UnixNano())
+	c.admitted = time.Now().UnixNano()
+	c.active.Store(c.admitted)
 	evicted, reason := s.admit(c)
 	for _, v := range evicted {
 		s.log.Debug("client stream evicted for a newcomer", "peer", v.client, "newcomer", c.client)
@@ -77,6 +78,13 @@ type clientStream struct {
 	busy    atomic.Int32
 	active  atomic.Int64
 	evicted atomic.Bool
+	// admitted is when the stream was admitted (UnixNano); asked is set
+	// once its first request has been read. A stream younger than
+	// newStreamGrace that has asked nothing yet is not evicted (victim):
+	// its client is about to ask, and evicting it would let an attacker's
+	// newcomers cut an honest client before it is ever served.
+	admitted int64
+	asked    atomic.Bool
 
 	writeMu sync.Mutex
 	broken  bool // a write failed; the stream is reset
@@ -120,6 +128,7 @@ func (c *clientStream) serve() {
 			return
 		}
 		c.busy.Add(1)
+		c.asked.Store(true)
 		c.touch()
 		req := new(clientproto.Request)
 		if err := req.Decode(body); err != nil {
