@@ -224,6 +224,7 @@ func clientNet(t *testing.T) *localnet.Net {
 // sender stopped (SIGTERM) right after each Send finishes every message
 // when restarted.
 func TestClientProcesses(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := clientNet(t)
 	provs := ln.Providers()
 	dir := t.TempDir()
@@ -398,6 +399,7 @@ func TestClientProcesses(t *testing.T) {
 // takes the message. Each client logs (at debug level) less than a line a
 // second while the provider is down.
 func TestClientsRideOutAProviderRestart(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := clientNet(t)
 	provs := ln.Providers()
 	dir := t.TempDir()

@@ -62,6 +62,7 @@ func skewNode(t *testing.T, n *localnet.Node, genesis time.Time, skew time.Durat
 // under keys outside the mix's window) is what the retransmissions cover;
 // a skew beyond the grace costs latency, not messages.
 func TestFaultClockSkewAcrossAnEpochBoundary(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := startNet(t, localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 2, EpochPeriod: 30 * time.Second,
 		Params: interfaces.NetworkParams{Mu: 20, LambdaP: 5, LambdaL: 1, LambdaD: 1, LambdaM: 1}})
 	provs := ln.Providers()

@@ -56,6 +56,7 @@ func fastDemo() demo.Config {
 // one through a SURB mailbox, two to an offline recipient) arrives intact
 // exactly once, and loops come back.
 func TestDemoDeliversEveryMessageExactlyOnce(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	sum, out := runDemo(t, fastDemo())
 	if err := sum.Err(); err != nil {
 		t.Fatal(err)
@@ -88,6 +89,7 @@ func TestDemoDeliversEveryMessageExactlyOnce(t *testing.T) {
 // suspect) and every message still arrives, the ones that went through the
 // dead mix retransmitted over other paths.
 func TestDemoRoutesAroundAKilledMix(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	cfg := fastDemo()
 	cfg.Messages, cfg.KillMixAfter = 16, time.Second
 	sum, _ := runDemo(t, cfg)
@@ -126,6 +128,7 @@ func TestDemoCommandRefusesABadConfig(t *testing.T) {
 // bob obtain and spend tokens and every message arrives; carol, without a
 // wallet, is refused at her provider as payment required.
 func TestDemoWithBlindSignaturesDeliversEveryMessageAndRefusesTheFreeloader(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	cfg := fastDemo()
 	cfg.Accounting, cfg.WaitRewards = demo.AccountingBlindsig, true
 	sum, out := runDemo(t, cfg)
@@ -192,6 +195,7 @@ func checkCostMeasured(t *testing.T, sum *demo.Summary, plugin string) {
 // vouchers, every message arrives, and carol, without a wallet, is
 // refused.
 func TestDemoWithPaymentChannelsDeliversEveryMessage(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	cfg := fastDemo()
 	cfg.Accounting = demo.AccountingChannels
 	sum, out := runDemo(t, cfg)

@@ -45,6 +45,7 @@ func freeOn(t *testing.T, dir string) int64 {
 //     themselves, and carol receives her three messages and alice hers,
 //     each exactly once.
 func TestFaultProviderDiskFullRefusesAndRecovers(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	if testing.Short() {
 		t.Skip("starts node processes; skipped with -short")
 	}

@@ -87,6 +87,7 @@ func sendAll(t *testing.T, prov *localnet.Node, dir, contact string, d time.Dura
 // the provider serves again with a new plugin process (a message sent
 // after the kill arrives too).
 func TestFaultStoragePluginSIGKILLLosesNoAcknowledgedMessage(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := clientNet(t)
 	provs := ln.Providers()
 	dir := t.TempDir()
@@ -149,6 +150,7 @@ func TestFaultStoragePluginSIGKILLLosesNoAcknowledgedMessage(t *testing.T) {
 // that was connected to the provider when it died reconnects by itself
 // (no restart of the client) and gets a message sent after the restart.
 func TestFaultProviderSIGKILLKeepsMailboxes(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := clientNet(t)
 	provs := ln.Providers()
 	dir := t.TempDir()

@@ -23,6 +23,15 @@ import (
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
+// Parallel tests: go test gives each package's test binary 10 minutes,
+// and this package's network tests took 580 s one after another on a
+// quiet machine. The tests that only need a network of their own and
+// check delivery (each with its own temp dirs, ports and, for the
+// partition test, namespaces) run in parallel (t.Parallel, two at a time
+// on CI's two cores). Tests that measure timing distributions (the
+// downstream's), set process environment (t.Setenv), or build network
+// namespaces that another test also builds stay sequential.
+
 // startNet runs a network of `sotto node` processes (this test binary, as
 // sotto) and waits until it routes.
 func startNet(t *testing.T, spec localnet.Spec) *localnet.Net {

@@ -184,6 +184,7 @@ func nodeNames(ns []*localnet.Node) []string {
 //     mix loops notice, and once healed every message is acknowledged and
 //     delivered exactly once: delivery stops, nothing acknowledged is lost.
 func TestFaultPartitionedLayerAndLossyLinks(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	if testing.Short() {
 		t.Skip("starts 6 node processes; skipped with -short")
 	}

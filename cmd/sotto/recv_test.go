@@ -36,6 +36,7 @@ func runCmd(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...stri
 // mailbox), and recv prints each message; recv's state file is owner-only
 // and keeps its identity, so a second run answers on the same contact.
 func TestSendRecvEndToEnd(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	ln := startNet(t, localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 2, EpochPeriod: time.Minute,
 		Params: interfaces.NetworkParams{Mu: 20, LambdaP: 5, LambdaL: 1, LambdaD: 1, LambdaM: 1}})
 	provs := ln.Providers()

@@ -18,6 +18,7 @@ import (
 // nothing in the first epoch reported; and one auditor lying about an
 // honest mix, added to the two others' live measurements, cannot zero it.
 func TestDemoShopperCatchesTheCheatingMix(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	cfg := fastDemo()
 	cfg.Accounting, cfg.CheatDrop, cfg.Providers = demo.AccountingShopper, 0.3, 3
 	cfg.Messages, cfg.Duration = 0, 45*time.Second // outlive the first epoch's report

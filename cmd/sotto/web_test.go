@@ -41,6 +41,7 @@ func (s *syncBuffer) String() string {
 // `sotto web` starts a network, serves the folder, prints a URL per
 // provider naming its WebSocket address, and stops on cancellation.
 func TestWebServesBesideANetwork(t *testing.T) {
+	t.Parallel() // a network of its own (localnet_test.go, "Parallel tests")
 	if testing.Short() {
 		t.Skip("starts node processes; skipped with -short")
 	}
