@@ -403,7 +403,16 @@ func Write(w io.Writer, tables []Table) {
 		}
 		tw := tabwriter.NewWriter(w, 2, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "node\trole\tforwarded\tdelivered\tprobes sent\tprobes back\tscore (auditors)\tamount\t")
-		for _, r := range t.Rows {
+		// Mixes, then providers, each by name (the rows are in node ID
+		// order, which reads as random).
+		rows := slices.Clone(t.Rows)
+		slices.SortStableFunc(rows, func(a, b Row) int {
+			if c := strings.Compare(a.Role, b.Role); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Name, b.Name)
+		})
+		for _, r := range rows {
 			name := r.Name
 			if name == "" && len(r.Node) >= 12 {
 				name = r.Node[:12]

@@ -3,6 +3,7 @@ package rewards
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -167,5 +168,26 @@ func TestBadMetricsAreRefused(t *testing.T) {
 	bad := node(prov1, "provider", `sotto_accounting_info{params="{\"budget\":\"lots\"}",scheme="shopper"} 1`)
 	if err := r.Add(strings.NewReader(bad)); err == nil {
 		t.Error("shopper parameters that are not its config accepted")
+	}
+}
+
+// The table lists mixes, then providers, each by name, whatever the
+// order of their node IDs.
+func TestWriteListsMixesThenProvidersByName(t *testing.T) {
+	var b strings.Builder
+	Write(&b, []Table{{Epoch: 3, Rows: []Row{
+		{Node: "01", Name: "provider-2", Role: "provider"},
+		{Node: "02", Name: "mix-2-1", Role: "mix"},
+		{Node: "03", Name: "provider-1", Role: "provider"},
+		{Node: "04", Name: "mix-1-1", Role: "mix"},
+	}}})
+	var got []string
+	for _, line := range strings.Split(b.String(), "\n")[2:] {
+		if f := strings.Fields(line); len(f) > 0 {
+			got = append(got, f[0])
+		}
+	}
+	if want := []string{"mix-1-1", "mix-2-1", "provider-1", "provider-2"}; !slices.Equal(got, want) {
+		t.Fatalf("rows %v, want %v\n%s", got, want, b.String())
 	}
 }
