@@ -188,16 +188,12 @@ func TestFaultPartitionedLayerAndLossyLinks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 6 node processes; skipped with -short")
 	}
-	skip := t.Skip
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatal // CI runs as root with iproute2 and nftables
-	}
 	if os.Geteuid() != 0 {
-		skip("needs root: it builds a network namespace per node with `ip netns` (CI runs it as root)")
+		skipUnlessCI(t, "needs root: it builds a network namespace per node with `ip netns` (CI runs it as root)")
 	}
 	for _, c := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(c); err != nil {
-			skip("needs " + c + " (iproute2, nftables)")
+			skipUnlessCI(t, "needs "+c+" (iproute2, nftables)")
 		}
 	}
 	names := []string{"mix-1-1", "mix-1-2", "mix-2-1", "mix-2-2", "provider-1", "provider-2"}
