@@ -11,7 +11,6 @@ import (
 
 	"github.com/sottonet/sotto/core/audit"
 	"github.com/sottonet/sotto/core/epoch"
-	"github.com/sottonet/sotto/core/mix"
 	"github.com/sottonet/sotto/core/sphinx"
 	"github.com/sottonet/sotto/interfaces"
 )
@@ -106,26 +105,9 @@ func (a *auditor) send(er *epochRoutes) error {
 	if _, err := io.ReadFull(n.rand, id[:]); err != nil {
 		return err
 	}
-	hops := make([]sphinx.PathHop, len(path))
-	for i, h := range path {
-		if h == nil {
-			return errNoLoopPath
-		}
-		k, ok := h.desc.SphinxKey(er.epoch)
-		if !ok {
-			return errNoLoopPath
-		}
-		pub, err := sphinx.NewPublicKey(k[:])
-		if err != nil {
-			return err
-		}
-		hops[i] = sphinx.PathHop{ID: h.id, PublicKey: pub}
-		if i == len(path)-1 {
-			hops[i].Commands = []sphinx.Command{&sphinx.Recipient{ID: id}}
-			continue
-		}
-		d := mix.ExpDelay(a.r, er.params.Mu, n.cfg.Mixing.MaxDelay)
-		hops[i].Commands = []sphinx.Command{&sphinx.NodeDelay{Delay: uint32(d / time.Millisecond)}}
+	hops, _, err := n.loopHops(er, path, a.r, id)
+	if err != nil {
+		return err
 	}
 	payload := make([]byte, n.geo.ForwardPayloadLength)
 	if _, err := io.ReadFull(n.rand, payload); err != nil {

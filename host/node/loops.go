@@ -79,28 +79,9 @@ func (l *loops) send(er *epochRoutes) error {
 	if _, err := io.ReadFull(n.rand, id[:]); err != nil {
 		return err
 	}
-	hops := make([]sphinx.PathHop, len(path))
-	var total time.Duration
-	for i, h := range path {
-		if h == nil {
-			return errNoLoopPath
-		}
-		k, ok := h.desc.SphinxKey(er.epoch)
-		if !ok {
-			return errNoLoopPath
-		}
-		pub, err := sphinx.NewPublicKey(k[:])
-		if err != nil {
-			return err
-		}
-		hops[i] = sphinx.PathHop{ID: h.id, PublicKey: pub}
-		if i == len(path)-1 {
-			hops[i].Commands = []sphinx.Command{&sphinx.Recipient{ID: id}}
-			continue
-		}
-		d := mix.ExpDelay(l.r, er.params.Mu, n.cfg.Mixing.MaxDelay)
-		total += d
-		hops[i].Commands = []sphinx.Command{&sphinx.NodeDelay{Delay: uint32(d / time.Millisecond)}}
+	hops, total, err := n.loopHops(er, path, l.r, id)
+	if err != nil {
+		return err
 	}
 	pkt, err := sphinx.NewPacket(n.rand, n.geo, hops, make([]byte, n.geo.ForwardPayloadLength))
 	if err != nil {
@@ -115,6 +96,37 @@ func (l *loops) send(er *epochRoutes) error {
 	n.m.loopsSent.Inc()
 	n.links.send(path[0], p)
 	return nil
+}
+
+// loopHops builds the Sphinx hops of a loop over path (ending at this
+// node, whose Recipient is id) under er's keys, with a Poisson delay
+// drawn from r at every hop but the last; total is the sum of the delays.
+// Mix loops and the auditor's probes build theirs the same way, so a
+// mix cannot tell one from the other.
+func (n *Node) loopHops(er *epochRoutes, path []*hop, r *rand.Rand, id [32]byte) (hops []sphinx.PathHop, total time.Duration, err error) {
+	hops = make([]sphinx.PathHop, len(path))
+	for i, h := range path {
+		if h == nil {
+			return nil, 0, errNoLoopPath
+		}
+		k, ok := h.desc.SphinxKey(er.epoch)
+		if !ok {
+			return nil, 0, errNoLoopPath
+		}
+		pub, err := sphinx.NewPublicKey(k[:])
+		if err != nil {
+			return nil, 0, err
+		}
+		hops[i] = sphinx.PathHop{ID: h.id, PublicKey: pub}
+		if i == len(path)-1 {
+			hops[i].Commands = []sphinx.Command{&sphinx.Recipient{ID: id}}
+			continue
+		}
+		d := mix.ExpDelay(r, er.params.Mu, n.cfg.Mixing.MaxDelay)
+		total += d
+		hops[i].Commands = []sphinx.Command{&sphinx.NodeDelay{Delay: uint32(d / time.Millisecond)}}
+	}
+	return hops, total, nil
 }
 
 type loopError string
