@@ -120,6 +120,9 @@ func (d *Downstream) Next(ctx context.Context) (*clientproto.Push, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // a frame waiting stays for the next call (select would pick at random)
+	}
 	select {
 	case p, ok := <-d.frames:
 		if ok {
