@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,14 +61,23 @@ func TestDemoShopperCatchesTheCheatingMix(t *testing.T) {
 				continue
 			}
 			honest = append(honest, r)
-			if r.Score <= cheat.Score || r.Amount == 0 {
+			// Every honest mix scores above the cheater. One at or above the
+			// threshold earns; one below it earns nothing, which about 100
+			// probes an epoch allow an honest mix on a loaded machine (0.89
+			// once in CI: late probes count as lost).
+			if r.Score <= cheat.Score || (r.Score >= tab.Threshold) != (r.Amount > 0) {
 				t.Errorf("epoch %d: honest %s scores %.2f and earns %d; the cheater %.2f", tab.Epoch, r.Name, r.Score, r.Amount, cheat.Score)
 			}
 		}
 		if len(honest) != 3 {
 			t.Fatalf("epoch %d: %d honest mixes, want 3", tab.Epoch, len(honest))
 		}
-		checkOneLiar(t, tab, honest[0])
+		// The liar's victim is the best-scored honest mix, which earns.
+		best := slices.MaxFunc(honest, func(a, b rewards.Row) int { return cmp.Compare(a.Score, b.Score) })
+		if best.Amount == 0 {
+			t.Errorf("epoch %d: no honest mix earns (best %s scores %.2f)", tab.Epoch, best.Name, best.Score)
+		}
+		checkOneLiar(t, tab, best)
 		t.Logf("epoch %d: the cheating mix had %d of %d probes back (score %.2f by %d auditors) and earns %d",
 			tab.Epoch, cheat.Probed, cheat.ProbesSent, cheat.Score, cheat.Auditors, cheat.Amount)
 		return
