@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,7 +34,8 @@ mailbox; lost fragments are retransmitted over other paths); for a
 receiver-anonymous contact, until the recipient's client acknowledges every
 fragment end to end. It exits non-zero if the message failed (an anonymous
 contact whose SURBs another sender used, say) or did not finish within
---timeout.
+--timeout. A contact whose provider is not in the PKI document yet (a gossip
+network still starting) is tried again until --timeout.
 
 Without --state the client uses a fresh identity; with it, the identity,
 provider and epoch clock of that file (as 'sotto recv' keeps them), the SURBs
@@ -92,7 +94,7 @@ unless --genesis (--epoch-period, --epoch-grace) or --config gives it.`,
 			start := time.Now()
 			var ids []client.MessageID
 			if ct != nil {
-				id, err := rc.Send(ctx, ct, body)
+				id, err := sendWhenKnown(ctx, rc.log, func() (client.MessageID, error) { return rc.Send(ctx, ct, body) })
 				if err != nil {
 					return fmt.Errorf("sending: %w", err)
 				}
@@ -115,6 +117,32 @@ unless --genesis (--epoch-period, --epoch-grace) or --config gives it.`,
 	cmd.Flags().StringVar(&to, "to", "", "the recipient's contact string (sotto1...), as 'sotto recv' prints it")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "give up (exit non-zero) if the message is not acknowledged by then (it stays in --state)")
 	return cmd
+}
+
+// sendWhenKnown calls send until the contact's provider is in the PKI
+// document the client holds, or ctx ends. On a gossip PKI a provider's
+// descriptor reaches the nodes one by one: the document this client's
+// provider serves in the first seconds of a network may lack the
+// contact's provider (ErrUnknownProvider) until gossip has carried it
+// there, and a send with --timeout 2m must not fail in its first second
+// for that. Send fetches the document again before it returns that error;
+// this waits between tries (1 s, doubling, at most 10 s). Every other
+// error ends the send at once.
+func sendWhenKnown(ctx context.Context, log *slog.Logger, send func() (client.MessageID, error)) (client.MessageID, error) {
+	wait := time.Second
+	for {
+		id, err := send()
+		if !errors.Is(err, client.ErrUnknownProvider) {
+			return id, err
+		}
+		log.Warn("the contact's provider is not in the PKI document yet (the PKI may still be converging); trying again", "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return id, fmt.Errorf("%w (still so when the send gave up: %w)", err, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // waitFinal waits until every message of ids is final and reports each.
