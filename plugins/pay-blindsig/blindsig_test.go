@@ -470,10 +470,7 @@ func TestSpentTokenStaysSpentAfterSIGKILL(t *testing.T) {
 	if _, err := redeem(a, 1, toks[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no clean shutdown
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	plugintest.Kill(t, cmd) // SIGKILL: no clean shutdown
 	if _, err := redeem(a, 1, toks[1]); !errors.Is(err, interfaces.ErrUnavailable) {
 		t.Fatalf("redeem at a killed plugin: err = %v, want ErrUnavailable", err)
 	}

@@ -455,10 +455,7 @@ func TestLatestVoucherSurvivesSIGKILL(t *testing.T) {
 	if _, err := redeem(a, 1, v1.Marshal(), 100); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no clean shutdown
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	plugintest.Kill(t, cmd) // SIGKILL: no clean shutdown
 	b, _ := start()
 	if r, err := redeem(b, 1, v1.Marshal(), 100); !errors.Is(err, interfaces.ErrDoubleSpend) {
 		t.Fatalf("the voucher taken before SIGKILL: %+v, %v; want ErrDoubleSpend", r, err)
