@@ -140,7 +140,8 @@ func (c Config) policy() token.Policy {
 
 // Namespace is the KV namespace of the plugin's state. Keys: "k" period
 // → issuer key (PKCS #8); "s" period spentID → epoch spent; "q" epoch
-// client → tokens issued (free); "v" voucherID → tokens issued; "r" epoch
+// client → tokens issued (free) — these three are dropped once no Redeem
+// or Issue needs them (prune.go); "v" voucherID → tokens issued; "r" epoch
 // → tokens redeemed; "w" epoch node → work counts; "b" epoch SHA-256(batch
 // ID) → counted batch.
 const Namespace = "pay-blindsig"
@@ -152,9 +153,12 @@ type Issuer struct {
 	kv        interfaces.KV
 	sw        interfaces.KVSwapper
 
-	mu   sync.Mutex
-	keys map[uint64]*rsa.PrivateKey // key periods loaded
-	gen  sync.Mutex                 // one key generation at a time
+	mu       sync.Mutex
+	keys     map[uint64]*rsa.PrivateKey // key periods loaded
+	pruning  bool                       // a pass of prune.go is running
+	prunedAt uint64                     // the epoch of the last pass that finished
+	gen      sync.Mutex                 // one key generation at a time
+	pruneWG  sync.WaitGroup
 }
 
 var _ interfaces.Accounting = (*Issuer)(nil)
@@ -502,6 +506,7 @@ func (i *Issuer) Redeem(ctx context.Context, req *interfaces.RedeemRequest) (*in
 		}
 		cur, found = resp.Current[1], resp.Found[1]
 	}
+	i.maybePrune(req.Epoch)
 	return &interfaces.RedeemResponse{Granted: min(req.Packets, uint64(i.cfg.PacketsPerToken))}, nil
 }
 
