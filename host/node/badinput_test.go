@@ -371,6 +371,9 @@ func TestAStreamFloodDoesNotStopDelivery(t *testing.T) {
 			s, err := h.NewStream(ctx, vid, link.MixProtocol)
 			if err != nil {
 				failed.Add(1) // refused by a limit, or the flood is over
+				// A pause, so that a flooder refused at once does not
+				// spin on the test's own two cores.
+				time.Sleep(time.Millisecond)
 				continue
 			}
 			opened.Add(1)
@@ -388,13 +391,13 @@ func TestAStreamFloodDoesNotStopDelivery(t *testing.T) {
 	}
 	t.Cleanup(func() { stop(); wg.Wait() })
 
-	waitFor(t, 10*time.Second, "the flood to be refused", func() bool {
+	waitFor(t, 30*time.Second, "the flood to be refused", func() bool {
 		return value(t, vm.refused.WithLabelValues("not_admitted")) > notAdmitted0+500 &&
 			value(t, vm.refused.WithLabelValues("frame")) > frame0+500
 	})
 	t0 := time.Now()
 	for range 3 {
-		deliverOne(t, tn, 10*time.Second)
+		deliverOne(t, tn, 30*time.Second)
 	}
 	took := time.Since(t0)
 	resp, err := http.Get("http://" + victim.n.MetricsAddr() + "/metrics")

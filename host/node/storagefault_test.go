@@ -18,11 +18,15 @@ func TestStorageFaultRefusesClientPacketsUntilAWriteSucceeds(t *testing.T) {
 	if n.storageRefuses(now) {
 		t.Fatal("refusing before any failure")
 	}
+	// Times relative to just before the failure, which the node stamps
+	// at or after t0: a stall of the test between the calls must not
+	// move them.
+	t0 := time.Now()
 	n.storageWrote(errors.New("disk nearly full"))
-	if !n.storageRefuses(time.Now()) {
+	if !n.storageRefuses(t0) {
 		t.Fatal("not refusing right after a failed write")
 	}
-	if !n.storageRefuses(time.Now().Add(storageFaultHold / 2)) {
+	if !n.storageRefuses(t0.Add(storageFaultHold / 2)) {
 		t.Fatal("not refusing within the hold")
 	}
 	if n.storageRefuses(time.Now().Add(storageFaultHold + time.Second)) {

@@ -385,6 +385,15 @@ func TestANewStreamIsNotEvictedBeforeItsFirstRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The other two clients are made and connected first: the grace is
+	// 1 s, and from the honest stream's admission to the newcomer's only
+	// stream openings and one round trip may pass, even on a slow machine.
+	idleH, newH := rawClient(t, crypto.Ed25519), rawClient(t, crypto.Ed25519)
+	for _, h := range []host.Host{idleH, newH} {
+		if err := h.Connect(t.Context(), p.addr(t, "tcp")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	honest := p.rawStream(t, rawClient(t, crypto.Ed25519))
 	if _, err := honest.Write(frame[:2]); err != nil {
 		t.Fatal(err)
@@ -393,11 +402,11 @@ func TestANewStreamIsNotEvictedBeforeItsFirstRequest(t *testing.T) {
 
 	// The address's second stream asks and is answered; the third needs
 	// a victim.
-	idle := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	idle := p.rawStream(t, idleH)
 	if resp := roundTrip(t, idle, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
 		t.Fatal(resp.Err())
 	}
-	newcomer := p.rawStream(t, rawClient(t, crypto.Ed25519))
+	newcomer := p.rawStream(t, newH)
 	if resp := roundTrip(t, newcomer, &clientproto.Request{ID: 1, Op: clientproto.OpDocument, Epoch: 7}); resp.Code != clientproto.CodeOK {
 		t.Fatal(resp.Err())
 	}

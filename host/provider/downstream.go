@@ -107,8 +107,10 @@ func (sub *subscription) takeDirty(ref clientproto.MailboxRef) bool {
 }
 
 // sweepInterval is how often a downstream fetches every mailbox it
-// watches, whether or not the node said something arrived there.
-const sweepInterval = time.Second
+// watches, whether or not the node said something arrived there. A
+// variable only so that a test can tell a wake from a sweep on a slow
+// machine.
+var sweepInterval = time.Second
 
 // Stored tells the service that the node stored messages in mailboxes, so
 // that the downstreams watching them fetch at their next frame instead of

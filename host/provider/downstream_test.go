@@ -279,6 +279,12 @@ func BenchmarkDownstreamWait(b *testing.B) {
 // A downstream fetches a mailbox at its next frame once the node says it
 // stored there (Stored), and every sweep otherwise.
 func TestStoredWakesTheDownstream(t *testing.T) {
+	// A sweep every 4 s: an announced message must come well before the
+	// next sweep (within 2 s, room for a loaded machine), an unannounced
+	// one at a sweep.
+	old := sweepInterval
+	sweepInterval = 4 * time.Second
+	t.Cleanup(func() { sweepInterval = old })
 	p := startProvider(t, nil)
 	withDownstreamDocument(t, p.backend, 20*time.Millisecond, 1)
 	c := p.dial(t)
