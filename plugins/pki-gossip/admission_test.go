@@ -359,20 +359,35 @@ func TestOpenPublishOutlastsTheCallersDeadline(t *testing.T) {
 	o := cheapOpen()
 	o.Difficulty = 12 // thousands of evaluations: longer than the first deadline
 	members, _, e := startAdmissionMembers(t, 1, Admission{Policy: "open", Open: o}, 24)
-	sd := newNode(1, interfaces.RoleMix).descriptor(t, "testnet", e, 0)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
-	_, err := members[0].Publish(ctx, &interfaces.PublishRequest{Descriptor: sd})
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("first publish: %v, want the deadline", err)
+	// A ticket is found in one evaluation with probability 2^-12, so now
+	// and then one comes within the first millisecond (CI saw it): that
+	// descriptor is simply published, and the next node is tried.
+	var sd *interfaces.SignedDescriptor
+	lucky := 0
+	for seed := uint64(1); sd == nil; seed++ {
+		if seed > 10 {
+			t.Fatalf("%d publishes in a row found their ticket within 1 ms at difficulty 12", lucky)
+		}
+		d := newNode(seed, interfaces.RoleMix).descriptor(t, "testnet", e, 0)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+		_, err := members[0].Publish(ctx, &interfaces.PublishRequest{Descriptor: d})
+		cancel()
+		switch {
+		case err == nil:
+			lucky++
+		case errors.Is(err, context.DeadlineExceeded):
+			sd = d
+		default:
+			t.Fatalf("first publish: %v, want the deadline", err)
+		}
 	}
-	ctx, cancel = context.WithTimeout(t.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	if _, err := members[0].Publish(ctx, &interfaces.PublishRequest{Descriptor: sd}); err != nil {
 		t.Fatal(err)
 	}
-	if len(docNodes(members[0], e)) != 1 {
-		t.Fatal("descriptor not held after publish")
+	if n := len(docNodes(members[0], e)); n != lucky+1 {
+		t.Fatalf("%d descriptors held after the publish, want %d", n, lucky+1)
 	}
 }
 
