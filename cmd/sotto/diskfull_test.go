@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/plugintest"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -50,14 +49,7 @@ func TestFaultProviderDiskFullRefusesAndRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts node processes; skipped with -short")
 	}
-	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "mounting a size-limited tmpfs needs root (CI runs as root)")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		skipUnlessCI(t, fmt.Sprintf("cannot mount a tmpfs (%v: %s)", err, out))
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := plugintest.SmallDisk(t, "96m")
 	others := t.TempDir()
 	ln := startNet(t, localnet.Spec{Layers: 2, MixesPerLayer: 1, Providers: 2, EpochPeriod: time.Minute,
 		Params: interfaces.NetworkParams{Mu: 20, LambdaP: 5, LambdaL: 1, LambdaD: 1, LambdaM: 1},
@@ -164,15 +156,4 @@ func TestFaultProviderDiskFullRefusesAndRecovers(t *testing.T) {
 	t.Logf("sent 4, acknowledged 4 (2 before the disk filled, 2 only after space returned, %v after), delivered %d, each once; "+
 		"on the full disk: %.0f packets dropped for storage at %s, %.0f client sends refused busy",
 		recovered.Round(time.Second), len(got)+len(gotA), dropped, full.Name, busy)
-}
-
-// skipUnlessCI skips the test with why, except under CI=true: CI runs as
-// root with the privileges these tests need, so there a missing one is a
-// failure, not a test that quietly proves nothing.
-func skipUnlessCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why + "; skipped")
 }

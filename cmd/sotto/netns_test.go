@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sottonet/sotto/interfaces/plugintest"
 )
 
 // operatingGuide is the operator's guide whose marked blocks this test runs.
@@ -166,13 +168,13 @@ func TestOperatingGuideInNetworkNamespaces(t *testing.T) {
 	// CI runs as root with iproute2 and bash: there a missing one fails the
 	// test instead of skipping it, so the guide is never silently untested.
 	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "needs root: it builds network namespaces with `ip netns` (CI runs it as root)")
+		plugintest.SkipUnlessCI(t, "needs root: it builds network namespaces with `ip netns` (CI runs it as root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		skipUnlessCI(t, "needs iproute2's ip command")
+		plugintest.SkipUnlessCI(t, "needs iproute2's ip command")
 	}
 	if _, err := exec.LookPath("bash"); err != nil {
-		skipUnlessCI(t, "needs bash to run the guide's commands")
+		plugintest.SkipUnlessCI(t, "needs bash to run the guide's commands")
 	}
 	blocks := guideBlocks(t)
 	for _, tt := range []struct{ name, operator, node string }{

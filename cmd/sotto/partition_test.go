@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/plugintest"
 	"github.com/sottonet/sotto/internal/localnet"
 )
 
@@ -189,11 +190,11 @@ func TestFaultPartitionedLayerAndLossyLinks(t *testing.T) {
 		t.Skip("starts 6 node processes; skipped with -short")
 	}
 	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "needs root: it builds a network namespace per node with `ip netns` (CI runs it as root)")
+		plugintest.SkipUnlessCI(t, "needs root: it builds a network namespace per node with `ip netns` (CI runs it as root)")
 	}
 	for _, c := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(c); err != nil {
-			skipUnlessCI(t, "needs "+c+" (iproute2, nftables)")
+			plugintest.SkipUnlessCI(t, "needs "+c+" (iproute2, nftables)")
 		}
 	}
 	names := []string{"mix-1-1", "mix-1-2", "mix-2-1", "mix-2-2", "provider-1", "provider-2"}

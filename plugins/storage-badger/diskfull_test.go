@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sottonet/sotto/interfaces"
+	"github.com/sottonet/sotto/interfaces/plugintest"
 )
 
 // A store whose filesystem fills up. As root the test mounts a 96 MiB
@@ -26,14 +26,7 @@ import (
 //   - acks still run, to give space back;
 //   - once the filler is removed, appends are taken again.
 func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		skipUnlessCI(t, "mounting a size-limited tmpfs needs root (CI runs as root)")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		skipUnlessCI(t, fmt.Sprintf("cannot mount a tmpfs (%v: %s)", err, out))
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := plugintest.SmallDisk(t, "96m")
 	cfg := DefaultConfig(filepath.Join(mnt, "badger"))
 	cfg.MemTableBytes, cfg.MaxValueBytes = 8<<20, 64<<10
 	s := openTest(t, cfg)
@@ -107,15 +100,4 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("%d messages listed after recovery (%v), want %d", len(list.Entries), err, acked)
 	}
 	t.Logf("acknowledged 110, refused %d appends (+1 KV put, +1 replay batch) with the disk full, acked 1 on it, %d held after recovery, none of the refused", refused, acked)
-}
-
-// skipUnlessCI skips the test with why, except under CI=true: CI runs as
-// root with the privileges these tests need, so there a missing one is a
-// failure, not a test that quietly proves nothing.
-func skipUnlessCI(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why + "; skipped")
 }
