@@ -193,8 +193,10 @@ func pkiSignCmd() *cobra.Command {
 			"pki-static dir, or a directory you copy to them). A document already written is\n" +
 			"never replaced: members keep the first document of an epoch. The next epoch's\n" +
 			"document is signed once --lead of the current epoch has passed (default half),\n" +
-			"so that nodes had time to export. With --watch, sign again every few seconds\n" +
-			"until stopped: the re-sign-each-epoch mode.",
+			"so that nodes had time to export. With --nodes, an epoch's document waits for\n" +
+			"that many nodes (at most --lead of an epoch from the signer's start; the next\n" +
+			"epoch's until a tenth of an epoch before it begins). With --watch, sign again\n" +
+			"every few seconds until stopped: the re-sign-each-epoch mode.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := config.LoadNetwork(netFile)
@@ -223,8 +225,10 @@ func pkiSignCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			started := time.Now()
 			for {
-				if err := signOnce(ctx, n, clk, key, descDir, outs, lead, minNodes, cmd.OutOrStdout()); err != nil && !watch {
+				waited := time.Since(started) >= time.Duration(lead*float64(clk.Period()))
+				if err := signOnce(ctx, n, clk, key, descDir, outs, lead, minNodes, waited, cmd.OutOrStdout()); err != nil && !watch {
 					return err
 				} else if err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
@@ -246,7 +250,7 @@ func pkiSignCmd() *cobra.Command {
 	cmd.Flags().StringSliceVar(&outs, "out", nil, "directory to write the signed documents to (repeatable)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "keep signing each epoch until stopped")
 	cmd.Flags().Float64Var(&lead, "lead", 0.5, "fraction of an epoch after which the next epoch's document is signed")
-	cmd.Flags().IntVar(&minNodes, "nodes", 0, "wait for this many nodes' descriptors before signing the current epoch (until --lead of it has passed)")
+	cmd.Flags().IntVar(&minNodes, "nodes", 0, "wait for this many nodes' descriptors before signing an epoch's document: at most --lead of an epoch from the signer's start, and the next epoch's until a tenth of an epoch before it begins")
 	for _, f := range []string{"network", "operator-key", "descriptors", "out"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -268,8 +272,9 @@ func readOperatorKey(path string) (ed25519.PrivateKey, error) {
 }
 
 // signOnce signs the current epoch's document and, past lead of the
-// epoch, the next one's, where none is written yet.
-func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519.PrivateKey, descDir string, outs []string, lead float64, minNodes int, w io.Writer) error {
+// epoch, the next one's, where none is written yet and signReady says so;
+// waited: the signer has run for lead of an epoch.
+func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519.PrivateKey, descDir string, outs []string, lead float64, minNodes int, waited bool, w io.Writer) error {
 	byEpoch, err := readDescriptors(descDir, n.Name)
 	if err != nil {
 		return err
@@ -284,7 +289,7 @@ func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519
 	var errs []error
 	for _, e := range epochs {
 		nodes := byEpoch[e]
-		if len(nodes) == 0 || (e == cur && !late && len(nodes) < minNodes) {
+		if !signReady(e == cur+1, len(nodes), minNodes, waited, clk.UntilNext(now), clk.Period()) {
 			continue // a document, once written, stands for its epoch: wait for the nodes
 		}
 		doc, err := interfaces.NewDocument(n.Name, e, n.Params(), nodes)
@@ -310,6 +315,26 @@ func signOnce(_ context.Context, n *config.Network, clk epoch.Clock, key ed25519
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// signReady reports whether an epoch's document is signed now from n
+// nodes' descriptors (next: it is the next epoch's, which signOnce
+// considers only past lead of the current one). It waits for minNodes,
+// but not for ever: not once the signer has run for lead of an epoch
+// (waited), and the next epoch's not within a tenth of an epoch of its
+// start. The wait counts from the signer's start, not the epoch's: a
+// network started late in an epoch once got that epoch's and the next
+// one's documents signed at once from the first two nodes to export, and
+// no usable document for 20 minutes.
+func signReady(next bool, n, minNodes int, waited bool, untilNext, period time.Duration) bool {
+	switch {
+	case n == 0:
+		return false
+	case n >= minNodes || waited:
+		return true
+	default:
+		return next && untilNext < period/10
+	}
 }
 
 // readDescriptors reads every .desc file of dir, verified, by epoch; one

@@ -94,3 +94,33 @@ func TestVersionFlag(t *testing.T) {
 		t.Errorf("sotto --version = %q, %v", out, err)
 	}
 }
+
+// The signer waits for --nodes from its own start, not the epoch's: one
+// started late in an epoch does not sign that epoch and the next at once
+// from the first nodes to export (it did, and a cold start in the second
+// half of a 20-minute epoch had no usable document for two epochs).
+func TestSignWaitsForTheNodesFromItsOwnStart(t *testing.T) {
+	const period = 20 * time.Minute
+	for _, tc := range []struct {
+		name        string
+		next        bool
+		n, min      int
+		waited      bool
+		untilNext   time.Duration
+		wantSigning bool
+	}{
+		{"no descriptors", false, 0, 0, true, period / 2, false},
+		{"enough nodes", false, 5, 5, false, period / 2, true},
+		{"without --nodes", false, 1, 0, false, period / 2, true},
+		{"too few, just started late in the epoch", false, 2, 5, false, period / 4, false},
+		{"too few, next epoch, just started", true, 2, 5, false, period / 4, false},
+		{"too few, waited long enough", false, 2, 5, true, period / 2, true},
+		{"too few, next epoch about to begin", true, 2, 5, false, period / 20, true},
+		{"too few, current epoch about to end", false, 2, 5, false, period / 20, false},
+		{"next epoch, enough nodes", true, 5, 5, false, period / 4, true},
+	} {
+		if got := signReady(tc.next, tc.n, tc.min, tc.waited, tc.untilNext, period); got != tc.wantSigning {
+			t.Errorf("%s: signReady = %v, want %v", tc.name, got, tc.wantSigning)
+		}
+	}
+}
